@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The whole opsux test suite, from a fresh clone on a fresh machine:
+#   bash tests/run.sh
+# 1. a virtual environment with opsux and its dev extras (reuses an active one),
+# 2. system parts the tests need: Chromium (browser tests) and PostgreSQL 15 server binaries,
+# 3. notebooks clean and in sync with the exported modules,
+# 4. notebook tests (nbdev_test), the catalog guard over our own code,
+# 5. pytest: rules, storage on SQLite and on a throwaway PostgreSQL the tests start themselves, browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+
+if [[ -z "${VIRTUAL_ENV:-}" ]]; then
+  step "virtual environment .venv"
+  [[ -x .venv/bin/python ]] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  source .venv/bin/activate
+fi
+step "install opsux with its dev extras"
+python -m pip install -q --upgrade pip
+python -m pip install -q -e ".[dev]"
+
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+apt_updated=""
+need_apt() {
+  [[ -n $apt_updated ]] || { as_root apt-get update -qq && apt_updated=1; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+if [[ ! -x /usr/bin/chromium ]]; then
+  step "install Chromium for the browser tests"
+  need_apt chromium || echo "!! could not install chromium: browser tests will fail"
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  step "install the PostgreSQL server binaries"
+  need_apt postgresql || echo "!! could not install postgresql: PostgreSQL tests will skip (or fail when OPSUX_REQUIRE_POSTGRES=1)"
+  # the Debian package starts a cluster of its own; the tests use a throwaway one instead
+  as_root service postgresql stop >/dev/null 2>&1 || true
+fi
+
+step "notebooks are clean and in sync with opsux/"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cp -r nbs opsux settings.ini "$tmp"/
+(cd "$tmp" && nbdev_clean >/dev/null && nbdev_export)
+diff -r -x __pycache__ nbs "$tmp/nbs" || { echo "!! notebooks are not clean: run nbdev_clean"; exit 1; }
+diff -r -x __pycache__ opsux "$tmp/opsux" || { echo "!! opsux/ is out of sync with nbs/: run nbdev_export"; exit 1; }
+
+step "catalog guard over our own code"
+opsux catalog check opsux tests bench
+
+step "notebook tests"
+nbdev_test --path nbs
+
+step "pytest (SQLite, PostgreSQL, Chromium)"
+set +e
+python -m pytest -q -p no:cacheprovider --timeout=600 tests "$@"
+rc=$?
+set -e
+if [[ $rc == 5 ]]; then echo "!! pytest collected no tests: the suite is missing"; exit 1; fi
+exit $rc
