@@ -1,6 +1,6 @@
 """Authentication (`opsux.auth`): bind checks, the cookie secret, login throttling, log redaction, and a real
 Panel server with opsux users driven over HTTP and in Chromium."""
-import http.cookiejar, http.server, json, logging, os, socket, stat, subprocess, sys, textwrap, threading, time
+import http.cookiejar, http.server, json, logging, os, socket, stat, subprocess, sys, textwrap, threading, time, types
 import urllib.error, urllib.parse, urllib.request
 
 import pytest
@@ -226,10 +226,11 @@ def test_oauth_without_settings_says_what_to_set(monkeypatch):
 # --- a real server -----------------------------------------------------------------------------------------
 
 SERVER = textwrap.dedent("""
-    import sys, panel as pn, opsux
+    import logging, sys, panel as pn, opsux
     from opsux.auth import LoginThrottle, auth_kwargs, current_user
     db, port, mode, as_user = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None
     ops = opsux.connect(db)
+    logging.basicConfig(level=logging.DEBUG)          # everything a verbose deployment would write
     kw = auth_kwargs(ops, mode, host="127.0.0.1", as_user=as_user,
                      throttle=LoginThrottle(max_failures=3, window=300, lockout=600))
     default = as_user if mode == "none" else None
@@ -246,8 +247,8 @@ def _free_port():
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
-def _start_server(tmp_path, db, mode, as_user=""):
-    port = _free_port()
+def _start_server(tmp_path, db, mode, as_user="", port=None):
+    port = port or _free_port()
     script = tmp_path / f"serve_{mode}.py"
     script.write_text(SERVER)
     log = open(tmp_path / f"server_{mode}.log", "w")
@@ -419,3 +420,88 @@ def test_auth_none_acts_as_the_given_user_without_login(tmp_path):
         expect(page.get_by_text("Signed in as Grace Hopper")).to_be_visible(timeout=30_000)
     finally:
         browser.close(); pw.stop(); proc.terminate(); proc.wait(10)
+
+
+# --- OAuth / OIDC against a local identity provider ------------------------------------------------------------
+
+def _b64(data: bytes) -> str:
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def idp():
+    "A tiny OpenID Connect provider on loopback: it signs in whoever `idp.email` names."
+    state = types.SimpleNamespace(email=None, codes={}, base=None, token_requests=0)
+    class H(http.server.BaseHTTPRequestHandler):
+        def _json(self, obj, status=200):
+            body = json.dumps(obj).encode()
+            self.send_response(status); self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        def do_GET(self):
+            u = urllib.parse.urlsplit(self.path); q = dict(urllib.parse.parse_qsl(u.query))
+            if u.path == "/.well-known/openid-configuration":
+                return self._json({"issuer": state.base, "authorization_endpoint": state.base + "/authorize",
+                                   "token_endpoint": state.base + "/token", "userinfo_endpoint": state.base + "/userinfo"})
+            if u.path == "/authorize" and q.get("client_id") == "opsux-test":
+                code = "code-" + os.urandom(8).hex(); state.codes[code] = state.email
+                self.send_response(302)
+                self.send_header("Location", q["redirect_uri"] + "?" + urllib.parse.urlencode({"code": code, "state": q["state"]}))
+                return self.end_headers()
+            self._json({"error": "not_found"}, 404)
+        def do_POST(self):
+            form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+            state.token_requests += 1
+            email = state.codes.pop(form.get("code"), None)
+            if form.get("client_secret") != "idp-client-secret" or email is None:
+                return self._json({"error": "invalid_grant"}, 400)
+            claims = {"sub": email, "email": email, "email_verified": True, "exp": int(time.time()) + 3600}
+            id_token = ".".join([_b64(b'{"alg":"none"}'), _b64(json.dumps(claims).encode()), _b64(b"sig")])
+            self._json({"access_token": "at-" + os.urandom(8).hex(), "id_token": id_token, "token_type": "Bearer",
+                        "expires_in": 3600})
+        def log_message(self, *a): pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    state.base = f"http://127.0.0.1:{srv.server_port}"
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield state
+    srv.shutdown(); srv.server_close()
+
+
+def test_oauth_generic_oidc_maps_the_email_to_an_opsux_user_and_denies_strangers(tmp_path, idp, monkeypatch):
+    from playwright.sync_api import expect
+    db = f"sqlite:///{tmp_path}/oauth.sqlite"
+    ops = opsux.connect(db)
+    t = ops.directory.add_tenant("Contoso")
+    ops.directory.add_user("Ada Lovelace", email="ada@contoso.test", tenants=[t])
+    ops.close()
+    port = _free_port()
+    monkeypatch.setenv("OPSUX_OAUTH_PROVIDER", "generic")
+    monkeypatch.setenv("OPSUX_OAUTH_KEY", "opsux-test")
+    monkeypatch.setenv("OPSUX_OAUTH_SECRET", "idp-client-secret")
+    monkeypatch.setenv("OPSUX_OIDC_WELL_KNOWN", idp.base + "/.well-known/openid-configuration")
+    monkeypatch.setenv("OPSUX_OAUTH_REDIRECT_URI", f"http://127.0.0.1:{port}/login")
+    proc, base = _start_server(tmp_path, db, "oauth", port=port)
+    pw, browser = _browser()
+    try:
+        idp.email = "ada@contoso.test"
+        ctx = browser.new_context(); page = ctx.new_page()
+        page.goto(base + "/")
+        expect(page.get_by_text("Signed in as Ada Lovelace")).to_be_visible(timeout=30_000)
+        cookies = {c["name"]: c for c in ctx.cookies()}
+        assert cookies["user"]["httpOnly"] and cookies["user"]["sameSite"] == "Lax"
+        assert cookies["access_token"]["httpOnly"] and cookies["access_token"]["sameSite"] == "Lax"
+        page.goto(base + "/logout")
+        expect(page.locator("#logout-message")).to_be_visible()
+        assert not {"user", "access_token", "id_token"} & {c["name"] for c in ctx.cookies()}
+
+        idp.email = "stranger@elsewhere.test"          # a valid identity that is not an opsux user
+        ctx2 = browser.new_context(); page2 = ctx2.new_page()
+        page2.goto(base + "/")
+        expect(page2.get_by_text("Access denied")).to_be_visible(timeout=30_000)
+        expect(page2.get_by_text("Signed in as")).to_have_count(0)
+        assert idp.token_requests == 2
+    finally:
+        browser.close(); pw.stop(); proc.terminate(); proc.wait(10)
+    log = (tmp_path / "server_oauth.log").read_text()
+    assert "/login?code=***&state=***" in log                       # the callback was logged, masked
+    assert "idp-client-secret" not in log and "code-" not in log and "at-" not in log
