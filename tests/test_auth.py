@@ -233,9 +233,8 @@ SERVER = textwrap.dedent("""
     logging.basicConfig(level=logging.DEBUG)          # everything a verbose deployment would write
     kw = auth_kwargs(ops, mode, host="127.0.0.1", as_user=as_user,
                      throttle=LoginThrottle(max_failures=3, window=300, lockout=600))
-    default = as_user if mode == "none" else None
     def app():
-        user = current_user(ops, default)
+        user = current_user(ops, as_user)
         return pn.pane.Str(f"Signed in as {user.name}" if user else "Access denied", name="who")
     pn.serve({"/": app}, port=port, address="127.0.0.1", websocket_origin=f"127.0.0.1:{port}",
              show=False, start=True, verbose=False, **kw)
@@ -323,6 +322,29 @@ def test_right_password_sets_httponly_samesite_cookie_and_opens_the_app(server):
     assert "correct horse" not in " ".join(headers.get_all("Set-Cookie"))
     status, _, body = call(base + "/")
     assert status == 200 and "bokeh" in body.lower()
+
+
+def _session_token_payload(html):
+    import re
+    from bokeh.util.token import get_token_payload
+    m = re.search(r'"token":"([^"]+)"', html)
+    assert m, "no session token in the page"
+    return get_token_payload(m.group(1))
+
+
+def test_page_never_carries_the_session_cookie_and_a_sent_identity_header_is_overwritten(server):
+    base, _ = server
+    call, jar = _client()
+    call(base + "/login", {"username": "ada@contoso.test", "password": "correct horse battery"})
+    user_cookie = next(c.value for c in jar if c.name == "user")
+    req = urllib.request.Request(base + "/", headers={"X-Opsux-Identity": "bob@contoso.test",
+                                                      "Cookie": "; ".join(f"{c.name}={c.value}" for c in jar)})
+    html = urllib.request.urlopen(req, timeout=30).read().decode()
+    assert user_cookie not in html
+    payload = _session_token_payload(html)
+    assert "user" not in payload["cookies"] and "id_token" not in payload["cookies"]
+    assert "Cookie" not in payload["headers"]
+    assert payload["headers"]["X-Opsux-Identity"] == "ada@contoso.test"
 
 
 def test_wrong_passwords_are_rejected_then_throttled_even_for_the_right_password(server):
