@@ -90,12 +90,12 @@ def with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-def fresh_database(admin_url: str, name: str | None = None) -> str:
-    "Create an empty database on the server of `admin_url` and return its URL."
+def fresh_database(admin_url: str, name: str | None = None, template: str = "template0") -> str:
+    "Create an empty database (a copy of `template`) on the server of `admin_url` and return its URL."
     import psycopg
     name = name or f"opsux_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_psycopg_dsn(admin_url), autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        con.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return with_database(admin_url, name)
 
 

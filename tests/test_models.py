@@ -1,0 +1,75 @@
+"""The schema on both databases: JSONB, indexes, the dedupe and notification constraints, UTC datetimes, foreign keys."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from opsux.models import Notification, OperationRun, Tenant, User
+
+
+def test_tables_and_indexes(ops):
+    insp = inspect(ops.engine)
+    assert {"tenants", "users", "tenant_memberships", "operation_runs", "notifications"} <= set(insp.get_table_names())
+    seed_columns = ["id", "tenant_id", "user_id", "initiator_name", "type", "status", "outcome", "started_at", "completed_at",
+                    "summary_counts", "failure_summary", "context", "created_at", "updated_at"]
+    cols = [c["name"] for c in insp.get_columns("operation_runs")]
+    assert cols[:len(seed_columns)] == seed_columns and {"identity", "heartbeat_at"} <= set(cols)
+    names = {i["name"] for i in insp.get_indexes("operation_runs")}
+    assert {"ix_operation_runs_tenant_id_id", "ix_operation_runs_active_user_id", "uq_operation_runs_active_identity"} <= names
+    assert "ix_notifications_unread" in {i["name"] for i in insp.get_indexes("notifications")}
+
+
+def test_json_columns_are_jsonb_on_postgres(ops):
+    if not ops.is_postgres: pytest.skip("PostgreSQL only")
+    with ops.engine.connect() as c:
+        types = dict(c.execute(text("SELECT column_name, data_type FROM information_schema.columns "
+                                    "WHERE table_name = 'operation_runs'")).all())
+    assert {types[k] for k in ("summary_counts", "failure_summary", "context")} == {"jsonb"}
+    assert types["created_at"] == "timestamp with time zone"
+
+
+def test_active_identity_is_unique_in_the_schema(ops):
+    with ops.engine.begin() as c:
+        c.execute(insert(Tenant), [{"id": 1, "name": "Contoso"}])
+        row = {"tenant_id": 1, "type": "inventory.sync", "identity": "all"}
+        c.execute(insert(OperationRun), [row, {**row, "identity": None}, {**row, "identity": None}])
+    with pytest.raises(IntegrityError):
+        with ops.engine.begin() as c: c.execute(insert(OperationRun), [row])
+    with ops.engine.begin() as c:
+        c.execute(OperationRun.__table__.update().values(status="completed", outcome="succeeded"))
+        c.execute(insert(OperationRun), [row])  # the identity is free once the run is terminal
+
+
+def test_one_notification_per_run_user_type(ops):
+    with ops.engine.begin() as c:
+        c.execute(insert(Tenant), [{"id": 1, "name": "Contoso"}])
+        c.execute(insert(User), [{"id": 1, "name": "Ada"}])
+        c.execute(insert(OperationRun), [{"id": 1, "tenant_id": 1, "type": "inventory.sync"}])
+        c.execute(insert(Notification), [{"user_id": 1, "run_id": 1, "data": {}}])
+    with pytest.raises(IntegrityError):
+        with ops.engine.begin() as c: c.execute(insert(Notification), [{"user_id": 1, "run_id": 1, "data": {}}])
+
+
+def test_foreign_keys_are_enforced(ops):
+    with pytest.raises(IntegrityError):
+        with ops.engine.begin() as c: c.execute(insert(OperationRun), [{"tenant_id": 42, "type": "inventory.sync"}])
+
+
+def test_datetimes_are_utc(ops):
+    when = datetime(2026, 1, 18, 15, 50, 15, 123456, tzinfo=timezone(timedelta(hours=1)))
+    with ops.engine.begin() as c:
+        c.execute(insert(Tenant), [{"id": 1, "name": "Contoso", "created_at": when}])
+    with ops.engine.connect() as c:
+        got = c.execute(select(Tenant.created_at)).scalar()
+    assert got == when and got.tzinfo is not None and got.utcoffset() == timedelta(0)
+
+
+def test_defaults(ops):
+    with ops.engine.begin() as c:
+        c.execute(insert(Tenant), [{"id": 1, "name": "Contoso"}])
+        c.execute(insert(OperationRun), [{"tenant_id": 1, "type": "inventory.sync"}])
+    with ops.engine.connect() as c:
+        r = c.execute(select(OperationRun)).mappings().one()
+    assert (r["status"], r["outcome"], r["summary_counts"], r["failure_summary"], r["context"]) == ("queued", "pending", {}, [], {})
+    assert r["created_at"].tzinfo is not None
