@@ -527,3 +527,18 @@ def test_oauth_generic_oidc_maps_the_email_to_an_opsux_user_and_denies_strangers
     log = (tmp_path / "server_oauth.log").read_text()
     assert "/login?code=***&state=***" in log                       # the callback was logged, masked
     assert "idp-client-secret" not in log and "code-" not in log and "at-" not in log
+
+
+def test_as_user_only_applies_to_auth_none(tmp_path):
+    ops = opsux.connect(f"sqlite:///{tmp_path}/as.sqlite")
+    try:
+        ops.directory.add_user("Ada", email="ada@contoso.test")
+        assert auth_kwargs(ops, "none", host="::1", as_user="ADA@contoso.test") == {}
+        with pytest.raises(AuthConfigError, match="--as only applies to --auth none"):
+            auth_kwargs(ops, "basic", host="0.0.0.0", as_user="ada@contoso.test", secret=SECRET)
+        with pytest.raises(AuthConfigError, match="no opsux user"):
+            auth_kwargs(ops, "none", host="127.0.0.1", as_user="eve@contoso.test")
+        with pytest.raises(AuthConfigError, match="loopback"):
+            auth_kwargs(ops, "none", host="0.0.0.0", as_user="ada@contoso.test")
+    finally:
+        ops.close()
