@@ -155,3 +155,20 @@ def test_normalize_failures_from_json_text():
     assert first_failure_message(stored) == "Graph returned 503"
     assert normalize_failures("[not json") == [{"code": None, "message": "[not json"}]
     assert normalize_failures(None) == [] and first_failure_message(None) is None
+
+
+# Messages assembled from the pieces the rules react to: the hardest inputs for idempotence.
+FRAGMENTS = ["password=", "Password: ", "token=", "Bearer ", "Basic ", "Authorization: ", "Cookie: a=b; ", "sig=", "://u:",
+             "@", "AKIA", "eyJ", "Q~", '{"error": {"code": "X", "message": "', '"}}', "{'message': '", "'}", "[{\"",
+             "<html><title>", "</title></html>", "<?xml?><Error><Code>C</Code><Message>", "</Message></Error>",
+             "Traceback (most recent call last):\n", '  File "x.py", line 1\n', "ValueError: ", "\n", " ", "…",
+             "[redacted]", "-----BEGIN PRIVATE KEY-----\n", "-----END PRIVATE KEY-----", "abc123", "x" * 40,
+             "3fa85f64-5717-4562-b3fc-2c963f66afa6", "&", ";", '"', "'", "\\", "\u202e", "\u200b", "é"]
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join))
+def test_idempotent_on_rule_fragments(text):
+    result = sanitize(text)
+    assert_shape(result)
+    assert sanitize(result) == result
