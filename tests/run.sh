@@ -45,7 +45,7 @@ diff -r -x __pycache__ nbs "$tmp/nbs" || { echo "!! notebooks are not clean: run
 diff -r -x __pycache__ opsux "$tmp/opsux" || { echo "!! opsux/ is out of sync with nbs/: run nbdev_export"; exit 1; }
 
 step "catalog guard over our own code"
-opsux catalog check opsux tests bench
+opsux catalog check opsux bench
 
 step "notebook tests"
 nbdev_test --path nbs
