@@ -63,7 +63,7 @@ class TerminalNotification:
 def run_fields(run, *names: str) -> list:
     "Values of `names` on a mapping, an ORM object or any object; absent or unreadable fields are None."
     try:
-        get = run.get if isinstance(run, Mapping) else (lambda n: getattr(run, n, None))
+        get = run.get if type(run) is dict or isinstance(run, Mapping) else (lambda n: getattr(run, n, None))
     except Exception:
         return [None] * len(names)
     out = []
@@ -300,7 +300,7 @@ def _terminal_notification(self: OperationUxPresenter, run) -> TerminalNotificat
     "Notification for a finished run: outcome title, summary body (+ sanitized first failure), colour, link."
     type_, st, outcome, counts, failures = run_fields(run, "type", "status", "outcome", "summary_counts", "failure_summary")
     status = _status(st, outcome)
-    try: body = summary_line(_counts(counts))
+    try: body = summary_line(counts)  # normalizes the counts itself
     except Exception: body = None
     if not isinstance(body, str) or not body: body = FALLBACK_BODIES[status]
     if status is UxStatus.failed or status is UxStatus.partial:
