@@ -40,11 +40,11 @@ class ProgressRow:
     run_id: int | None  # None when the run has no usable id
     label: str  # catalog label, or "Unknown operation"
     status: UxStatus  # normalized status
-    status_text: str  # e.g. "Running · 45 of 120"
+    status_text: str  # e.g. "Running · 45 of 120", "Queued · waiting 12s"
     percent: float | None  # 0–100, one decimal, floored; None without valid total/processed
     elapsed_seconds: int | None  # running: since start; queued: waiting time; terminal: start → end
     eta_seconds: int | None  # only while running with enough evidence; never negative
-    elapsed_text: str | None  # e.g. "1m 30s", "waiting 12s"
+    elapsed_text: str | None  # format_duration(elapsed_seconds), e.g. "1m 30s"
     eta_text: str | None  # e.g. "2m 30s"
     url: str  # the canonical "View run" link
 
@@ -171,8 +171,12 @@ class EtaSmoother:
         with self._lock: self._last.pop(key, None)
 
 # %% ../nbs/05_presenter.ipynb #5647191b
-def status_text(status: UxStatus, counts: Mapping) -> str:
-    "Short status text: the status label, with progress counts while running ('Running · 45 of 120')."
+def status_text(status: UxStatus, # normalized status
+                counts: Mapping, # normalized summary counts
+                elapsed: float | None = None, # seconds from `elapsed_seconds`
+               ) -> str:
+    "Short status text: the label, with counts while running ('Running · 45 of 120') or the wait while queued."
+    if status is UxStatus.queued and elapsed is not None: return f"Queued · waiting {format_duration(elapsed)}"
     if status is UxStatus.running:
         processed, total = counts.get("processed"), counts.get("total")
         if isinstance(processed, int) and processed < 10**15:  # larger counts are bad data, not progress
@@ -290,8 +294,7 @@ def _progress_row(self: OperationUxPresenter, run,
         self.eta.forget(run_id)
     elapsed = None if elapsed is None else int(elapsed)
     elapsed_text = None if elapsed is None else format_duration(elapsed)
-    if elapsed_text is not None and status is UxStatus.queued: elapsed_text = f"waiting {elapsed_text}"
-    return ProgressRow(run_id, self.label(type_), status, status_text(status, counts), progress_percent(counts),
+    return ProgressRow(run_id, self.label(type_), status, status_text(status, counts, elapsed), progress_percent(counts),
                        elapsed, eta, elapsed_text, None if eta is None else format_duration(eta), _url(run_id))
 
 # %% ../nbs/05_presenter.ipynb #b85a50ab

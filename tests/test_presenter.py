@@ -77,7 +77,7 @@ def test_progress_row_running_with_eta(ux):
 def test_progress_row_queued_says_waiting(ux):
     row = ux.progress_row({"id": 6, "type": "policy.sync", "status": "queued", "outcome": "pending", "created_at": ago(12)})
     assert (row.status, row.status_text, row.elapsed_seconds, row.elapsed_text, row.eta_seconds) == \
-        (UxStatus.queued, "Queued", 12, "waiting 12s", None)
+        (UxStatus.queued, "Queued · waiting 12s", 12, "12s", None)
 
 
 def test_progress_row_terminal_uses_start_to_end(ux):
@@ -266,7 +266,8 @@ def check_all(ux: OperationUxPresenter, run, now) -> None:
     assert row.eta_seconds is None or row.status is UxStatus.running
     assert (row.eta_text is None) == (row.eta_seconds is None)
     assert row.elapsed_seconds is None or row.elapsed_seconds >= 0
-    assert (row.elapsed_text is None) == (row.elapsed_seconds is None)
+    assert row.elapsed_text == (None if row.elapsed_seconds is None else format_duration(row.elapsed_seconds))
+    assert row.eta_text == (None if row.eta_seconds is None else format_duration(row.eta_seconds))
     assert isinstance(row.label, str) and row.label and isinstance(row.status_text, str) and row.status_text
     assert note.status in NOTIFICATION_STATUSES
     assert note.body and len(note.body) <= MAX_BODY_LENGTH and isinstance(note.title, str)
