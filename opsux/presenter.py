@@ -144,7 +144,7 @@ class EtaSmoother:
     def __init__(self,
                  memory: int = 256,  # runs remembered; 0 disables smoothing
                  time_constant: float = 10.0):  # seconds τ for the estimate to follow a new one by ~63 %
-        self.memory, self.time_constant = memory, time_constant
+        self.memory, self.time_constant, self.tolerance = memory, time_constant, 60.0
         self._last: OrderedDict = OrderedDict()  # run id -> (at, eta, total)
         self._lock = threading.Lock()
 
@@ -157,8 +157,8 @@ class EtaSmoother:
             eta, prev = raw, self._last.get(key)
             if prev is not None and prev[2] == total:
                 dt = (now - prev[0]).total_seconds()
-                if dt == 0: eta = prev[1]
-                elif dt > 0:
+                if -self.tolerance <= dt <= 0: return max(prev[1] - dt, 0.0)  # not newer: answer from memory
+                if dt > 0:
                     w = 1.0 - math.exp(-dt / self.time_constant)
                     eta = w * raw + (1.0 - w) * max(prev[1] - dt, 0.0)
             self._last[key] = (now, eta, total)

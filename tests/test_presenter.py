@@ -130,10 +130,12 @@ def test_eta_memory_is_bounded_and_forgotten_when_done():
     assert len(ux.eta) == 2
 
 
-def test_eta_smoother_resets_when_time_goes_back():
+def test_eta_smoother_answers_slightly_older_instants_from_memory_and_resets_on_big_jumps():
     sm = EtaSmoother()
     sm.smooth(1, 100.0, NOW, 10)
-    assert sm.smooth(1, 40.0, NOW - timedelta(seconds=5), 10) == 40.0
+    assert sm.smooth(1, 40.0, NOW - timedelta(seconds=5), 10) == 105.0  # a session 5 s behind: same countdown
+    assert sm.smooth(1, 40.0, NOW, 10) == 100.0  # ... and it changed nothing
+    assert sm.smooth(1, 40.0, NOW - timedelta(minutes=5), 10) == 40.0  # clock jumped back: start afresh
     assert sm.smooth(1, 7.0, NOW + timedelta(hours=1), 99) == 7.0  # total changed: new estimate
 
 
