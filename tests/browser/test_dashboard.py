@@ -1,0 +1,182 @@
+"""The dashboard in a real browser: toast → live widget → terminal → notification → run detail, list filters and
+paging in the URL, tenant scoping, and stored markup rendered as text."""
+from __future__ import annotations
+
+import re, time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from conftest import XSS
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def widget_rows(page):
+    return page.locator(".ox-progress-widget .ox-row")
+
+
+def bell_count(page) -> int:
+    text = page.locator(".ox-bell button").inner_text()
+    return int(re.search(r"(\d+)", text).group(1))
+
+
+def shot(page, name, locator=None, server=None):
+    "Save a README screenshot (SQLite run only; kept small)."
+    if server is not None and not server.db_url.startswith("sqlite"): return
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    (locator or page).screenshot(path=str(path))
+    assert path.stat().st_size < 300_000, f"{path} is too large for the README"
+
+
+def test_enqueue_toast_live_widget_terminal_notification_detail(page, server):
+    page.goto(server.base + "/actions")
+    button = page.get_by_role("button", name="Start inventory sync")
+    expect(button).to_be_visible()
+    expect(page.locator(".ox-bell button")).to_have_text(re.compile(r"\d+"))
+    unread_before = bell_count(page)
+    page.evaluate("window.__noReload = 'still here'")
+
+    t0 = time.monotonic()
+    button.click()
+    toast = page.locator(".notyf__toast").filter(has_text="Inventory sync queued")
+    expect(toast).to_be_visible(timeout=1000)
+    assert time.monotonic() - t0 < 1.5
+    expect(toast.get_by_text("View run")).to_have_attribute("href", re.compile(r"^/operations/run\?id=\d+$"))
+
+    row = widget_rows(page).first
+    expect(row).to_be_visible()
+    run_id = int(row.get_attribute("data-run-id"))
+    percent = row.locator(".ox-percent")
+    expect(percent).to_have_text(re.compile(r"\d+%"), timeout=10000)
+    first = percent.inner_text()
+    expect(percent).not_to_have_text(first, timeout=10000)            # moves without reload
+    expect(row.locator(".ox-eta, .ox-elapsed").first).to_contain_text(re.compile(r"\d+s|elapsed"))
+    shot(page, "widget", page.locator(".ox-progress-widget"), server)
+
+    terminal = page.locator(f'.ox-progress-widget .ox-row[data-run-id="{run_id}"]'
+                            '[data-status="succeeded"], '
+                            f'.ox-progress-widget .ox-row[data-run-id="{run_id}"][data-status="partial"], '
+                            f'.ox-progress-widget .ox-row[data-run-id="{run_id}"][data-status="failed"]')
+    expect(terminal).to_have_count(1, timeout=30000)                  # terminal state shown briefly
+    expect(page.locator(f'.ox-progress-widget .ox-row[data-run-id="{run_id}"]')).to_have_count(0, timeout=20000)
+    expect(page.locator(".ox-progress-widget")).to_be_hidden()         # nothing active: the widget hides
+    expect(page.locator(".ox-bell button")).to_have_text(re.compile(rf"\b{unread_before + 1}\b"))
+    assert page.evaluate("window.__noReload") == "still here"
+
+    page.locator(".ox-bell button").click()
+    note = page.locator(".ox-note").filter(has_text="Inventory sync").first
+    expect(note).to_be_visible()
+    note.get_by_text("View run").click()
+    page.wait_for_url(re.compile(rf"/operations/run\?id={run_id}$"))
+    detail = page.locator(".ox-detail")
+    expect(detail.locator(".ox-run-title")).to_contain_text("Inventory sync")
+    expect(detail.locator(".ox-badge").first).to_have_text(re.compile("Completed|Partial|Failed"))
+    expect(detail).to_contain_text("Initiator")
+    shot(page, "detail", None, server)
+    assert not page.dialogs and not page.errors
+
+
+def test_dedupe_toast_links_to_the_active_run(page, server):
+    page.goto(server.base + "/actions")
+    button = page.get_by_role("button", name="Start policy sync")
+    button.click()
+    first = page.locator(".notyf__toast").filter(has_text="Policy sync queued")
+    expect(first).to_be_visible(timeout=1000)
+    href = first.get_by_text("View run").get_attribute("href")
+    button.click()
+    again = page.locator(".notyf__toast").filter(has_text="already")
+    expect(again).to_be_visible(timeout=1000)
+    expect(again.get_by_text("View run")).to_have_attribute("href", href)
+
+
+def test_list_filters_paging_and_url_state(page, server):
+    page.goto(server.base + "/operations")
+    rows = page.locator(".ox-table tbody tr")
+    expect(rows).to_have_count(25)
+    first_id = int(rows.first.get_attribute("data-run-id"))
+    ids = [int(x) for x in rows.evaluate_all("rs => rs.map(r => r.dataset.runId)")]
+    assert ids == sorted(ids, reverse=True)                           # newest first
+    shot(page, "list", None, server)
+
+    page.locator(".ox-older button").click()
+    expect(page.locator(".ox-page")).to_contain_text("Page 2")
+    expect(rows.first).not_to_have_attribute("data-run-id", str(first_id))
+    assert int(rows.first.get_attribute("data-run-id")) < ids[-1]
+    page.wait_for_url(re.compile(r"after=\d+"))
+    page.reload()                                                      # page state survives a reload
+    expect(page.locator(".ox-page")).to_contain_text("Page 2")
+    page.locator(".ox-newer button").click()
+    expect(rows.first).to_have_attribute("data-run-id", str(first_id))
+
+    page.locator(".ox-f-status select").select_option(label="Failed")
+    page.wait_for_url(re.compile(r"status=failed"))
+    expect(rows.first.locator(".ox-badge")).to_have_text("Failed")
+    badges = page.locator(".ox-table .ox-badge")
+    assert set(badges.all_inner_texts()) == {"Failed"}
+    page.reload()
+    expect(rows.first.locator(".ox-badge")).to_have_text("Failed")
+    assert set(badges.all_inner_texts()) == {"Failed"}
+
+    # a detail opened from the filtered list goes back to the filtered list
+    rows.first.locator("a").first.click()
+    page.wait_for_url(re.compile(r"/operations/run\?id=\d+$"))
+    page.locator(".ox-back").click()
+    page.wait_for_url(re.compile(r"/operations\?.*status=failed"))
+
+    page.goto(server.base + f"/operations?run_id={first_id}")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-run-id", str(first_id))
+
+    page.goto(server.base + "/operations?since=2999-01-01")
+    expect(page.locator(".ox-table")).to_contain_text("No operation runs match")
+
+
+def test_other_tenants_run_reads_not_found(page, server):
+    page.goto(server.base + f"/operations/run?id={server.info['evil_run_id']}")
+    expect(page.locator(".ox-not-found")).to_have_text("Run not found")
+    page.goto(server.base + "/operations/run?id=987654321")
+    expect(page.locator(".ox-not-found")).to_have_text("Run not found")
+    page.goto(server.base + f"/operations?run_id={server.info['evil_run_id']}")
+    expect(page.locator(".ox-table")).to_contain_text("No operation runs match")
+
+
+def test_stored_markup_is_text_and_never_runs(page, server):
+    page.context.add_cookies([{"name": "opsux_persona", "value": str(server.info["mallory_id"]),
+                               "url": server.base}])
+    run_id = server.info["evil_run_id"]
+    page.goto(server.base + "/operations")
+    rows = page.locator(".ox-table tbody tr")
+    expect(rows.first).to_have_attribute("data-run-id", str(run_id))
+    expect(rows.first).to_contain_text(XSS["user"])                   # initiator shown literally
+    expect(rows.first).to_contain_text(XSS["tenant"])                 # tenant name shown literally
+    expect(page.locator(".ox-tenant select")).to_contain_text("Evil Corp")
+
+    page.goto(server.base + f"/operations/run?id={run_id}")
+    detail = page.locator(".ox-detail")
+    expect(detail).to_contain_text("Graph call failed for item 42")   # the human part of the failure survives
+    expect(detail.locator(".ox-context")).to_contain_text(XSS["context"])
+    expect(detail.locator(".ox-context")).to_contain_text("javascript:window.__xss=1")
+    assert detail.locator(".ox-context a").count() == 0               # no link from a javascript: value
+
+    page.locator(".ox-bell button").click()
+    expect(page.locator(".ox-note").first).to_be_visible()
+
+    injected = page.evaluate("""() => {
+        const found = [];
+        const walk = root => root.querySelectorAll('*').forEach(el => {
+            if (el.shadowRoot) walk(el.shadowRoot);
+            // Bokeh's document JSON (type application/json) holds the data as inert text; any other script
+            // that mentions the payload would be an injection
+            if (el.tagName === 'SCRIPT' && el.type !== 'application/json' && el.textContent.includes('__xss'))
+                found.push('script in ' + (el.parentNode.outerHTML || el.parentNode.host.outerHTML).slice(0, 300));
+            if (el.getAttribute && el.getAttribute('onerror')) found.push('onerror');
+        });
+        walk(document);
+        return found;
+    }""")
+    assert injected == []
+    assert page.evaluate("window.__xss") is None
+    assert not page.dialogs and not page.errors
