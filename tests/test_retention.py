@@ -143,6 +143,30 @@ def test_batch_count(world, n, batch_size, batches):
     assert run_ids(ops) == set(keep)
 
 
+def test_sparse_history_and_id_gaps(world):
+    """Prunable runs scattered among kept ones, and a huge gap in the ids: each batch looks at a window of rows (not
+    of id values), so every prunable run goes, every kept one stays, and the gap costs nothing."""
+    ops = world.ops
+    old, kept = [], []
+    for _ in range(30):
+        old += add_rows(ops, world, 1, days=100, notify=True)
+        kept += add_rows(ops, world, 2, days=10)
+    far = old[-1] + 10**12
+    with ops.engine.begin() as con:
+        con.execute(insert(OperationRun).values(
+            id=far, tenant_id=world.contoso.id, type="inventory.sync", status="completed", outcome="succeeded",
+            created_at=utcnow() - 100 * DAY, completed_at=utcnow() - 100 * DAY, updated_at=utcnow(),
+            summary_counts={}, failure_summary=[], context={}))
+    kept += add_rows(ops, world, 3, days=10)  # after the gap
+
+    started = time.perf_counter()
+    figures = prune(ops, timedelta(days=90), batch_size=4)
+    assert time.perf_counter() - started < 30
+    assert (figures["deleted_runs"], figures["deleted_notifications"]) == (31, 30)
+    assert 8 <= figures["batches"] <= 31
+    assert run_ids(ops) == set(kept)
+
+
 def test_second_prune_deletes_nothing(world):
     ops = world.ops
     add_rows(ops, world, 11, days=100, notify=True)
