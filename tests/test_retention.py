@@ -181,7 +181,7 @@ def test_progress_true_prints_to_stderr(world, capsys):
     prune(world.ops, timedelta(days=90), batch_size=2, progress=True)
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.splitlines()[0].startswith("opsux prune: 2 runs and 0 notifications deleted in 1 batches (")
+    assert err.splitlines()[0].startswith("opsux prune: 2 runs and 0 notifications deleted in 1 batch (")
     assert err.splitlines()[-1].startswith("opsux prune: 6 runs and 0 notifications deleted in 3 batches (")
 
 
