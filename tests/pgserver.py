@@ -31,7 +31,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def _start() -> str:
+def _start(durable: bool = False) -> str:
     if not (PG_BIN / "initdb").exists():
         raise PostgresUnavailable(f"no PostgreSQL server binaries in {PG_BIN}")
     base = Path(tempfile.mkdtemp(prefix="opsux-pg-"))
@@ -48,8 +48,9 @@ def _start() -> str:
         raise PostgresUnavailable(f"initdb failed: {e.stderr.strip()[-500:]}") from e
     port = _free_port()
     opts = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={sock} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-            "-c shared_buffers=256MB")
+            "-c max_connections=200 -c shared_buffers=256MB")
+    if not durable:  # tests throw the data away: skip the flushes
+        opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     try:
         run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-o", opts, "-w", "-t", "60", "start"])
     except subprocess.CalledProcessError as e:
@@ -63,6 +64,11 @@ def _start() -> str:
         shutil.rmtree(base, ignore_errors=True)
     atexit.register(stop)
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+
+def start_postgres(durable: bool = True) -> str:
+    "Start a private throwaway server (durable: fsync on, as in production) and return its admin URL."
+    return _start(durable=durable)
 
 
 def ensure_postgres() -> str:
