@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pgserver import ensure_postgres, fresh_database  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
-from sqlalchemy.orm import configure_mappers  # noqa: E402
 
 import opsux  # noqa: E402
 from opsux.models import Notification, OperationRun  # noqa: E402
@@ -109,7 +108,6 @@ def main() -> int:
     stuck = old // stuck_every
     old_finished = old - stuck
 
-    configure_mappers()  # the service builds detached objects before any ORM query would configure the mappers
     url = fresh_database(ensure_postgres())
     ops = opsux.connect(url)
     d = ops.directory
