@@ -61,6 +61,9 @@ def test_enqueue_toast_live_widget_terminal_notification_detail(page, server):
                             f'.ox-progress-widget .ox-row[data-run-id="{run_id}"][data-status="partial"], '
                             f'.ox-progress-widget .ox-row[data-run-id="{run_id}"][data-status="failed"]')
     expect(terminal).to_have_count(1, timeout=30000)                  # terminal state shown briefly
+    done = page.locator(".notyf__toast").filter(has_text=re.compile(r"Inventory sync (completed|failed)"))
+    expect(done.first).to_be_visible()                                 # and a terminal toast with its link
+    expect(done.first.get_by_text("View run")).to_have_attribute("href", f"/operations/run?id={run_id}")
     expect(page.locator(f'.ox-progress-widget .ox-row[data-run-id="{run_id}"]')).to_have_count(0, timeout=20000)
     expect(page.locator(".ox-progress-widget")).to_be_hidden()         # nothing active: the widget hides
     expect(page.locator(".ox-bell button")).to_have_text(re.compile(rf"\b{unread_before + 1}\b"))
