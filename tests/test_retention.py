@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 import opsux
+import pgserver
 from opsux.models import Notification, OperationRun, utcnow
 from opsux.retention import prune
 
@@ -240,3 +241,37 @@ def test_worker_advancing_an_active_run_is_not_held_up(world):
     assert runs.get(run.id).summary_counts["processed"] == len(latencies)  # no lost increments
     assert max(during) < 2.0, f"an advance waited {max(during):.2f}s during the prune"
     assert runs.get(run.id).status == "running"
+
+
+@pytest.fixture
+def pg_ops(pg_url):
+    "An opsux database on PostgreSQL only (for behaviour SQLite has no equivalent of)."
+    url = pgserver.fresh_database(pg_url)
+    o = opsux.connect(url)
+    yield o
+    o.close()
+    pgserver.drop_database(pg_url, url)
+
+
+def test_rows_locked_by_others_are_skipped_not_waited_for(pg_ops):
+    """PostgreSQL: a transaction holding an old finished run (say, a slow report) neither blocks prune nor is blocked
+    by it; that one run is left for the next prune."""
+    ops = pg_ops
+    world = type("W", (), dict(contoso=ops.directory.add_tenant("Contoso"), ada=ops.directory.add_user("Ada")))
+    ids = add_rows(ops, world, 10, days=100, notify=True)
+    holder = ops.engine.connect()
+    tx = holder.begin()
+    holder.execute(select(OperationRun.id).where(OperationRun.id == ids[3]).with_for_update())
+    result = {}
+    pruner = threading.Thread(target=lambda: result.update(prune(ops, timedelta(days=90), batch_size=5)), daemon=True)
+    try:
+        pruner.start(); pruner.join(timeout=20)
+        assert not pruner.is_alive(), "prune waited for a row lock held by another transaction"
+        assert (result["deleted_runs"], result["deleted_notifications"]) == (9, 9)
+        assert run_ids(ops) == {ids[3]}
+    finally:
+        tx.rollback(); holder.close()
+        pruner.join(timeout=20)
+    again = prune(ops, timedelta(days=90), batch_size=5)
+    assert (again["deleted_runs"], again["deleted_notifications"]) == (1, 1)
+    assert run_ids(ops) == set()
