@@ -102,3 +102,22 @@ def test_read_only_postgres_sessions_cannot_write(db_url):
         with pytest.raises(Exception, match="read-only"):
             with ops.engine.begin() as c: c.execute(text("INSERT INTO tenants (name, created_at) VALUES ('x', now())"))
     finally: ops.close()
+
+
+def test_concurrent_first_connects_migrate_once(db_url):
+    import threading
+    errors, handles = [], []
+    barrier = threading.Barrier(4)
+    def go():
+        try:
+            barrier.wait()
+            handles.append(opsux.connect(db_url))
+        except Exception as e: errors.append(e)
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join(60)
+    try:
+        assert not errors, errors
+        assert len(handles) == 4 and all("operation_runs" in h.tables for h in handles)
+    finally:
+        for h in handles: h.close()
