@@ -58,10 +58,15 @@ def prepare_database(url: str, runs: int) -> dict:
         ops.runs.advance(run, processed=2, succeeded=1, failed=1)
         ops.runs.record_failure(run, XSS["failure"], code="<b>x</b>")
         ops.runs.complete(run)
+        reader = next(u for u in d.users() if ops.viewer(u).unread_count() >= 3 and u.id != persona.id)
+        for _ in range(3):   # more notifications than one inbox page (10) holds
+            r = ops.runs.enqueue(ops.viewer(reader).tenants()[0], "directory_groups.sync", user=reader)
+            ops.runs.start(r); ops.runs.set_total(r, 1); ops.runs.advance(r, processed=1, succeeded=1)
+            ops.runs.complete(r)
         mine = {t.id for t in ops.viewer(persona).tenants()}
         assert evil_tenant.id not in mine
         return dict(url=url, persona_id=persona.id, persona_email=persona.email, mallory_id=mallory.id,
-                    evil_run_id=run.id, evil_tenant_id=evil_tenant.id)
+                    evil_run_id=run.id, evil_tenant_id=evil_tenant.id, reader_id=reader.id)
     finally:
         ops.close()
 

@@ -183,3 +183,58 @@ def test_stored_markup_is_text_and_never_runs(page, server):
     assert injected == []
     assert page.evaluate("window.__xss") is None
     assert not page.dialogs and not page.errors
+
+
+def test_tenant_switcher_scopes_every_row(page, server):
+    page.goto(server.base + "/operations")
+    tenant = page.locator(".ox-tenant select")
+    expect(tenant.locator("option")).to_have_count(3)
+    options = tenant.locator("option").all_inner_texts()
+    assert "All my tenants" in options and "Contoso" in options and "Fabrikam" in options
+    assert not any("Evil Corp" in o for o in options)                  # only the user's tenants
+    tenant.select_option(label="Fabrikam")                             # stored in a cookie, then a reload
+    expect(tenant).to_have_value("Fabrikam")
+    cells = page.locator(".ox-table tbody tr td:nth-child(4)")
+    expect(cells.first).to_have_text("Fabrikam")
+    assert set(cells.all_inner_texts()) == {"Fabrikam"}
+    page.goto(server.base + "/operations")                             # the choice survives navigation
+    expect(page.locator(".ox-tenant select")).to_have_value("Fabrikam")
+    tenant = page.locator(".ox-tenant select")
+    tenant.select_option(label="All my tenants")
+    expect(tenant).to_have_value("All my tenants")
+    expect(cells.first).to_be_visible()
+    assert len(set(cells.all_inner_texts())) == 2
+
+
+def test_persona_switch_changes_who_and_what_is_visible(page, server):
+    page.goto(server.base + "/operations")
+    expect(page.locator(".ox-who")).to_contain_text("Olivia Operator")
+    persona = page.locator(".ox-persona select")
+    label = next(o for o in persona.locator("option").all_inner_texts() if "mallory@evil.test" in o)
+    persona.select_option(label=label)
+    expect(page.locator(".ox-who")).to_contain_text("Mallory")
+    rows = page.locator(".ox-table tbody tr")
+    expect(rows).to_have_count(1)                                      # Mallory's one tenant has one run
+    expect(rows.first).to_have_attribute("data-run-id", str(server.info["evil_run_id"]))
+
+
+def test_inbox_marks_read_and_pages(page, server):
+    page.context.add_cookies([{"name": "opsux_persona", "value": str(server.info["reader_id"]), "url": server.base}])
+    page.goto(server.base + "/operations")
+    bell = page.locator(".ox-bell button")
+    expect(bell).to_have_text(re.compile(r"\d+"))
+    before = bell_count(page)
+    assert before >= 1                                                 # seeded notifications: 3 unread each
+    bell.click()
+    unread = page.locator(".ox-inbox .ox-note.ox-unread")
+    expect(unread.first).to_be_visible()
+    page.locator(".ox-mark-read button").first.click()
+    expect(bell).to_have_text(re.compile(rf"\b{before - 1}\b"))
+    page.locator(".ox-mark-all button").click()
+    expect(bell).to_have_text(re.compile(r"\b0\b"))
+    expect(unread).to_have_count(0)
+    older = page.get_by_role("button", name="Older notifications")
+    expect(older).to_be_visible()                                      # 20 seeded > one page of 10
+    first_title = page.locator(".ox-inbox .ox-note").first.inner_text()
+    older.click()
+    expect(page.locator(".ox-inbox .ox-note").first).not_to_have_text(first_title)
