@@ -238,3 +238,36 @@ def test_inbox_marks_read_and_pages(page, server):
     first_title = page.locator(".ox-inbox .ox-note").first.inner_text()
     older.click()
     expect(page.locator(".ox-inbox .ox-note").first).not_to_have_text(first_title)
+
+
+def test_widget_and_detail_follow_a_run_driven_by_another_process(page, server):
+    "A worker elsewhere (here: the test process) drives a run; open pages follow it without a reload."
+    ops = server.ops()
+    try:
+        persona = ops.directory.get_user(server.info["persona_email"])
+        tenant = ops.viewer(persona).tenants()[0]
+        page.goto(server.base + "/operations")
+        expect(page.locator(".ox-table tbody tr").first).to_be_visible()
+        page.evaluate("window.__noReload = 1")
+        run = ops.runs.enqueue(tenant, "restore.execute", user=persona, context={"source": "another process"})
+        row = page.locator(f'.ox-progress-widget .ox-row[data-run-id="{run.id}"]')
+        expect(row).to_have_attribute("data-status", "queued")            # appears by push
+        expect(page.locator(".ox-table tbody tr").first).to_have_attribute("data-run-id", str(run.id))
+        ops.runs.start(run); ops.runs.set_total(run, 4); ops.runs.advance(run, processed=1, succeeded=1)
+        expect(row.locator(".ox-percent")).to_have_text("25%")
+
+        detail = page.context.new_page()
+        detail.goto(server.base + f"/operations/run?id={run.id}")
+        expect(detail.locator(".ox-detail .ox-percent")).to_have_text("25%")
+        ops.runs.advance(run, processed=2, succeeded=1, failed=1)
+        ops.runs.record_failure(run, "Restore target 'Pilot devices' was deleted", code="restore.conflict")
+        expect(row.locator(".ox-percent")).to_have_text("75%")
+        expect(detail.locator(".ox-detail .ox-percent")).to_have_text("75%")
+        ops.runs.advance(run, processed=1, succeeded=1); ops.runs.complete(run)
+        expect(detail.locator(".ox-detail .ox-badge").first).to_have_text("Partial")
+        expect(detail.locator(".ox-failure")).to_contain_text("Pilot devices")
+        expect(row).to_have_attribute("data-status", "partial")
+        expect(row).to_have_count(0, timeout=20000)
+        assert page.evaluate("window.__noReload") == 1
+    finally:
+        ops.close()
