@@ -133,7 +133,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, server):
+def page(browser):
     "A fresh browser context (own cookies) that records dialogs and page errors."
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     pg = ctx.new_page()
