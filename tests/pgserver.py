@@ -11,7 +11,14 @@ from __future__ import annotations
 import atexit, os, shutil, socket, subprocess, tempfile, threading, time, uuid
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("OPSUX_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _default_bin() -> Path:
+    "PostgreSQL 15's binaries, else the newest installed version's."
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    preferred = Path("/usr/lib/postgresql/15/bin")
+    return preferred if (preferred / "initdb").exists() or not found else found[-1].parent
+
+
+PG_BIN = Path(os.environ["OPSUX_PG_BIN"]) if os.environ.get("OPSUX_PG_BIN") else _default_bin()
 _lock = threading.Lock()
 _admin_url: str | None = None
 _error: str | None = None
