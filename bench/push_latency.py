@@ -5,7 +5,10 @@ the sidebar). This process plays the worker: for each sample it commits `advance
 total 100 and notes the time right after the commit returned; the page reports (via requestAnimationFrame
 polling inside the page) the moment the widget shows the new percent. Both clocks are this machine's clock.
 
-    python bench/push_latency.py [--samples 30] [--db sqlite|postgresql|both]
+    python bench/push_latency.py [--samples 30] [--db sqlite|postgresql|both] [--sessions 1]
+
+`--sessions N` keeps N-1 more dashboard tabs of the same user open while measuring (all of them are pushed
+every change; none polls the database).
 
 Prints median / p95 / max per database. Target: median ≤ 1 s on PostgreSQL.
 """
@@ -31,7 +34,7 @@ FIND_PERCENT = """([runId, want]) => {
 }"""
 
 
-def measure(url: str, samples: int, label: str) -> list[float]:
+def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float]:
     from playwright.sync_api import sync_playwright
     from conftest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_http
     from opsux.db import connect
@@ -51,6 +54,12 @@ def measure(url: str, samples: int, label: str) -> list[float]:
         wait_http(f"http://127.0.0.1:{port}/operations", proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            others = []
+            for _ in range(sessions - 1):
+                other = browser.new_page()
+                other.goto(f"http://127.0.0.1:{port}/operations")
+                other.locator(".ox-table").wait_for()
+                others.append(other)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/operations")
             page.locator(".ox-table").wait_for()
@@ -71,10 +80,10 @@ def measure(url: str, samples: int, label: str) -> list[float]:
     return latencies
 
 
-def report(label: str, xs: list[float]) -> None:
+def report(label: str, xs: list[float], sessions: int = 1) -> None:
     xs = sorted(xs)
     p95 = xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
-    print(f"{label:<11} n={len(xs):>3}  median {statistics.median(xs) * 1000:7.1f} ms  "
+    print(f"{label:<11} sessions={sessions:<3} n={len(xs):>3}  median {statistics.median(xs) * 1000:7.1f} ms  "
           f"p95 {p95 * 1000:7.1f} ms  max {xs[-1] * 1000:7.1f} ms  min {xs[0] * 1000:6.1f} ms", flush=True)
 
 
@@ -82,16 +91,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=30)
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--sessions", type=int, default=1, help="dashboard tabs open at once (>= 1)")
     args = ap.parse_args(argv)
     results = {}
     if args.db in ("postgresql", "both"):
         from pgserver import ensure_postgres, fresh_database
-        results["postgresql"] = measure(fresh_database(ensure_postgres()), args.samples, "pg")
-        report("postgresql", results["postgresql"])
+        results["postgresql"] = measure(fresh_database(ensure_postgres()), args.samples, "pg", args.sessions)
+        report("postgresql", results["postgresql"], args.sessions)
     if args.db in ("sqlite", "both"):
         url = f"sqlite:///{tempfile.mkdtemp(prefix='opsux-bench-')}/bench.sqlite"
-        results["sqlite"] = measure(url, args.samples, "sqlite")
-        report("sqlite", results["sqlite"])
+        results["sqlite"] = measure(url, args.samples, "sqlite", args.sessions)
+        report("sqlite", results["sqlite"], args.sessions)
     if "postgresql" in results:
         med = statistics.median(results["postgresql"])
         print(f"target: median <= 1000 ms on PostgreSQL -> {'met' if med <= 1.0 else 'NOT met'} ({med * 1000:.0f} ms)")
