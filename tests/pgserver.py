@@ -70,7 +70,39 @@ def _start(durable: bool = False) -> str:
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
     atexit.register(stop)
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    _servers[url] = PgServer(url, data, base / "log", opts)
+    return url
+
+
+_servers: dict[str, "PgServer"] = {}
+
+
+class PgServer:
+    "A server this process started itself: fault tests may stop, start or restart it."
+    def __init__(self, url: str, data: Path, log: Path, opts: str):
+        self.url, self.data, self.log, self.opts = url, data, log, opts
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args]),
+                       check=True, capture_output=True, text=True)
+
+    def stop(self, mode: str = "fast") -> None:
+        "Stop the server (`fast`: disconnect clients cleanly; `immediate`: like a crash)."
+        self.pg_ctl("-m", mode, "-w", "-t", "60", "stop")
+
+    def start(self) -> None:
+        "Start it again on the same port and data directory; returns once it accepts connections."
+        self.pg_ctl("-l", str(self.log), "-o", self.opts, "-w", "-t", "60", "start")
+
+    def restart(self, mode: str = "fast") -> None:
+        "Stop with `mode`, then start; clients lose their connections."
+        self.stop(mode); self.start()
+
+
+def start_server(durable: bool = False) -> PgServer:
+    "Start a private throwaway server that the caller may stop and restart (fault tests); returns its handle."
+    return _servers[_start(durable=durable)]
 
 
 def start_postgres(durable: bool = True) -> str:
