@@ -1,8 +1,10 @@
 """The dashboard in a real browser: toast → live widget → terminal → notification → run detail, list filters and
-paging in the URL, tenant scoping, and stored markup rendered as text."""
+paging in the URL, tenant scoping, and stored markup rendered as text.
+
+`OPSUX_SCREENSHOTS=1 pytest tests/browser -k sqlite` also refreshes docs/screenshots/*.png for the README."""
 from __future__ import annotations
 
-import re, time
+import os, re, time
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,8 @@ def bell_count(page) -> int:
 
 
 def shot(page, name, locator=None, server=None):
-    "Save a README screenshot (SQLite run only; kept small)."
+    "Save a README screenshot when OPSUX_SCREENSHOTS=1 (SQLite run only; kept small)."
+    if os.environ.get("OPSUX_SCREENSHOTS") != "1": return
     if server is not None and not server.db_url.startswith("sqlite"): return
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
