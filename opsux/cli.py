@@ -104,24 +104,24 @@ def _connect(args, **kw):
     return opsux.connect(args.db, **kw)
 
 def _serve(args):
-    from .app import serve
+    from opsux.app import serve
     serve(db=args.db, host=args.host, port=args.port, read_only=args.read_only, auth=args.auth,
           as_user=args.as_user, num_procs=args.num_procs)
     return 0
 
 def _demo(args):
-    from .app import demo
+    from opsux.app import demo
     demo(db=args.db, host=args.host, port=args.port)
     return 0
 
 def _upgrade(args):
-    from .db import upgrade
+    from opsux.db import upgrade
     upgrade(args.db)
     print(f"opsux: {display_url(args.db)} is at the newest schema")
     return 0
 
 def _seed(args):
-    from .seed import seed
+    from opsux.seed import seed
     ops = _connect(args)
     try: figures = seed(ops, runs=args.runs, tenants=args.tenants, progress=True)
     finally: ops.close()
@@ -129,7 +129,7 @@ def _seed(args):
     return 0
 
 def _catalog_check(args):
-    from .guard import check_command
+    from opsux.guard import check_command
     return check_command(args.paths, catalog_files=args.catalog)
 
 def _reap(args):
@@ -140,7 +140,7 @@ def _reap(args):
     return 0
 
 def _prune(args):
-    from .retention import prune
+    from opsux.retention import prune
     ops = _connect(args)
     try: figures = prune(ops, args.older_than, keep_failed=args.keep_failed, progress=True)
     finally: ops.close()
@@ -175,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"cannot reach the database at {display_url(getattr(args, 'db', None))}: {str(e.orig).strip().splitlines()[0] if e.orig else e}"
         elif isinstance(e, (ArgumentError, ValueError, LookupError, PermissionError)): msg = str(e)
         else: raise
-        from .failures import sanitize_failure_message
+        from opsux.failures import sanitize_failure_message
         print(f"opsux: {sanitize_failure_message(msg)}", file=sys.stderr)
         return 2
 
 # %% ../nbs/30_cli.ipynb #2788a4c7
+#| eval: false
 if __name__ == "__main__": sys.exit(main())
