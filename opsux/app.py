@@ -19,8 +19,8 @@ from .events import Subscribers
 
 # %% auto #0
 __all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'HEADER_CSS', 'action_label', 'back_url', 'toast_html', 'notify',
-           'is_database_error', 'DatabaseHealth', 'DashboardSession', 'DashboardApp', 'unavailable_page', 'nav_html',
-           'keep_in_url', 'build_page', 'actions_page', 'serve', 'demo']
+           'is_database_error', 'DatabaseHealth', 'SharedReads', 'SharedViewer', 'Rounds', 'DashboardSession',
+           'DashboardApp', 'unavailable_page', 'nav_html', 'keep_in_url', 'build_page', 'actions_page', 'serve', 'demo']
 
 # %% ../nbs/22_app.ipynb #fc7545a2
 ACTIONS_PATH = "/actions"
@@ -117,6 +117,63 @@ class DatabaseHealth(Subscribers):
             self._wake.wait(wait); self._wake.clear()
 
 # %% ../nbs/22_app.ipynb #8e5453ff
+_fresh = threading.local()    # inside a round: the monotonic time of the newest event the session is refreshing for
+
+class SharedReads:
+    "Process-wide cache of viewer reads, used only inside push rounds: one load per (query, scope) per round."
+    def __init__(self, max_keys: int = 5000):
+        self._cache, self._lock, self.max_keys, self.loads, self.hits = {}, threading.Lock(), max_keys, 0, 0
+
+    def get(self, key, load):
+        "`load()`, or a value for `key` whose load started after the current round's newest event."
+        fresh_after = getattr(_fresh, "after", None)
+        if fresh_after is None: return load()
+        with self._lock: hit = self._cache.get(key)
+        if hit is not None and hit[0] >= fresh_after:
+            self.hits += 1; return hit[1]
+        started = time.monotonic(); value = load(); self.loads += 1
+        with self._lock:
+            old = self._cache.get(key)
+            if old is None or old[0] < started: self._cache[key] = (started, value)
+            if len(self._cache) > self.max_keys: self._cache.clear()
+        return value
+
+class SharedViewer:
+    "A `Viewer` whose pushed re-reads go through `SharedReads`; keys carry the viewer's tenant and user scope."
+    def __init__(self, viewer, reads: SharedReads): self._v, self._reads = viewer, reads
+    def __getattr__(self, name): return getattr(self._v, name)
+    def _key(self, *parts): return (*parts, self._v.user.id if parts[0] in ("active", "unread") else None, self._v.tenant_ids)
+    def runs(self, **kw):
+        return self._reads.get(self._key("runs", tuple(sorted((k, repr(v)) for k, v in kw.items()))), lambda: self._v.runs(**kw))
+    def run(self, run_id): return self._reads.get(self._key("run", run_id), lambda: self._v.run(run_id))
+    def active_runs(self): return self._reads.get(self._key("active"), self._v.active_runs)
+    def unread_count(self): return self._reads.get(self._key("unread"), self._v.unread_count)
+
+class Rounds:
+    "Flush pending sessions together on a process-wide grid (thread started on first use)."
+    def __init__(self, grid: float = 0.25):
+        self.grid, self._pending, self._cv, self._thread = grid, set(), threading.Condition(), None
+
+    def request(self, session):
+        "Flush `session` (its `_flush` on its own document) in the next round."
+        with self._cv:
+            self._pending.add(session); self._cv.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._main, name="opsux-rounds", daemon=True)
+                self._thread.start()
+
+    def _main(self):
+        while True:
+            with self._cv:
+                while not self._pending: self._cv.wait()
+            time.sleep(self.grid - (time.monotonic() % self.grid))
+            with self._cv: batch, self._pending = self._pending, set()
+            for s in batch:
+                if s.closed: continue
+                try: s.doc.add_next_tick_callback(s._flush)
+                except Exception: s.close()          # the document is gone: the session ended
+
+# %% ../nbs/22_app.ipynb #f0ad3d1e
 IN_PLACE_KINDS = {"progress", "failure", "heartbeat", "started"}   # change a run that is already on screen
 
 class DashboardSession:
@@ -124,11 +181,11 @@ class DashboardSession:
     def __init__(self, app: "DashboardApp", user, route: str, args: dict, cookies: dict, referer: str | None):
         self.app, self.ops, self.user, self.route = app, app.ops, user, route
         self.presenter = OperationUxPresenter(catalog=self.ops.catalog)
-        self.mine = self.ops.viewer(user)                               # all of the user's tenants
+        self.mine = SharedViewer(self.ops.viewer(user), app.reads)      # all of the user's tenants
         self.tenants = self.mine.tenants()
         chosen = _int(cookies.get("opsux_tenant"))
         self.tenant = next((t for t in self.tenants if t.id == chosen), None)
-        self.viewer = self.ops.viewer(user, self.tenant) if self.tenant else self.mine
+        self.viewer = SharedViewer(self.ops.viewer(user, self.tenant), app.reads) if self.tenant else self.mine
         self.widget = ProgressWidgetModel(self.mine, self.presenter)
         self.inbox = InboxModel(self.mine)
         self.connection = ConnectionModel()
@@ -197,17 +254,17 @@ class DashboardSession:
         with self._lock:
             self._pending |= parts; self._run_ids.add(getattr(event, "run_id", None))
             self._kinds.add(getattr(event, "kind", None))
+            self._newest = time.monotonic()
             if self._scheduled: return
             self._scheduled = True
-        try: self.doc.add_next_tick_callback(self._flush)
-        except Exception:                     # the document is gone: the session ended
-            self.close()
+        self.app.rounds.request(self)
 
     def _flush(self):
         "Document thread: re-query what the pending events touched."
         with self._lock:
             parts, run_ids, kinds = self._pending, self._run_ids, self._kinds
             self._pending, self._run_ids, self._kinds, self._scheduled = set(), set(), set(), False
+            _fresh.after = self._newest
         with set_curdoc(self.doc):
             try:
                 self.apply(parts, run_ids, kinds)
@@ -215,6 +272,7 @@ class DashboardSession:
             except Exception as e:
                 if is_database_error(e): self.failed(e)
                 else: log.exception("opsux: refreshing a session after a push failed")
+            finally: _fresh.after = None
 
     def apply(self, parts: set, run_ids: set, kinds: set | None = None):
         "Refresh what `parts` ('user', 'tenant'), `run_ids` and event `kinds` concern — and nothing else."
@@ -254,6 +312,7 @@ class DashboardApp:
     def __init__(self, db=None, *, read_only: bool = False, as_user: str | None = None, demo: bool = False):
         self.db, self.read_only, self.as_user, self.demo = db, read_only, as_user, demo
         self._ops, self._health, self._lock = None, None, threading.Lock()
+        self.reads, self._rounds = SharedReads(), None
 
     @property
     def ops(self):
@@ -266,6 +325,13 @@ class DashboardApp:
             return self._ops
 
     def watcher(self): return self.ops.watcher()
+
+    @property
+    def rounds(self) -> Rounds:
+        "The process's one `Rounds` (its thread starts with the first push)."
+        with self._lock:
+            if self._rounds is None: self._rounds = Rounds()
+            return self._rounds
 
     @property
     def health(self) -> DatabaseHealth:
@@ -437,6 +503,9 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     app = DashboardApp(db, read_only=read_only, as_user=as_user, demo=demo)
     extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user)
     if num_procs == 1: app.watcher(); app.health   # start the one watcher (and its health) before the first session
+    if num_procs != 1:       # the children must not share the parent's pooled connections: they reopen lazily
+        app.ops.engine.dispose()
+        if "reader" in app.ops.__dict__: app.ops.reader.dispose()
     import tornado.web
     origins = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
     return pn.serve(app.routes(), address=host, port=port, show=show, start=start, num_procs=num_procs,
