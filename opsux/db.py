@@ -13,17 +13,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import BigInteger, Column, Integer, String, Table, create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from .models import Base, UtcDateTime
 from .catalog import OperationCatalog, default_catalog
 
 # %% auto #0
-__all__ = ['SQLITE_BUSY_TIMEOUT_MS', 'CONNECT_TIMEOUT', 'RETRY_SECONDS', 'log', 'operation_run_writes', 'MIGRATIONS',
-           'MIGRATION_LOCK', 'default_url', 'normalize_url', 'make_engine', 'DatabaseUnavailable', 'explained',
-           'is_transient', 'retrying', 'alembic_config', 'head_revision', 'current_revision', 'upgrade',
-           'ReadOnlyError', 'Ops', 'connect']
+__all__ = ['SQLITE_BUSY_TIMEOUT_MS', 'CONNECT_TIMEOUT', 'RETRY_SECONDS', 'log', 'MIGRATIONS', 'MIGRATION_LOCK', 'default_url',
+           'normalize_url', 'make_engine', 'DatabaseUnavailable', 'explained', 'is_transient', 'retrying',
+           'alembic_config', 'head_revision', 'current_revision', 'upgrade', 'ReadOnlyError', 'Ops', 'connect']
 
 # %% ../nbs/11_db.ipynb #1b05d25a
 def default_url() -> str:
@@ -133,15 +131,6 @@ def retrying(fn, # called as fn(attempt): attempt 0 first, then 1, 2, … after 
             log.warning("opsux: %s failed (%s); retry %d in %.2fs", what, _one_line(exc, 160), attempt + 1, delay)
             time.sleep(delay)
             delay, attempt = min(delay * 2, max_delay), attempt + 1
-
-# %% ../nbs/11_db.ipynb #5bd50ba3
-operation_run_writes = Table(
-    "operation_run_writes", Base.metadata,
-    Column("writer", String(64), primary_key=True),  # service id + thread number
-    Column("token", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),  # the writer's last applied write
-    Column("run_id", BigInteger().with_variant(Integer(), "sqlite"), nullable=True),  # the run it touched (no FK: retention deletes runs)
-    Column("updated_at", UtcDateTime(), nullable=False),
-)
 
 # %% ../nbs/11_db.ipynb #88edb67a
 MIGRATIONS = Path(str(files("opsux") / "migrations"))

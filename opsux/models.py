@@ -6,14 +6,14 @@
 from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # %% auto #0
-__all__ = ['JSONType', 'ACTIVE_SQL', 'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User', 'Membership', 'OperationRun',
-           'Notification']
+__all__ = ['JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User', 'Membership',
+           'OperationRun', 'Notification']
 
 # %% ../nbs/10_models.ipynb #4d176302
 def utcnow() -> datetime:
@@ -130,3 +130,12 @@ class Notification(Base):
               sqlite_where=text("read_at IS NULL"), postgresql_where=text("read_at IS NULL")),
     )
     def __repr__(self): return f"Notification(id={self.id!r}, user_id={self.user_id!r}, run_id={self.run_id!r})"
+
+# %% ../nbs/10_models.ipynb #5bd50ba3
+operation_run_writes = Table(
+    "operation_run_writes", Base.metadata,
+    Column("writer", String(64), primary_key=True),  # service id + thread number
+    Column("token", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),  # the writer's last applied write
+    Column("run_id", BigInteger().with_variant(Integer(), "sqlite"), nullable=True),  # the run it touched (no FK: retention deletes runs)
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
