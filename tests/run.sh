@@ -51,8 +51,8 @@ step "notebook tests"
 # one process per notebook: a notebook that starts servers or watcher threads cannot disturb the next one
 failed=()
 for nb in nbs/*.ipynb; do
-  if timeout 600 nbdev_test --path "$nb" >/tmp/opsux-nbdev-test.log 2>&1; then echo "ok   $nb"
-  else echo "FAIL $nb"; cat /tmp/opsux-nbdev-test.log; failed+=("$nb"); fi
+  if timeout 600 nbdev_test --path "$nb" >"$tmp/nbdev-test.log" 2>&1; then echo "ok   $nb"
+  else echo "FAIL $nb"; cat "$tmp/nbdev-test.log"; failed+=("$nb"); fi
 done
 if (( ${#failed[@]} )); then echo "!! notebook tests failed: ${failed[*]}"; exit 1; fi
 
