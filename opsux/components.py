@@ -182,6 +182,7 @@ class OperationsList(Viewer):
         types = {"Any operation": ""} | {label: t for t, label in sorted(catalog.items(), key=lambda kv: kv[1])}
         if f.type and f.type not in types.values(): types[clean_text(f.type, MAX_NAME)] = f.type
         statuses = {"Any status": ""} | {UxStatus(s).label: s for s in STATUS_CHOICES}
+        if f.status and f.status not in statuses.values(): statuses[clean_text(f.status, MAX_NAME)] = f.status   # kept, so the notice can say why
         # option labels are shown as text by Bokeh; cleaned and bounded so a stored name cannot spoof or swamp the menu
         initiators = {"Anyone": ""} | {clean_text(n, MAX_NAME): n for n in model.viewer.initiators() if n}
         if f.initiator and f.initiator not in initiators.values(): initiators[clean_text(f.initiator, MAX_NAME)] = f.initiator

@@ -195,7 +195,7 @@ def test_hostile_url_filters_get_a_clear_notice(page, walk):
     for query, says in (("run_id=abc", "Run id 'abc' is not a run id"), (f"run_id={10**30}", "is not a run id"),
                         ("since=2026-99-01", "From date '2026-99-01' is not a date"),
                         ("until=9999-12-31&since=9999-12-31", None), ("type=a%00b", "is not a valid type"),
-                        ("status=" + quote(MARKUP), None), ("after=-5", "page link was not valid"),
+                        ("status=" + quote(MARKUP), "is not one of"), ("after=-5", "page link was not valid"),
                         ("initiator=" + "x" * 3000, "is not a valid name")):
         resp = page.goto(walk["base"] + "/operations?" + query)
         assert resp.status == 200, query
@@ -253,6 +253,31 @@ def test_demo_actions_cannot_start_runs_in_a_foreign_tenant(page, server):
         assert count() == before
     finally:
         ops.close()
+
+
+def test_demo_server_log_holds_no_worker_secrets(page, server):
+    """A worker elsewhere fails a run with credentials in its message; the open page shows the run end, and neither
+    the page nor the server log holds the secrets."""
+    secret, token = "s3cr3t-planted-value", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsb2cifQ.plantedLogSig"
+    ops = server.ops()
+    try:
+        persona = ops.directory.get_user(server.info["persona_email"])
+        page.goto(server.base + "/operations")
+        expect(page.locator(".ox-table tbody tr").first).to_be_visible()
+        run = ops.runs.enqueue(ops.viewer(persona).tenants()[0], "inventory.sync", user=persona)
+        row = page.locator(f'.ox-progress-widget .ox-row[data-run-id="{run.id}"]')
+        expect(row).to_be_visible()
+        ops.runs.start(run)
+        ops.runs.fail(run, f"POST https://login.example.test/token?client_secret={secret} returned 401 "
+                           f"(Authorization: Bearer {token})")
+        expect(row).to_have_attribute("data-status", "failed")
+        expect(page.locator(".notyf__toast").filter(has_text="Inventory sync").first).to_be_visible()
+    finally:
+        ops.close()
+    html = everything(page)
+    log = open(server.log.name, errors="replace").read()
+    for value in (secret, token):
+        assert value not in html and value not in log
 
 
 # ------------------------------------------------------------------ database lost during a session
