@@ -36,7 +36,7 @@ FIND_PERCENT = """([runId, want]) => {
 
 def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float]:
     from playwright.sync_api import sync_playwright
-    from conftest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_http
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, wait_http
     from opsux.db import connect
     ops = connect(url)
     tenant = ops.directory.add_tenant(f"Bench {label}")

@@ -66,12 +66,3 @@ def world(ops):
     return type("World", (), dict(ops=ops, contoso=contoso, fabrikam=fabrikam, ada=ada, bob=bob, cy=cy))
 
 
-def wait_until(predicate, timeout=10.0, interval=0.02):
-    "Poll `predicate` until it is truthy; fail after `timeout` seconds."
-    import time
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value: return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")

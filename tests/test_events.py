@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import text
 
 import opsux
-from conftest import wait_until
+from support import wait_until
 from opsux.events import RunEvent
 
 

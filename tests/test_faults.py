@@ -20,7 +20,7 @@ from opsux.db import DatabaseUnavailable, upgrade
 from opsux.models import Notification, OperationRun
 
 import pgserver
-from conftest import wait_until
+from support import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

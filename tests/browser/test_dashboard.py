@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from conftest import XSS
+from browser_support import XSS
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select, update
 
-from conftest import DemoServer, _postgres_url, free_port, wait_http
+from browser_support import DemoServer, _postgres_url, free_port, wait_http
 
 PASSWORD = "Tr0ub4dor&3-planted-password"
 WRONG = "wrong-planted-password-9f3a"

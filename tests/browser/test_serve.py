@@ -6,7 +6,7 @@ import os, re, subprocess, sys
 import pytest
 from playwright.sync_api import expect
 
-from conftest import free_port, wait_http
+from browser_support import free_port, wait_http
 
 SECRET = "x" * 48
 

@@ -1,0 +1,12 @@
+"""Helpers shared by the tests (plain functions; fixtures live in conftest.py)."""
+import time
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02):
+    "Poll `predicate` until it is truthy; fail after `timeout` seconds."
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value: return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
