@@ -16,9 +16,9 @@ from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, Progr
                               ConnectionModel, STATUS_CHOICES, MAX_NAME, clean_text, page_number, utcnow)
 
 # %% auto #0
-__all__ = ['CSS', 'RUN_COLUMNS', 'esc', 'html_pane', 'text_html', 'text_pane', 'badge_html', 'bar_html', 'runs_table_html',
-           'notice_html', 'reconnecting_html', 'progress_rows_html', 'notification_html', 'detail_html',
-           'ProgressWidget', 'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner']
+__all__ = ['CSS', 'RUN_COLUMNS', 'esc', 'html_pane', 'set_html', 'text_html', 'text_pane', 'badge_html', 'bar_html',
+           'runs_table_html', 'notice_html', 'reconnecting_html', 'progress_rows_html', 'notification_html',
+           'detail_html', 'ProgressWidget', 'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner']
 
 # %% ../nbs/21_components.ipynb #0860b548
 def esc(value) -> str:
@@ -54,6 +54,12 @@ pre.ox-text { white-space:pre-wrap; word-break:break-word; margin:0; font-family
 def html_pane(text: str = "", **kw) -> pn.pane.HTML:
     "An HTML pane with the dashboard stylesheet (for markup built by this module only)."
     return pn.pane.HTML(text, stylesheets=[CSS], sizing_mode=kw.pop("sizing_mode", "stretch_width"), **kw)
+
+def set_html(pane, text: str) -> bool:
+    "Give `pane` new markup only when it differs (Panel sends the browser a patch for every assignment)."
+    if pane.object == text: return False
+    pane.object = text
+    return True
 
 # %% ../nbs/21_components.ipynb #f1a57e46
 def text_html(text, cls: str = "") -> str:
@@ -167,7 +173,7 @@ class ProgressWidget(Viewer):
         model.param.watch(self._render, ["rows", "visible"])
 
     def _render(self, *_):
-        self._html.object = progress_rows_html(self.model.rows)
+        set_html(self._html, progress_rows_html(self.model.rows))
         self._layout.visible = self.model.visible
 
     def __panel__(self): return self._layout
@@ -209,11 +215,11 @@ class OperationsList(Viewer):
         self._render()
 
     def _render(self, *_):
-        self.table.object = runs_table_html(self.model.rows)
+        set_html(self.table, runs_table_html(self.model.rows))
         self.notice.object, self.notice.visible = notice_html(self.model.error), bool(self.model.error)
         self.newer.disabled = not self.model.has_previous
         self.older.disabled = self.model.next_after is None
-        self.page.object = text_html(f"Page {page_number(self.model.filters)}")
+        set_html(self.page, text_html(f"Page {page_number(self.model.filters)}"))
 
     def __panel__(self):
         return pn.Column(pn.pane.Markdown("## Operations"),
@@ -237,7 +243,7 @@ class RunDetail(Viewer):
 
     def render(self, *_):
         "Re-render from the model's current run (no database access)."
-        self.body.object = detail_html(self.model.facts(utcnow()), self.back_url)
+        set_html(self.body, detail_html(self.model.facts(utcnow()), self.back_url))
 
     def __panel__(self): return self.body
 
