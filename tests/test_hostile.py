@@ -176,3 +176,23 @@ def test_mark_read_of_someone_elses_notification_changes_nothing(world):
     assert ada.mark_read(bobs[0].id) is False and ada.mark_all_read() == 0
     assert ops.viewer(world.bob).notifications()[0].read_at is None
     assert ops.viewer(world.ada).unread_count() == 0
+
+
+def test_markup_in_catalog_labels_is_text_everywhere(world):
+    "Labels come from a catalog (maybe a TOML file someone edited): list, detail, toast and inbox show them as text."
+    from opsux.app import toast_html
+    from opsux.catalog import OperationCatalog
+    ops = world.ops
+    catalog = OperationCatalog({"evil.type": MARKUP + RTL})
+    presenter = OperationUxPresenter(catalog=catalog)
+    r = ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    _write(ops, r.id, type="evil.type")
+    v = ops.viewer(world.ada)
+    rows = OperationsListModel(v, presenter).refresh().rows
+    assert rows[0]["label"].startswith("<script>")
+    d = RunDetailModel(v, r.id, presenter).refresh()
+    for html in (runs_table_html(rows), detail_html(d.facts(), OPERATIONS_PATH),
+                 toast_html(presenter.toast(ops.runs.get(r.id))),
+                 toast_html(presenter.terminal_notification(ops.runs.get(r.id)))):
+        _assert_escaped(html)
+        assert "&lt;script&gt;" in html
