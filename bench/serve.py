@@ -45,7 +45,7 @@ class Session:
         self.ws, self.local_port, self.session_id, self.patches, self.closed = None, None, None, 0, False
         self.seen: dict[tuple[int, int], float] = {}           # (run id, percent) -> wall clock when it arrived
 
-    async def open(self, base: str, path: str, cookies: str | None = None):
+    async def open(self, base: str, path: str, cookies: str | None = None, origin: str | None = None):
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest
         from tornado.websocket import websocket_connect
         headers = {"Cookie": cookies} if cookies else {}
@@ -54,7 +54,7 @@ class Session:
         self.page_seconds = time.perf_counter() - t0
         token = TOKEN.search(r.body.decode()).group(1)
         ws_url = base.replace("http://", "ws://", 1) + path + "/ws"
-        req = HTTPRequest(ws_url, headers={**headers, "Origin": base}, request_timeout=60)
+        req = HTTPRequest(ws_url, headers={**headers, "Origin": origin or base}, request_timeout=60)
         self.ws = await websocket_connect(req, subprotocols=["bokeh", token], max_message_size=64 * 2**20)
         self.local_port = self.ws.stream.socket.getsockname()[1]
         header = await self._read_message()                     # the server greets with ACK
@@ -128,13 +128,13 @@ class SessionSwarm:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def open(self, base: str, n: int, path: str = "/operations", concurrency: int = 4, cookies: str | None = None,
-             timeout: float = 600) -> list[Session]:
+             timeout: float = 600, origin: str | None = None) -> list[Session]:
         "Open `n` more sessions on `base` (at most `concurrency` page builds at a time); returns them."
         async def go():
             sem = asyncio.Semaphore(concurrency)
             async def one(i):
                 async with sem:
-                    s = await Session(self, i).open(base, path, cookies)
+                    s = await Session(self, i).open(base, path, cookies, origin)
                     self.sessions.append(s)       # visible at once: a timed-out open keeps what it got
                     return s
             start = len(self.sessions)
@@ -185,11 +185,12 @@ serve(db=url, port=port, as_user=user, num_procs=num_procs)
 
 class Server:
     "`opsux.app.serve` in a subprocess on a free loopback port."
-    def __init__(self, url: str, user_email: str, tmp: Path, num_procs: int = 1, cli: bool = False):
+    def __init__(self, url: str, user_email: str, tmp: Path, num_procs: int = 1, cli: bool = False,
+                 env: dict | None = None):
         self.port, self.tmp = free_port(), tmp
         self.base = f"http://127.0.0.1:{self.port}"
         self.stats = str(tmp / f"stats-{self.port}")
-        env = dict(os.environ, OPSUX_HOME=str(tmp / "home"), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, OPSUX_HOME=str(tmp / "home"), PYTHONUNBUFFERED="1", **(env or {}))
         self.log = open(tmp / f"server-{self.port}.log", "w")
         cmd = ([sys.executable, "-m", "opsux.cli", "serve", "--db", url, "--port", str(self.port), "--as", user_email,
                 "--num-procs", str(num_procs)] if cli else

@@ -141,3 +141,20 @@ def test_session_count_does_not_multiply_database_reads(pg_db, swarm):
         assert twenty <= 2 * one + 4, f"statements per 4 pushes: {one} with 1 session, {twenty} with 20"
     finally:
         srv.stop()
+
+
+def test_websocket_origin_of_a_reverse_proxy(pg_db, swarm):
+    "A page served through a proxy's public name: its websocket is refused by default, accepted with BOKEH_ALLOW_WS_ORIGIN."
+    public = "https://ops.example.com"
+    plain = Server(pg_db["url"], pg_db["operator"].email, pg_db["tmp"], cli=True)
+    proxied = Server(pg_db["url"], pg_db["operator"].email, pg_db["tmp"], cli=True,
+                     env={"BOKEH_ALLOW_WS_ORIGIN": "ops.example.com"})
+    try:
+        from tornado.httpclient import HTTPClientError
+        with pytest.raises(HTTPClientError) as refused:
+            swarm.open(plain.base, 1, origin=public, timeout=60)
+        assert refused.value.code == 403
+        sessions = swarm.open(proxied.base, 1, origin=public)
+        push_reaches_all(pg_db, swarm, sessions, steps=1)
+    finally:
+        plain.stop(); proxied.stop()
