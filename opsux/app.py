@@ -8,6 +8,7 @@ import json, logging, threading, time
 from urllib.parse import urlencode, urlsplit
 import panel as pn
 import param
+from panel.io.callbacks import PeriodicCallback
 from panel.io.state import set_curdoc
 from .presenter import OperationUxPresenter
 from .urls import OPERATIONS_PATH, RUN_PATH, parse_run_id
@@ -168,8 +169,10 @@ class Rounds:
                 while not self._pending: self._cv.wait()
             time.sleep(self.grid - (time.monotonic() % self.grid))
             with self._cv: batch, self._pending = self._pending, set()
+            started = time.monotonic()                # every read of this round may serve every session in it
             for s in batch:
                 if s.closed: continue
+                s._take(started)
                 try: s.doc.add_next_tick_callback(s._flush)
                 except Exception: s.close()          # the document is gone: the session ended
 
@@ -223,6 +226,10 @@ class DashboardSession:
         self.closed = True
         if self._unsubscribe: self._unsubscribe(); self._unsubscribe = None
         if getattr(self, "_unhealth", None): self._unhealth(); self._unhealth = None
+        if getattr(self, "clock", None) is not None:
+            try: self.clock.stop()
+            except Exception: pass                    # the document may already be gone
+            self.clock = None
 
     def failed(self, exc: BaseException):
         "A read or write of this session failed: database faults go offline (banner); others become a toast."
@@ -254,17 +261,23 @@ class DashboardSession:
         with self._lock:
             self._pending |= parts; self._run_ids.add(getattr(event, "run_id", None))
             self._kinds.add(getattr(event, "kind", None))
-            self._newest = time.monotonic()
             if self._scheduled: return
             self._scheduled = True
         self.app.rounds.request(self)
 
-    def _flush(self):
-        "Document thread: re-query what the pending events touched."
+    _round = None
+    def _take(self, started: float):
+        "Rounds thread: move the pending events into this round (whose reads started at or after `started`)."
         with self._lock:
-            parts, run_ids, kinds = self._pending, self._run_ids, self._kinds
+            p, r, k, _ = self._round or (set(), set(), set(), started)
+            self._round = (p | self._pending, r | self._run_ids, k | self._kinds, started)
             self._pending, self._run_ids, self._kinds, self._scheduled = set(), set(), set(), False
-            _fresh.after = self._newest
+
+    def _flush(self):
+        "Document thread: re-query what the events of this round touched."
+        with self._lock: taken, self._round = self._round, None
+        if taken is None: return
+        parts, run_ids, kinds, _fresh.after = taken
         with set_curdoc(self.doc):
             try:
                 self.apply(parts, run_ids, kinds)
@@ -461,7 +474,10 @@ def build_page(s: DashboardSession):
     doc = pn.state.curdoc
     s.attach(doc)
     pn.state.on_session_destroyed(s.close)
-    pn.state.add_periodic_callback(s.tick, period=1000)
+    # the clock is a *background* callback: a foreground one flips Panel's process-wide busy state, which updates
+    # the busy indicator of every open page — N sessions ticking would cost N² updates a second
+    s.clock = PeriodicCallback(callback=s.tick, period=1000, background=True)
+    s.clock.start()
     return t
 
 # %% ../nbs/22_app.ipynb #47ae3b1e
