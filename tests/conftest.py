@@ -66,3 +66,15 @@ def world(ops):
     return type("World", (), dict(ops=ops, contoso=contoso, fabrikam=fabrikam, ada=ada, bob=bob, cy=cy))
 
 
+@pytest.fixture(scope="session")
+def browser():
+    "The system Chromium under Playwright, one per test session (Playwright's sync API allows one per thread)."
+    from playwright.sync_api import sync_playwright
+    from support import CHROMIUM, CHROMIUM_ARGS
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("OPSUX_REQUIRE_BROWSER") == "1": pytest.fail(f"no Chromium at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

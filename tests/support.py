@@ -1,5 +1,9 @@
 """Helpers shared by the tests (plain functions; fixtures live in conftest.py)."""
-import time
+import os, time
+
+CHROMIUM = os.environ.get("OPSUX_CHROMIUM", "/usr/bin/chromium")  # the system Chromium; never a downloaded one
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02):

@@ -9,8 +9,6 @@ import opsux
 from opsux.auth import (AuthConfigError, LoginThrottle, RedactingFilter, auth_kwargs, check_bind, cookie_secret,
                         identity_email, install_log_redaction, is_loopback, oidc_endpoints)
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SECRET = "t" * 48
 
 
@@ -376,16 +374,13 @@ def test_forged_or_unknown_identities_get_no_user(server):
     assert e.value.code == 302 and "login" in e.value.headers["Location"]
 
 
-def _browser():
-    from playwright.sync_api import sync_playwright
-    pw = sync_playwright().start()
-    return pw, pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+def _close_contexts(browser):
+    for ctx in list(browser.contexts): ctx.close()
 
 
-def test_browser_login_shows_the_user_then_logout_requires_login_again(server):
+def test_browser_login_shows_the_user_then_logout_requires_login_again(server, browser):
     from playwright.sync_api import expect
     base, _ = server
-    pw, browser = _browser()
     try:
         page = browser.new_page()
         page.goto(base + "/")
@@ -407,14 +402,13 @@ def test_browser_login_shows_the_user_then_logout_requires_login_again(server):
         expect(page.locator("#login-submit")).to_be_visible()
         expect(page.get_by_text("Signed in as")).to_have_count(0)
     finally:
-        browser.close(); pw.stop()
+        _close_contexts(browser)
 
 
-def test_browser_signed_cookie_for_an_unknown_identity_shows_access_denied(server):
+def test_browser_signed_cookie_for_an_unknown_identity_shows_access_denied(server, browser):
     from playwright.sync_api import expect
     from tornado.web import create_signed_value
     base, _ = server
-    pw, browser = _browser()
     try:
         ctx = browser.new_context()
         value = create_signed_value(SECRET, "user", "mallory@elsewhere.test").decode()
@@ -424,10 +418,10 @@ def test_browser_signed_cookie_for_an_unknown_identity_shows_access_denied(serve
         expect(page.get_by_text("Access denied")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Signed in as")).to_have_count(0)
     finally:
-        browser.close(); pw.stop()
+        _close_contexts(browser)
 
 
-def test_auth_none_acts_as_the_given_user_without_login(tmp_path):
+def test_auth_none_acts_as_the_given_user_without_login(tmp_path, browser):
     from playwright.sync_api import expect
     db = f"sqlite:///{tmp_path}/none.sqlite"
     ops = opsux.connect(db)
@@ -435,13 +429,12 @@ def test_auth_none_acts_as_the_given_user_without_login(tmp_path):
     ops.directory.add_user("Grace Hopper", email="grace@contoso.test", tenants=[t])
     ops.close()
     proc, base = _start_server(tmp_path, db, "none", "grace@contoso.test")
-    pw, browser = _browser()
     try:
         page = browser.new_page()
         page.goto(base + "/")
         expect(page.get_by_text("Signed in as Grace Hopper")).to_be_visible(timeout=30_000)
     finally:
-        browser.close(); pw.stop(); proc.terminate(); proc.wait(10)
+        _close_contexts(browser); proc.terminate(); proc.wait(10)
 
 
 # --- OAuth / OIDC against a local identity provider ------------------------------------------------------------
@@ -489,7 +482,7 @@ def idp():
     srv.shutdown(); srv.server_close()
 
 
-def test_oauth_generic_oidc_maps_the_email_to_an_opsux_user_and_denies_strangers(tmp_path, idp, monkeypatch):
+def test_oauth_generic_oidc_maps_the_email_to_an_opsux_user_and_denies_strangers(tmp_path, idp, monkeypatch, browser):
     from playwright.sync_api import expect
     db = f"sqlite:///{tmp_path}/oauth.sqlite"
     ops = opsux.connect(db)
@@ -503,7 +496,6 @@ def test_oauth_generic_oidc_maps_the_email_to_an_opsux_user_and_denies_strangers
     monkeypatch.setenv("OPSUX_OIDC_WELL_KNOWN", idp.base + "/.well-known/openid-configuration")
     monkeypatch.setenv("OPSUX_OAUTH_REDIRECT_URI", f"http://127.0.0.1:{port}/login")
     proc, base = _start_server(tmp_path, db, "oauth", port=port)
-    pw, browser = _browser()
     try:
         idp.email = "ada@contoso.test"
         ctx = browser.new_context(); page = ctx.new_page()
@@ -523,7 +515,7 @@ def test_oauth_generic_oidc_maps_the_email_to_an_opsux_user_and_denies_strangers
         expect(page2.get_by_text("Signed in as")).to_have_count(0)
         assert idp.token_requests == 2
     finally:
-        browser.close(); pw.stop(); proc.terminate(); proc.wait(10)
+        _close_contexts(browser); proc.terminate(); proc.wait(10)
     log = (tmp_path / "server_oauth.log").read_text()
     assert "/login?code=***&state=***" in log                       # the callback was logged, masked
     assert "idp-client-secret" not in log and "code-" not in log and "at-" not in log

@@ -10,9 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-CHROMIUM = os.environ.get("OPSUX_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402,F401  (re-exported for the browser tests)
 XSS = {  # stored payloads; each one sets window.__xss (or opens a dialog) if it is ever rendered as markup
     "tenant": '<img src=x onerror="window.__xss=1">Evil Corp',
     "user": '<script>window.__xss=1</script>Mallory',

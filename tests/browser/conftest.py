@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS, DemoServer, _postgres_url, _sqlite_url
+from browser_support import DemoServer, _postgres_url, _sqlite_url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -17,16 +17,6 @@ def server(request, tmp_path_factory):
     srv = DemoServer(url, tmp)
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-    if not Path(CHROMIUM).exists(): pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
