@@ -107,6 +107,9 @@ def test_num_procs_2_every_process_gets_every_change(pg_db, swarm):
         shared = kids[0] & kids[1]
         assert not shared, f"forked processes share database connections opened before the fork: {shared}"
         assert not socks[srv.proc.pid], f"the supervising parent keeps database connections: {socks[srv.proc.pid]}"
+        # the parent only supervises after the fork, so any thread it has was started before the fork (and would
+        # be missing, mid-lock, in the children)
+        assert psutil.Process(srv.proc.pid).num_threads() == 1, "a thread was started before the fork"
         assert "Traceback" not in srv.log_text(), srv.log_text()[-3000:]
     finally:
         srv.stop()
