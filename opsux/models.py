@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -20,17 +21,26 @@ def utcnow() -> datetime:
     "The current time, timezone-aware UTC."
     return datetime.now(timezone.utc)
 
+class _SqliteTextDateTime(SQLITE_DATETIME):
+    "SQLite's DATETIME, but its stored text is parsed by `UtcDateTime` (which never raises), not by the driver layer."
+    def result_processor(self, dialect, coltype): return None
+
 class UtcDateTime(TypeDecorator):
     "A datetime that is always timezone-aware UTC in Python (naive values are taken as UTC)."
     impl = DateTime(timezone=True)
     cache_ok = True
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(_SqliteTextDateTime() if dialect.name == "sqlite" else DateTime(timezone=True))
     def process_bind_param(self, value, dialect):
         if value is None: return None
         value = (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
     def process_result_value(self, value, dialect):
         if value is None: return None
-        if isinstance(value, str): value = datetime.fromisoformat(value)  # foreign tables may hold text
+        if isinstance(value, str):  # SQLite text, or a foreign table's: garbage reads as absent
+            try: value = datetime.fromisoformat(value.strip())
+            except ValueError: return None
+        if not isinstance(value, datetime): return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 # %% ../nbs/10_models.ipynb #0926d7a4

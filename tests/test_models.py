@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import inspect, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
+import opsux
 from opsux.models import Notification, OperationRun, Tenant, User
 
 
@@ -73,3 +74,24 @@ def test_defaults(ops):
         r = c.execute(select(OperationRun)).mappings().one()
     assert (r["status"], r["outcome"], r["summary_counts"], r["failure_summary"], r["context"]) == ("queued", "pending", {}, [], {})
     assert r["created_at"].tzinfo is not None
+
+
+def test_text_that_is_no_date_in_a_sqlite_timestamp_reads_as_absent(tmp_path):
+    "SQLite stores datetimes as text; a foreign writer's garbage must not break the list or the detail."
+    from sqlalchemy import text
+    ops = opsux.connect(f"sqlite:///{tmp_path}/garbage.sqlite")
+    try:
+        t = ops.directory.add_tenant("Contoso")
+        u = ops.directory.add_user("Ada", email="ada@contoso.test", tenants=[t])
+        run = ops.runs.enqueue(t, "inventory.sync", user=u)
+        with ops.engine.begin() as con:
+            con.execute(text("UPDATE operation_runs SET started_at = 'yesterday-ish', completed_at = '42' WHERE id = :i"),
+                        {"i": run.id})
+        v = ops.viewer(u)
+        listed = v.runs().items[0]
+        assert (listed.id, listed.started_at, listed.completed_at) == (run.id, None, None)
+        assert v.run(run.id).created_at is not None
+        with ops.engine.connect() as con:  # nothing was rewritten by reading
+            assert con.execute(text("SELECT started_at FROM operation_runs WHERE id = :i"), {"i": run.id}).scalar() == "yesterday-ish"
+    finally:
+        ops.close()
