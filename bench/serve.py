@@ -396,7 +396,7 @@ def main(argv=None):
     sproc = psutil.Process(server.proc.pid)
     ctx = mp.get_context("spawn")
     levels = [int(x) for x in args.sessions.split(",")]
-    stop_at = min(hard_stop, time.time() + (len(levels) + 1) * (args.phase_seconds + 60) + 240)
+    stop_at = hard_stop                     # workers and timer run until the end (terminated in `finally`)
     workers = ctx.Process(daemon=True, target=worker_main, args=(url, tenant.id, members, operator.id, args.workers,
                                                     args.advance_interval, stop_at, str(tmp / "workers.json")))
     timer = ctx.Process(daemon=True, target=timer_main, args=(url, operator.email, stop_at, str(tmp / "timer.jsonl")))
@@ -433,6 +433,8 @@ def main(argv=None):
             lines = [l for l in lines if w0 <= l["t"] <= w1]
             vr = [l["s"] for l in lines]
             alive = sum(not s.closed for s in swarm.sessions)
+            if not (workers.is_alive() and timer.is_alive()):
+                print("warning: the workers or the list timer stopped during this phase", flush=True)
             ph = dict(sessions=n, alive=alive, seconds=round(dt, 1), open_seconds=round(open_s, 1),
                       statements_per_s=round((s1 - s0) / dt, 1), db_xacts_per_s=round((x1 - x0) / dt, 1),
                       server_cpu_percent=round(cpu, 1), server_rss_mb=round(rss / 2**20, 1),
