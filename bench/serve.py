@@ -186,14 +186,14 @@ serve(db=url, port=port, as_user=user, num_procs=num_procs)
 class Server:
     "`opsux.app.serve` in a subprocess on a free loopback port."
     def __init__(self, url: str, user_email: str, tmp: Path, num_procs: int = 1, cli: bool = False,
-                 env: dict | None = None):
+                 env: dict | None = None, args: list[str] = ()):
         self.port, self.tmp = free_port(), tmp
         self.base = f"http://127.0.0.1:{self.port}"
         self.stats = str(tmp / f"stats-{self.port}")
         env = dict(os.environ, OPSUX_HOME=str(tmp / "home"), PYTHONUNBUFFERED="1", **(env or {}))
         self.log = open(tmp / f"server-{self.port}.log", "w")
         cmd = ([sys.executable, "-m", "opsux.cli", "serve", "--db", url, "--port", str(self.port), "--as", user_email,
-                "--num-procs", str(num_procs)] if cli else
+                "--num-procs", str(num_procs), *args] if cli else
                [sys.executable, "-c", SERVER_CODE, url, str(self.port), user_email, self.stats, str(num_procs)])
         # its own process group: `--num-procs` forks children that outlive a terminated parent
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(tmp),

@@ -511,6 +511,8 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
           auth: str = "none", # none | basic | oauth (see opsux.auth)
           as_user: str | None = None, # auth none: the email every visitor acts as
           show: bool = False, num_procs: int = 1,
+          allow_websocket_origin=(), # public host[:port] names of a reverse proxy in front of this server
+          use_xheaders: bool = False, # behind a proxy: take the client address and scheme from X-Forwarded-*/X-Real-IP
           *, demo: bool = False, start: bool = True, **kwargs):
     "Serve the dashboard (blocks while `start`); returns the Panel server."
     from opsux.auth import auth_kwargs
@@ -523,9 +525,9 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
         app.ops.engine.dispose()
         if "reader" in app.ops.__dict__: app.ops.reader.dispose()
     import tornado.web
-    origins = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
+    origins = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", *allow_websocket_origin]
     return pn.serve(app.routes(), address=host, port=port, show=show, start=start, num_procs=num_procs,
-                    title=PRODUCT, websocket_origin=origins, verbose=False,
+                    title=PRODUCT, websocket_origin=origins, use_xheaders=use_xheaders, verbose=False,
                     extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
                     **extra, **kwargs)
 

@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as", dest="as_user", metavar="EMAIL", default=None, help="with --auth none: the user to act as")
     s.add_argument("--read-only", action="store_true", help="never write or migrate (e.g. a foreign operation_runs table)")
     s.add_argument("--num-procs", type=_positive_int, default=1)
+    s.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
+                   help="public name of a reverse proxy in front of the server; repeatable")
+    s.add_argument("--use-xheaders", action="store_true",
+                   help="behind a reverse proxy: client address and scheme from X-Forwarded-For/-Proto, X-Real-IP")
     s.set_defaults(func=_serve)
 
     d = sub.add_parser("demo", help="create a demo database, run a simulated worker and serve the dashboard")
@@ -106,7 +110,8 @@ def _connect(args, **kw):
 def _serve(args):
     from opsux.app import serve
     serve(db=args.db, host=args.host, port=args.port, read_only=args.read_only, auth=args.auth,
-          as_user=args.as_user, num_procs=args.num_procs)
+          as_user=args.as_user, num_procs=args.num_procs,
+          allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders)
     return 0
 
 def _demo(args):

@@ -147,17 +147,21 @@ def test_session_count_does_not_multiply_database_reads(pg_db, swarm):
 
 
 def test_websocket_origin_of_a_reverse_proxy(pg_db, swarm):
-    "A page served through a proxy's public name: its websocket is refused by default, accepted with BOKEH_ALLOW_WS_ORIGIN."
+    """A page served through a proxy's public name: its websocket is refused by default, accepted with
+    `opsux serve --allow-websocket-origin` or BOKEH_ALLOW_WS_ORIGIN."""
     public = "https://ops.example.com"
     plain = Server(pg_db["url"], pg_db["operator"].email, pg_db["tmp"], cli=True)
-    proxied = Server(pg_db["url"], pg_db["operator"].email, pg_db["tmp"], cli=True,
-                     env={"BOKEH_ALLOW_WS_ORIGIN": "ops.example.com"})
+    by_env = Server(pg_db["url"], pg_db["operator"].email, pg_db["tmp"], cli=True,
+                    env={"BOKEH_ALLOW_WS_ORIGIN": "ops.example.com"})
+    by_flag = Server(pg_db["url"], pg_db["operator"].email, pg_db["tmp"], cli=True,
+                     args=["--allow-websocket-origin", "ops.example.com", "--use-xheaders"])
     try:
         from tornado.httpclient import HTTPClientError
         with pytest.raises(HTTPClientError) as refused:
             swarm.open(plain.base, 1, origin=public, timeout=60)
         assert refused.value.code == 403
-        sessions = swarm.open(proxied.base, 1, origin=public)
-        push_reaches_all(pg_db, swarm, sessions, steps=1)
+        for proxied in (by_env, by_flag):
+            sessions = swarm.open(proxied.base, 1, origin=public)
+            push_reaches_all(pg_db, swarm, sessions, steps=1)
     finally:
-        plain.stop(); proxied.stop()
+        plain.stop(); by_env.stop(); by_flag.stop()
