@@ -30,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
+from browser_support import free_port, wait_http  # noqa: E402  (the tests' own helpers)
 
 TOKEN = re.compile(r'"token":"([^"]+)"')
 WIDGET_ROW = re.compile(r'data-run-id="(\d+)"[^>]*>.*?class="ox-percent">(\d+)%<', re.S)
@@ -198,7 +200,7 @@ class Server:
         # its own process group: `--num-procs` forks children that outlive a terminated parent
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(tmp),
                                      start_new_session=True)
-        try: wait_http(self.base + "/operations", self.proc)
+        try: wait_http(self.base + "/operations", self.proc, timeout=120.0)
         except Exception:
             self.stop(); raise
 
@@ -220,27 +222,6 @@ class Server:
         except ProcessLookupError: pass
         self.proc.wait(10)
         self.log.close()
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    "Poll until `url` answers 200 (or the server process dies)."
-    import urllib.request
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None: raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200: return
-        except OSError: pass
-        time.sleep(0.2)  # polling a condition with a deadline
-    raise TimeoutError(f"{url} did not come up within {timeout}s")
 
 
 # ---------------------------------------------------------------------------------------------------------------

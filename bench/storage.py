@@ -63,17 +63,22 @@ def measure_active(ops, raw):
 
 def advance_throughput(url, run_id, workers=8, per_worker=500):
     handles = [opsux.connect(url, migrate=False) for _ in range(workers)]
-    barrier = threading.Barrier(workers + 1)
-    def work(h):
+    try: return per_second(handles, lambda h: h.runs.advance(run_id, processed=1, succeeded=1), per_worker)
+    finally:
+        for h in handles: h.close()
+
+
+def per_second(clients, call, per_client):
+    "Calls per second when every client runs `call(client)` `per_client` times in its own thread, all at once."
+    barrier = threading.Barrier(len(clients) + 1)
+    def work(c):
         barrier.wait()
-        for _ in range(per_worker): h.runs.advance(run_id, processed=1, succeeded=1)
-    threads = [threading.Thread(target=work, args=(h,)) for h in handles]
+        for _ in range(per_client): call(c)
+    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
     for t in threads: t.start()
     barrier.wait(); t0 = time.perf_counter()
     for t in threads: t.join()
-    secs = time.perf_counter() - t0
-    for h in handles: h.close()
-    return workers * per_worker / secs
+    return len(clients) * per_client / (time.perf_counter() - t0)
 
 
 def raw_advance_throughput(url, run_id, workers=8, per_worker=500, durable=False):
@@ -82,17 +87,10 @@ def raw_advance_throughput(url, run_id, workers=8, per_worker=500, durable=False
            "COALESCE((summary_counts->>'processed')::bigint, 0) + 1), updated_at = now() "
            "WHERE id = %s AND status IN ('queued','running')")
     cons = [psycopg.connect(dsn(url), autocommit=True) for _ in range(workers)]
-    barrier = threading.Barrier(workers + 1)
-    def work(c):
-        barrier.wait()
-        for _ in range(per_worker): c.execute(sql.replace("%s", str(int(run_id))))
-    threads = [threading.Thread(target=work, args=(c,)) for c in cons]
-    for t in threads: t.start()
-    barrier.wait(); t0 = time.perf_counter()
-    for t in threads: t.join()
-    secs = time.perf_counter() - t0
-    for c in cons: c.close()
-    return workers * per_worker / secs
+    stmt = sql.replace("%s", str(int(run_id)))
+    try: return per_second(cons, lambda c: c.execute(stmt), per_worker)
+    finally:
+        for c in cons: c.close()
 
 
 def main(argv=None):
