@@ -13,7 +13,8 @@ from panel.viewable import Viewer
 from .status import UxStatus
 from .catalog import default_catalog
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
-                              ConnectionModel, STATUS_CHOICES, MAX_NAME, clean_text, page_number, utcnow)
+                              ConnectionModel, STATUS_CHOICES, MAX_NAME, clean_text, page_number)
+from .models import utcnow
 
 # %% auto #0
 __all__ = ['CSS', 'RUN_COLUMNS', 'esc', 'html_pane', 'set_html', 'text_html', 'text_pane', 'badge_html', 'bar_html',

@@ -150,21 +150,22 @@ def tenants(self: Viewer) -> list[Tenant]:
         return [run_from_row(r, Tenant) for r in rows]
 
 @patch
-def initiators(self: Viewer, recent: int = 10_000) -> list[str]:
-    "Initiator names for the filter: those among the newest `recent` visible runs (bounded cost at any size)."
+def _recent_values(self: Viewer, column, recent: int) -> list[str]:
+    "The distinct non-empty values of `column` among the newest `recent` visible runs (bounded cost at any size)."
     c = OperationRun.__table__.c
-    sub = select(c.initiator_name).where(self._scope()).order_by(c.id.desc()).limit(recent).subquery()
+    sub = select(column).where(self._scope()).order_by(c.id.desc()).limit(recent).subquery()
     with self.ops.reader.connect() as con:
-        names = con.execute(select(sub.c.initiator_name).distinct()).scalars()
-        return sorted(n for n in names if n)
+        return sorted(v for v in con.execute(select(sub.c[column.name]).distinct()).scalars() if v)
+
+@patch
+def initiators(self: Viewer, recent: int = 10_000) -> list[str]:
+    "Initiator names for the filter: those among the newest `recent` visible runs."
+    return self._recent_values(OperationRun.__table__.c.initiator_name, recent)
 
 @patch
 def types(self: Viewer, recent: int = 10_000) -> list[str]:
     "Operation types among the newest `recent` visible runs."
-    c = OperationRun.__table__.c
-    sub = select(c.type).where(self._scope()).order_by(c.id.desc()).limit(recent).subquery()
-    with self.ops.reader.connect() as con:
-        return sorted(t for t in con.execute(select(sub.c.type).distinct()).scalars() if t)
+    return self._recent_values(OperationRun.__table__.c.type, recent)
 
 # %% ../nbs/13_viewer.ipynb #20f6ce37
 @patch

@@ -9,7 +9,8 @@ from dataclasses import replace
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from urllib.parse import urlencode
 import param
-from .presenter import OperationUxPresenter, format_duration
+from .presenter import OperationUxPresenter, as_utc, format_duration
+from .models import utcnow
 from .status import UxStatus, normalize
 from .summary import normalize_summary_counts, summary_line
 from .failures import normalize_failures
@@ -17,21 +18,12 @@ from .catalog import default_catalog
 from .urls import run_url, parse_run_id, OPERATIONS_PATH
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_CONTEXT_ITEMS', 'utcnow', 'as_utc', 'format_time',
-           'run_duration', 'clean_text', 'ListFilters', 'page_number', 'list_row', 'Guarded', 'OperationsListModel',
-           'context_items', 'RunDetailModel', 'ProgressWidgetModel', 'notification_item', 'InboxModel',
-           'ConnectionModel', 'event_concerns']
+__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_CONTEXT_ITEMS', 'format_time', 'run_duration',
+           'clean_text', 'ListFilters', 'page_number', 'list_row', 'Guarded', 'OperationsListModel', 'context_items',
+           'RunDetailModel', 'ProgressWidgetModel', 'notification_item', 'InboxModel', 'ConnectionModel',
+           'event_concerns']
 
 # %% ../nbs/20_viewmodels.ipynb #fc5bf5c0
-def utcnow() -> datetime:
-    "The current time, timezone-aware UTC."
-    return datetime.now(timezone.utc)
-
-def as_utc(value: datetime | None) -> datetime | None:
-    "`value` as an aware UTC datetime (naive values are taken to be UTC already)."
-    if value is None: return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
 def format_time(value: datetime | None) -> str:
     "A timestamp the way every page shows it: `2026-01-18 14:50:15 UTC`, or an em dash when missing."
     value = as_utc(value)
