@@ -8,8 +8,11 @@ private server started from the installed PostgreSQL 15 binaries (as the
 """
 from __future__ import annotations
 
-import atexit, os, shutil, socket, subprocess, tempfile, threading, time, uuid
+import atexit, os, shutil, subprocess, tempfile, threading, time, uuid
 from pathlib import Path
+
+from support import free_port
+
 
 def _default_bin() -> Path:
     "PostgreSQL 15's binaries, else the newest installed version's."
@@ -26,12 +29,6 @@ _error: str | None = None
 
 class PostgresUnavailable(RuntimeError):
     "No PostgreSQL could be found or started."
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -53,7 +50,7 @@ def _start(durable: bool = False) -> str:
     except subprocess.CalledProcessError as e:
         shutil.rmtree(base, ignore_errors=True)
         raise PostgresUnavailable(f"initdb failed: {e.stderr.strip()[-500:]}") from e
-    port = _free_port()
+    port = free_port()
     opts = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={sock} "
             "-c max_connections=200 -c shared_buffers=256MB")
     if not durable:  # tests throw the data away: skip the flushes

@@ -6,6 +6,7 @@ import urllib.error, urllib.parse, urllib.request
 import pytest
 
 import opsux
+from support import free_port
 from opsux.auth import (AuthConfigError, LoginThrottle, RedactingFilter, auth_kwargs, check_bind, cookie_secret,
                         identity_email, install_log_redaction, is_loopback, oidc_endpoints)
 
@@ -239,13 +240,8 @@ SERVER = textwrap.dedent("""
 """)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
 def _start_server(tmp_path, db, mode, as_user="", port=None):
-    port = port or _free_port()
+    port = port or free_port()
     script = tmp_path / f"serve_{mode}.py"
     script.write_text(SERVER)
     log = open(tmp_path / f"server_{mode}.log", "w")
@@ -489,7 +485,7 @@ def test_oauth_generic_oidc_maps_the_email_to_an_opsux_user_and_denies_strangers
     t = ops.directory.add_tenant("Contoso")
     ops.directory.add_user("Ada Lovelace", email="ada@contoso.test", tenants=[t])
     ops.close()
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("OPSUX_OAUTH_PROVIDER", "generic")
     monkeypatch.setenv("OPSUX_OAUTH_KEY", "opsux-test")
     monkeypatch.setenv("OPSUX_OAUTH_SECRET", "idp-client-secret")

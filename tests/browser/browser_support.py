@@ -2,7 +2,7 @@
 flags, stored XSS payloads, free ports, and a real opsux demo server in a subprocess with a fresh database."""
 from __future__ import annotations
 
-import os, socket, subprocess, sys, textwrap, time, urllib.request
+import os, subprocess, sys, textwrap, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -10,19 +10,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402,F401  (re-exported for the browser tests)
+from support import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402,F401  (re-exported for the browser tests)
 XSS = {  # stored payloads; each one sets window.__xss (or opens a dialog) if it is ever rendered as markup
     "tenant": '<img src=x onerror="window.__xss=1">Evil Corp',
     "user": '<script>window.__xss=1</script>Mallory',
     "failure": '<img src=x onerror="window.__xss=1;alert(1)"> Graph call failed for item 42',
     "context": '<script>alert(document.cookie)</script>',
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
