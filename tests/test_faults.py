@@ -20,7 +20,7 @@ from opsux.db import DatabaseUnavailable, upgrade
 from opsux.models import Notification, OperationRun
 
 import pgserver
-from support import wait_until
+from support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def notifications_of(ops, run_id) -> int:
 # --- 1. unreachable at start-up ----------------------------------------------------------------------------------
 
 def test_connect_unreachable_postgres_is_one_clear_line():
-    port = pgserver._free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     url = f"postgresql://opsux:s3cret-pw@127.0.0.1:{port}/opsux"
     for attempt in (lambda: opsux.connect(url), lambda: upgrade(url)):
         t0 = time.monotonic()
@@ -87,9 +87,9 @@ def test_connect_stopped_server(server, pg):
 
 @pytest.mark.parametrize("argv", [["db", "upgrade"], ["serve", "--port", "0"], ["reap"], ["seed", "--runs", "5"]])
 def test_cli_unreachable_exits_2_with_one_line(argv):
-    port = pgserver._free_port()
+    port = free_port()
     url = f"postgresql://opsux:s3cret-pw@127.0.0.1:{port}/opsux"
-    if argv[0] == "serve": argv = ["serve", "--port", str(pgserver._free_port())]
+    if argv[0] == "serve": argv = ["serve", "--port", str(free_port())]
     p = subprocess.run([sys.executable, "-m", "opsux.cli", *argv, "--db", url], capture_output=True, text=True,
                        timeout=120, cwd=ROOT)
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
