@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_service.ipynb #ee3d51e1
 from __future__ import annotations
-import itertools, json, logging, threading, time, uuid
+import functools, itertools, json, logging, threading, time, uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -222,6 +222,21 @@ _UPSERT_WRITE = ("INSERT INTO operation_run_writes (writer, token, run_id, updat
                  "VALUES (CAST(:w AS varchar), CAST(:tok AS bigint), :rid, :now) ON CONFLICT (writer) DO UPDATE "
                  "SET token = excluded.token, run_id = excluded.run_id, updated_at = excluded.updated_at")
 
+@functools.lru_cache(maxsize=256)
+def _pg_change_statement(set_sql: str):
+    "The one-round-trip PostgreSQL statement for `UPDATE … SET set_sql`, built once per distinct SET clause."
+    # SET clauses depend on which counters change, never on their values (those are bind parameters): few distinct ones
+    return (text("WITH prev AS (SELECT token FROM operation_run_writes WHERE writer = CAST(:w AS varchar)), "
+                 f"u AS (UPDATE operation_runs SET {set_sql}, updated_at = :now WHERE id = :id AND {_ACTIVE} "
+                 f"RETURNING {', '.join(_RUN_COLS)}), "
+                 "w AS (INSERT INTO operation_run_writes (writer, token, run_id, updated_at) "
+                 "SELECT CAST(:w AS varchar), CAST(:tok AS bigint), u.id, :now FROM u ON CONFLICT (writer) DO UPDATE "
+                 "SET token = excluded.token, run_id = excluded.run_id, updated_at = excluded.updated_at) "
+                 f"SELECT u.*, (SELECT token FROM prev) AS prev_token, pg_notify('{CHANNEL}', json_build_object("
+                 "'run_id', u.id, 'tenant_id', u.tenant_id, 'user_id', u.user_id, 'kind', CAST(:kind AS text))::text) AS notified, "
+                 "set_config('synchronous_commit', CAST(:sync AS text), true) AS relaxed FROM u")
+            .bindparams(bindparam("now", type_=UtcDateTime())).columns(*OperationRun.__table__.c))
+
 class OperationRunService:
     "The worker API (`ops.runs`): trusted code enqueues and drives runs; every change emits a `RunEvent`."
     def __init__(self, ops):
@@ -308,16 +323,7 @@ class OperationRunService:
         self.ops.check_writable()
         w, tok = self._token()
         if self._pg:  # one autocommit statement: the update, its token and its NOTIFY, atomically, in one round trip
-            stmt = (text("WITH prev AS (SELECT token FROM operation_run_writes WHERE writer = CAST(:w AS varchar)), "
-                         f"u AS (UPDATE operation_runs SET {set_sql}, updated_at = :now WHERE id = :id AND {_ACTIVE} "
-                         f"RETURNING {', '.join(_RUN_COLS)}), "
-                         "w AS (INSERT INTO operation_run_writes (writer, token, run_id, updated_at) "
-                         "SELECT CAST(:w AS varchar), CAST(:tok AS bigint), u.id, :now FROM u ON CONFLICT (writer) DO UPDATE "
-                         "SET token = excluded.token, run_id = excluded.run_id, updated_at = excluded.updated_at) "
-                         f"SELECT u.*, (SELECT token FROM prev) AS prev_token, pg_notify('{CHANNEL}', json_build_object("
-                         "'run_id', u.id, 'tenant_id', u.tenant_id, 'user_id', u.user_id, 'kind', CAST(:kind AS text))::text) AS notified, "
-                         "set_config('synchronous_commit', CAST(:sync AS text), true) AS relaxed FROM u")
-                    .bindparams(bindparam("now", type_=UtcDateTime())).columns(*OperationRun.__table__.c))
+            stmt = _pg_change_statement(set_sql)
             args = {"id": rid, "kind": kind, "w": w, "tok": tok, "sync": "off" if add else "on", **params}
             def attempt(n):
                 if n and self._applied(w, tok) is not None:  # landed before the error (and so did everything before it)
