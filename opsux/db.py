@@ -42,6 +42,18 @@ def normalize_url(url: str | None = None) -> str:
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT = 10  # seconds; an unreachable PostgreSQL host fails start-up promptly instead of hanging
 
+def _use_wal(cur) -> None:
+    "Put the file in WAL mode (it stays so); the first openers of a new file race for that switch, so retry it."
+    # switching the journal mode needs an exclusive lock and SQLite answers "locked" at once, without busy_timeout
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal": cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline: raise
+            time.sleep(0.01)
+
 def _sqlite_events(engine: Engine, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_con, record):
@@ -50,7 +62,7 @@ def _sqlite_events(engine: Engine, read_only: bool) -> None:
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys = ON")
         if not read_only and engine.url.database not in (None, "", ":memory:"):
-            cur.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cur)
             cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
 
