@@ -5,23 +5,27 @@
 # %% ../nbs/22_app.ipynb #f47b5378
 from __future__ import annotations
 import json, logging, threading, time
+from functools import partial
 from urllib.parse import urlencode, urlsplit
 import panel as pn
 import param
 from panel.io.callbacks import PeriodicCallback
+from panel.io.document import hold
 from panel.io.state import set_curdoc
+from .models import utcnow
 from .presenter import OperationUxPresenter
 from .urls import OPERATIONS_PATH, RUN_PATH, parse_run_id
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                               ConnectionModel, clean_text, event_concerns, MAX_NAME)
 from .components import (CSS, esc, html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
-                              ReconnectingBanner)
+                              ReconnectingBanner, Toasts)
 from .events import Subscribers
 
 # %% auto #0
 __all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'HEADER_CSS', 'action_label', 'back_url', 'toast_html', 'notify',
-           'is_database_error', 'DatabaseHealth', 'SharedReads', 'SharedViewer', 'Rounds', 'DashboardSession',
-           'DashboardApp', 'unavailable_page', 'nav_html', 'keep_in_url', 'build_page', 'actions_page', 'serve', 'demo']
+           'is_database_error', 'DatabaseHealth', 'SharedReads', 'SharedViewer', 'clock_reading', 'Rounds',
+           'DashboardSession', 'DashboardApp', 'unavailable_page', 'nav_html', 'keep_in_url', 'build_page',
+           'actions_page', 'serve', 'demo']
 
 # %% ../nbs/22_app.ipynb #fc7545a2
 ACTIONS_PATH = "/actions"
@@ -43,19 +47,18 @@ def back_url(referer: str | None) -> str:
 
 # %% ../nbs/22_app.ipynb #95b55e26
 def toast_html(toast) -> str:
-    "Notification-area markup for a presenter `Toast` (escaped text plus a View run link)."
+    "Toast markup for a presenter `Toast` or `TerminalNotification` (escaped text plus a View run link)."
     body = f"<br>{esc(toast.body)}" if getattr(toast, "body", None) else ""
-    link = f'<br><a href="{esc(toast.url)}" style="color:inherit;text-decoration:underline">View run</a>' if toast.url else ""
+    link = f'<br><a href="{esc(toast.url)}">View run</a>' if toast.url else ""
     return f"<strong>{esc(toast.title)}</strong>{body}{link}"
 
 _LEVELS = {"success": "success", "warning": "warning", "danger": "error", "error": "error", "info": "info",
            "neutral": "info"}
 
-def notify(message, duration: int = 6000):
-    "Show a presenter `Toast` or `TerminalNotification` in this session's notification area."
+def notify(toasts: Toasts, message, seconds: float = 6.0):
+    "Show a presenter `Toast` or `TerminalNotification` among a session's `toasts`."
     level = _LEVELS.get(str(getattr(message, "level", None) or getattr(message, "status", None)), "info")
-    if pn.state.notifications is not None:
-        getattr(pn.state.notifications, level)(toast_html(message), duration=duration)
+    toasts.show(toast_html(message), level, seconds)
 
 # %% ../nbs/22_app.ipynb #acb187f8
 def is_database_error(exc: BaseException) -> bool:
@@ -150,10 +153,18 @@ class SharedViewer:
     def active_runs(self): return self._reads.get(self._key("active"), self._v.active_runs)
     def unread_count(self): return self._reads.get(self._key("unread"), self._v.unread_count)
 
+def clock_reading():
+    "The time a round or tick shows, in whole seconds (what the pages display), so sessions share their rows."
+    return utcnow().replace(microsecond=0)
+
 class Rounds:
-    "Flush pending sessions together on a process-wide grid (thread started on first use)."
-    def __init__(self, grid: float = 0.25):
-        self.grid, self._pending, self._cv, self._thread = grid, set(), threading.Condition(), None
+    "Flush pending sessions together on a process-wide grid; a round waits until the previous one was flushed."
+    def __init__(self, grid: float = 0.25, # seconds between rounds at most
+                 patience: float = 5.0): # seconds to wait for a round whose sessions never flush (closed documents)
+        self.grid, self.patience, self.rounds = grid, patience, 0
+        self._pending, self._cv, self._thread = set(), threading.Condition(), None
+        self._open, self._flushed = 0, threading.Event()
+        self._flushed.set()
 
     def request(self, session):
         "Flush `session` (its `_flush` on its own document) in the next round."
@@ -163,18 +174,32 @@ class Rounds:
                 self._thread = threading.Thread(target=self._main, name="opsux-rounds", daemon=True)
                 self._thread.start()
 
+    def _done(self, round_no: int):
+        with self._cv:
+            if round_no != self.rounds: return          # a late flush of a round we stopped waiting for
+            self._open -= 1
+            if self._open <= 0: self._flushed.set()
+
+    def _flush(self, session, round_no: int):
+        try: session._flush()
+        finally: self._done(round_no)
+
     def _main(self):
         while True:
             with self._cv:
                 while not self._pending: self._cv.wait()
             time.sleep(self.grid - (time.monotonic() % self.grid))
-            with self._cv: batch, self._pending = self._pending, set()
-            started = time.monotonic()                # every read of this round may serve every session in it
+            self._flushed.wait(self.patience)           # busy server: rounds get longer instead of piling up
+            with self._cv:
+                batch, self._pending = self._pending, set()
+                self.rounds += 1; round_no, self._open = self.rounds, len(batch)
+                self._flushed.clear()
+            started, now = time.monotonic(), clock_reading()   # every read of this round may serve all its sessions
             for s in batch:
-                if s.closed: continue
-                s._take(started)
-                try: s.doc.add_next_tick_callback(s._flush)
-                except Exception: s.close()          # the document is gone: the session ended
+                if s.closed: self._done(round_no); continue
+                s._take(started, now)
+                try: s.doc.add_next_tick_callback(partial(self._flush, s, round_no))
+                except Exception: self._done(round_no); s.close()   # the document is gone: the session ended
 
 # %% ../nbs/22_app.ipynb #f0ad3d1e
 IN_PLACE_KINDS = {"progress", "failure", "heartbeat", "started"}   # change a run that is already on screen
@@ -183,7 +208,7 @@ class DashboardSession:
     "One browser session's state, its push subscription and its page."
     def __init__(self, app: "DashboardApp", user, route: str, args: dict, cookies: dict, referer: str | None):
         self.app, self.ops, self.user, self.route = app, app.ops, user, route
-        self.presenter = OperationUxPresenter(catalog=self.ops.catalog)
+        self.presenter = app.presenter        # one per process: one ETA per run for everyone, rows shared
         self.mine = SharedViewer(self.ops.viewer(user), app.reads)      # all of the user's tenants
         self.tenants = self.mine.tenants()
         chosen = _int(cookies.get("opsux_tenant"))
@@ -237,8 +262,12 @@ class DashboardSession:
             self.connection.lost(); self.app.health.report(exc)
         else:
             log.error("opsux: a dashboard action failed: %s", type(exc).__name__)
-            if pn.state.notifications is not None:
-                pn.state.notifications.error(esc(f"That did not work: {clean_text(exc, 200)}"), duration=8000)
+            self.say_error(f"That did not work: {clean_text(exc, 200)}")
+
+    toasts = None
+    def say_error(self, text: str):
+        "An error toast with `text` (shown as text) for 8 seconds."
+        if self.toasts is not None: self.toasts.show(esc(text), "error", 8)
 
     def _on_health(self, online: bool):
         "Health thread: the database went away or came back; update this session on its own document."
@@ -266,46 +295,47 @@ class DashboardSession:
         self.app.rounds.request(self)
 
     _round = None
-    def _take(self, started: float):
-        "Rounds thread: move the pending events into this round (whose reads started at or after `started`)."
+    def _take(self, started: float, now):
+        "Rounds thread: move the pending events into this round (reads started at or after `started`; clock `now`)."
         with self._lock:
-            p, r, k, _ = self._round or (set(), set(), set(), started)
-            self._round = (p | self._pending, r | self._run_ids, k | self._kinds, started)
+            p, r, k = self._round[:3] if self._round else (set(), set(), set())
+            self._round = (p | self._pending, r | self._run_ids, k | self._kinds, started, now)
             self._pending, self._run_ids, self._kinds, self._scheduled = set(), set(), set(), False
 
     def _flush(self):
-        "Document thread: re-query what the events of this round touched."
+        "Document thread: re-query what the events of this round touched (one patch to the browser)."
         with self._lock: taken, self._round = self._round, None
         if taken is None: return
-        parts, run_ids, kinds, _fresh.after = taken
-        with set_curdoc(self.doc):
+        parts, run_ids, kinds, _fresh.after, now = taken
+        with set_curdoc(self.doc), hold(self.doc):
             try:
-                self.apply(parts, run_ids, kinds)
+                self.apply(parts, run_ids, kinds, now)
                 if "resync" in kinds or not self.connection.online: self.connection.ok()
             except Exception as e:
                 if is_database_error(e): self.failed(e)
                 else: log.exception("opsux: refreshing a session after a push failed")
             finally: _fresh.after = None
 
-    def apply(self, parts: set, run_ids: set, kinds: set | None = None):
+    def apply(self, parts: set, run_ids: set, kinds: set | None = None, now=None):
         "Refresh what `parts` ('user', 'tenant'), `run_ids` and event `kinds` concern — and nothing else."
-        kinds = {None} if kinds is None else kinds
+        kinds, now = ({None} if kinds is None else kinds), now or clock_reading()
         structural = bool(kinds - IN_PLACE_KINDS)                     # a run appeared, finished or we resynced
         if "user" in parts:
-            if kinds != {"heartbeat"}: self.widget.refresh()
+            if kinds != {"heartbeat"}: self.widget.refresh(now)
             if structural:                                            # notifications only appear at the end
                 if self.inbox_open: self.inbox.refresh()
                 else: self.inbox.refresh_count()
         if "tenant" in parts:
-            if self.list and (structural or run_ids & self.list.ids): self.list.refresh()
+            if self.list and (structural or run_ids & self.list.ids): self.list.refresh(now)
             if self.detail and (self.detail.run_id in run_ids or None in run_ids): self.detail.refresh()
 
     inbox_open = False
 
     def tick(self):
-        "Every second: clocks only, from memory."
-        self.widget.tick()
-        if self.detail and self.detail.found and self.detail.status.is_active: self.detail.param.trigger("version")
+        "Every second: clocks only, from memory (nothing is sent when the shown seconds did not change)."
+        with hold(self.doc):
+            self.widget.tick(clock_reading())
+            if self.detail and self.detail.found and self.detail.status.is_active: self.detail.param.trigger("version")
 
     def enqueue(self, type_: str):
         "Start a run of `type_` for this user in the selected (or first) tenant; returns (run, presenter toast)."
@@ -325,7 +355,7 @@ class DashboardApp:
     def __init__(self, db=None, *, read_only: bool = False, as_user: str | None = None, demo: bool = False):
         self.db, self.read_only, self.as_user, self.demo = db, read_only, as_user, demo
         self._ops, self._health, self._lock = None, None, threading.Lock()
-        self.reads, self._rounds = SharedReads(), None
+        self.reads, self._rounds, self._presenter = SharedReads(), None, None
 
     @property
     def ops(self):
@@ -338,6 +368,14 @@ class DashboardApp:
             return self._ops
 
     def watcher(self): return self.ops.watcher()
+
+    @property
+    def presenter(self) -> OperationUxPresenter:
+        "The process's one presenter (its ETA smoothing is per run, the same for every session showing the run)."
+        ops = self.ops
+        with self._lock:
+            if self._presenter is None: self._presenter = OperationUxPresenter(catalog=ops.catalog, eta_memory=10_000)
+            return self._presenter
 
     @property
     def rounds(self) -> Rounds:
@@ -468,9 +506,11 @@ def build_page(s: DashboardSession):
         body = RunDetail(s.detail, back_url=s.back_url)
     else:
         body = actions_page(s)
+    s.toasts = Toasts()
+    header.append(s.toasts)            # the main area is a CSS containment box: a fixed toast there would not be fixed
     t = _template([pn.Column(banner, inbox, body, sizing_mode="stretch_width")], header, sidebar)
 
-    s.widget.param.watch(lambda e: [notify(s.presenter.terminal_notification(r)) for r in e.new], "finished")
+    s.widget.param.watch(lambda e: [notify(s.toasts, s.presenter.terminal_notification(r)) for r in e.new], "finished")
     doc = pn.state.curdoc
     s.attach(doc)
     pn.state.on_session_destroyed(s.close)
@@ -489,8 +529,8 @@ def actions_page(s: DashboardSession):
             except Exception as e:
                 if is_database_error(e): s.failed(e); reason = "the database cannot be reached right now"
                 else: reason = clean_text(e, 300)
-                pn.state.notifications.error(esc(f"Could not start: {reason}"), duration=8000); return
-            notify(toast)
+                s.say_error(f"Could not start: {reason}"); return
+            notify(s.toasts, toast)
             try: s.widget.refresh()
             except Exception as e: s.failed(e)
         return handler
@@ -516,8 +556,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
           *, demo: bool = False, start: bool = True, **kwargs):
     "Serve the dashboard (blocks while `start`); returns the Panel server."
     from opsux.auth import auth_kwargs
-    pn.extension(notifications=True)
-    pn.config.notifications = True
+    pn.extension()
     app = DashboardApp(db, read_only=read_only, as_user=as_user, demo=demo)
     extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user)
     if num_procs == 1: app.watcher(); app.health   # start the one watcher (and its health) before the first session

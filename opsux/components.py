@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_components.ipynb #5454961f
 from __future__ import annotations
-import html
+import html, time
 from datetime import date
 from urllib.parse import urlencode
 import panel as pn
@@ -13,13 +13,14 @@ from panel.viewable import Viewer
 from .status import UxStatus
 from .catalog import default_catalog
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
-                              ConnectionModel, STATUS_CHOICES, MAX_NAME, clean_text, page_number)
+                              ConnectionModel, STATUS_CHOICES, MAX_NAME, SHARED, clean_text, page_number)
 from .models import utcnow
 
 # %% auto #0
-__all__ = ['CSS', 'RUN_COLUMNS', 'esc', 'html_pane', 'set_html', 'text_html', 'text_pane', 'badge_html', 'bar_html',
-           'runs_table_html', 'notice_html', 'reconnecting_html', 'progress_rows_html', 'notification_html',
-           'detail_html', 'ProgressWidget', 'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner']
+__all__ = ['CSS', 'RUN_COLUMNS', 'TOAST_LEVELS', 'esc', 'html_pane', 'set_html', 'shared_html', 'text_html', 'text_pane',
+           'badge_html', 'bar_html', 'runs_table_html', 'notice_html', 'reconnecting_html', 'progress_rows_html',
+           'notification_html', 'detail_html', 'ProgressWidget', 'OperationsList', 'RunDetail', 'Inbox',
+           'ReconnectingBanner', 'toasts_html', 'Toasts']
 
 # %% ../nbs/21_components.ipynb #0860b548
 def esc(value) -> str:
@@ -50,6 +51,16 @@ a { color:var(--info); text-decoration:none; } a:hover { text-decoration:underli
 .ox-notice { background:#ddf4ff; border:1px solid #54aeff; border-radius:6px; padding:6px 10px; font-size:13px; margin:4px 0; }
 .ox-success { color:var(--ok); } .ox-warning { color:var(--warn); } .ox-danger { color:var(--bad); } .ox-neutral { color:var(--muted); }
 pre.ox-text { white-space:pre-wrap; word-break:break-word; margin:0; font-family:inherit; }
+.ox-toasts { position:fixed; top:72px; right:16px; z-index:10000; width:340px; max-width:calc(100vw - 32px);
+             display:flex; flex-direction:column; gap:8px; pointer-events:none; }
+.ox-toast { pointer-events:auto; background:#fff; color:#1f2328; border-left:6px solid var(--info); border-radius:6px;
+            box-shadow:0 6px 18px rgba(31,35,40,.18); padding:10px 14px; font-size:14px; line-height:1.4; overflow:hidden;
+            animation-name:ox-toast; animation-timing-function:linear; animation-fill-mode:forwards; }
+.ox-toast a { color:inherit; text-decoration:underline; }
+.ox-toast-success { border-left-color:var(--ok); } .ox-toast-warning { border-left-color:var(--warn); }
+.ox-toast-error { border-left-color:var(--bad); }
+@keyframes ox-toast { 0% { opacity:0; transform:translateY(-8px); } 3% { opacity:1; transform:none; }
+  92% { opacity:1; max-height:400px; } 100% { opacity:0; max-height:0; padding-top:0; padding-bottom:0; visibility:hidden; } }
 """
 
 def html_pane(text: str = "", **kw) -> pn.pane.HTML:
@@ -61,6 +72,10 @@ def set_html(pane, text: str) -> bool:
     if pane.object == text: return False
     pane.object = text
     return True
+
+def shared_html(render, rows) -> str:
+    "`render(rows)`, made once for all sessions that hold this very `rows` object (see `SharedMemo`)."
+    return SHARED.get(render.__name__, (rows,), (), lambda: render(rows))
 
 # %% ../nbs/21_components.ipynb #f1a57e46
 def text_html(text, cls: str = "") -> str:
@@ -174,7 +189,7 @@ class ProgressWidget(Viewer):
         model.param.watch(self._render, ["rows", "visible"])
 
     def _render(self, *_):
-        set_html(self._html, progress_rows_html(self.model.rows))
+        set_html(self._html, shared_html(progress_rows_html, self.model.rows))
         self._layout.visible = self.model.visible
 
     def __panel__(self): return self._layout
@@ -216,7 +231,7 @@ class OperationsList(Viewer):
         self._render()
 
     def _render(self, *_):
-        set_html(self.table, runs_table_html(self.model.rows))
+        set_html(self.table, shared_html(runs_table_html, self.model.rows))
         self.notice.object, self.notice.visible = notice_html(self.model.error), bool(self.model.error)
         self.newer.disabled = not self.model.has_previous
         self.older.disabled = self.model.next_after is None
@@ -294,5 +309,38 @@ class ReconnectingBanner(Viewer):
 
     def _render(self, *_):
         self.pane.object, self.pane.visible = reconnecting_html(self.model), not self.model.online
+
+    def __panel__(self): return self.pane
+
+# %% ../nbs/21_components.ipynb #dade97df
+TOAST_LEVELS = ("info", "success", "warning", "error")
+
+def toasts_html(items, # (markup, level, shown_at, seconds) tuples, oldest first
+                now: float) -> str:
+    "The toasts still due at `now`, newest first; each fades out in the browser at the end of its seconds."
+    out = []
+    for markup, level, shown, seconds in reversed(items):
+        age = max(0.0, now - shown)
+        if age >= seconds: continue
+        level = level if level in TOAST_LEVELS else "info"
+        out.append(f'<div class="ox-toast ox-toast-{level}" role="{"alert" if level == "error" else "status"}" '
+                   f'style="animation-duration:{seconds:.3f}s;animation-delay:-{age:.3f}s">{markup}</div>')
+    return f'<div class="ox-toasts" aria-live="polite">{"".join(out)}</div>'
+
+class Toasts(Viewer):
+    "One session's toasts: sent with the next patch, faded out by the browser (nothing comes back to the server)."
+    def __init__(self, clock=time.monotonic, # seconds, any origin
+                 limit: int = 5, # toasts on screen at most; the oldest go first
+                 **params):
+        super().__init__(**params)
+        self.clock, self.limit, self.items = clock, limit, []
+        self.pane = html_pane(toasts_html([], 0.0), css_classes=["ox-toast-area"], margin=0)
+
+    def show(self, markup: str, level: str = "info", seconds: float = 6.0):
+        "Show `markup` (built from escaped text) as a toast of `level` for `seconds`."
+        now = self.clock()
+        live = [t for t in self.items if now - t[2] < t[3]]
+        self.items = (live + [(markup, level, now, float(seconds))])[-self.limit:]
+        set_html(self.pane, toasts_html(self.items, now))
 
     def __panel__(self): return self.pane

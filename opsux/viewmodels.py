@@ -5,6 +5,7 @@
 # %% ../nbs/20_viewmodels.ipynb #1c7bf410
 from __future__ import annotations
 import threading, time
+from collections import OrderedDict
 from dataclasses import replace
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from urllib.parse import urlencode
@@ -18,10 +19,10 @@ from .catalog import default_catalog
 from .urls import run_url, parse_run_id, OPERATIONS_PATH
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_CONTEXT_ITEMS', 'format_time', 'run_duration',
-           'clean_text', 'ListFilters', 'page_number', 'list_row', 'Guarded', 'OperationsListModel', 'context_items',
-           'RunDetailModel', 'ProgressWidgetModel', 'notification_item', 'InboxModel', 'ConnectionModel',
-           'event_concerns']
+__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'SHARED', 'MAX_CONTEXT_ITEMS', 'format_time',
+           'run_duration', 'clean_text', 'ListFilters', 'page_number', 'list_row', 'Guarded', 'SharedMemo',
+           'OperationsListModel', 'context_items', 'RunDetailModel', 'ProgressWidgetModel', 'notification_item',
+           'InboxModel', 'ConnectionModel', 'event_concerns']
 
 # %% ../nbs/20_viewmodels.ipynb #fc5bf5c0
 def format_time(value: datetime | None) -> str:
@@ -162,6 +163,32 @@ class Guarded:
             if self.on_error is None: raise
             self.on_error(e)
 
+# %% ../nbs/20_viewmodels.ipynb #c98fbe5a
+class SharedMemo:
+    "Values derived from shared snapshots, computed once while the inputs are the very same objects (bounded, thread-safe)."
+    def __init__(self, size: int = 512): # entries kept; the least recently used go first
+        self.size, self.hits, self.misses = size, 0, 0
+        self._entries, self._lock = OrderedDict(), threading.Lock()
+
+    def get(self, name: str, # what is computed (part of the key)
+            same: tuple, # objects the value is derived from, compared with `is`
+            equal: tuple, # small hashable values it also depends on, compared with `==`
+            make): # computes the value
+        "`make()`, or what it returned before for `name` over these very objects and equal values."
+        key = (name, tuple(map(id, same)), equal)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and all(a is b for a, b in zip(hit[0], same)):
+                self._entries.move_to_end(key); self.hits += 1
+                return hit[1]
+        value = make()
+        with self._lock:
+            self._entries[key] = (same, value); self._entries.move_to_end(key); self.misses += 1
+            while len(self._entries) > self.size: self._entries.popitem(last=False)
+        return value
+
+SHARED = SharedMemo()   # the process's memo: list rows, widget rows and their markup
+
 # %% ../nbs/20_viewmodels.ipynb #897a4a84
 class OperationsListModel(Guarded, param.Parameterized):
     "The Operations list: filters, one page of rows, and the cursor of the next page."
@@ -185,8 +212,10 @@ class OperationsListModel(Guarded, param.Parameterized):
     def refresh(self, now: datetime | None = None):
         "Re-read the current page from the database (on failure the previous rows stay)."
         page = self.viewer.runs(limit=self.page_size, **self.filters.query_kwargs())
-        self.param.update(rows=[list_row(r, self.presenter, self.tenant_names, now) for r in page.items],
-                          next_after=page.next_after, error=" ".join(self.filters.problems()))
+        now = now or utcnow()
+        rows = SHARED.get("list_rows", (page, self.presenter), (now, tuple(sorted(self.tenant_names.items()))),
+                          lambda: [list_row(r, self.presenter, self.tenant_names, now) for r in page.items])
+        self.param.update(rows=rows, next_after=page.next_after, error=" ".join(self.filters.problems()))
         return self
 
     @property
@@ -311,7 +340,9 @@ class ProgressWidgetModel(param.Parameterized):
         with self._lock:
             for rid in [i for i, t in self._ended.items() if (now - t).total_seconds() >= self.linger]:
                 self._runs.pop(rid, None); self._ended.pop(rid, None)
-            rows = [self.presenter.progress_row(self._runs[i], now) for i in sorted(self._runs, reverse=True)]
+            runs = tuple(self._runs[i] for i in sorted(self._runs, reverse=True))
+        rows = SHARED.get("widget_rows", (self.presenter, *runs), (now,),
+                          lambda: [self.presenter.progress_row(r, now) for r in runs])
         self.param.update(rows=rows, visible=bool(rows))
         return self
 

@@ -44,7 +44,7 @@ def test_enqueue_toast_live_widget_terminal_notification_detail(page, server):
 
     t0 = time.monotonic()
     button.click()
-    toast = page.locator(".notyf__toast").filter(has_text="Inventory sync queued")
+    toast = page.locator(".ox-toast").filter(has_text="Inventory sync queued")
     expect(toast).to_be_visible(timeout=1000)
     assert time.monotonic() - t0 < 1.5
     expect(toast.get_by_text("View run")).to_have_attribute("href", re.compile(r"^/operations/run\?id=\d+$"))
@@ -64,7 +64,7 @@ def test_enqueue_toast_live_widget_terminal_notification_detail(page, server):
                             f'.ox-progress-widget .ox-row[data-run-id="{run_id}"][data-status="partial"], '
                             f'.ox-progress-widget .ox-row[data-run-id="{run_id}"][data-status="failed"]')
     expect(terminal).to_have_count(1, timeout=30000)                  # terminal state shown briefly
-    done = page.locator(".notyf__toast").filter(has_text=re.compile(r"Inventory sync (completed|failed)"))
+    done = page.locator(".ox-toast").filter(has_text=re.compile(r"Inventory sync (completed|failed)"))
     expect(done.first).to_be_visible()                                 # and a terminal toast with its link
     expect(done.first.get_by_text("View run")).to_have_attribute("href", f"/operations/run?id={run_id}")
     expect(page.locator(f'.ox-progress-widget .ox-row[data-run-id="{run_id}"]')).to_have_count(0, timeout=20000)
@@ -89,13 +89,35 @@ def test_dedupe_toast_links_to_the_active_run(page, server):
     page.goto(server.base + "/actions")
     button = page.get_by_role("button", name="Start policy sync")
     button.click()
-    first = page.locator(".notyf__toast").filter(has_text="Policy sync queued")
+    first = page.locator(".ox-toast").filter(has_text="Policy sync queued")
     expect(first).to_be_visible(timeout=1000)
     href = first.get_by_text("View run").get_attribute("href")
     button.click()
-    again = page.locator(".notyf__toast").filter(has_text="already")
+    again = page.locator(".ox-toast").filter(has_text="already")
     expect(again).to_be_visible(timeout=1000)
     expect(again.get_by_text("View run")).to_have_attribute("href", href)
+
+
+def test_toasts_sit_in_the_corner_and_fade_out_on_their_own(page, server):
+    "Toasts are fixed to the viewport's top right; each leaves after its 6 s, also when a newer one re-renders them."
+    page.goto(server.base + "/actions")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_role("button", name="Start directory groups sync").click()
+    first = page.locator(".ox-toast").filter(has_text=re.compile(r"Directory groups sync (queued|already)"))
+    expect(first).to_be_visible(timeout=1000)
+    shown = time.monotonic()
+    page.wait_for_timeout(300)                                                # (it slides in)
+    box = first.bounding_box()
+    assert box["x"] + box["width"] > 1280 - 40 and 60 < box["y"] < 100, box   # top right, under the header
+    assert first.evaluate("e => getComputedStyle(e.parentNode).position") == "fixed"
+    page.wait_for_timeout(3000)
+    page.get_by_role("button", name="Start restore execution").click()
+    second = page.locator(".ox-toast").filter(has_text=re.compile(r"Restore execution (queued|already)"))
+    expect(second).to_be_visible(timeout=1000)
+    expect(first).to_be_hidden(timeout=8000)                                  # faded by the browser
+    gone = time.monotonic() - shown
+    assert 5.0 < gone < 7.5, gone                                             # its own 6 s, not restarted at 3 s
+    expect(second).to_be_visible()
 
 
 def test_list_filters_paging_and_url_state(page, server):

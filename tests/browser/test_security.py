@@ -246,7 +246,7 @@ def test_demo_actions_cannot_start_runs_in_a_foreign_tenant(page, server):
         page.goto(server.base + "/actions")
         expect(page.locator(".ox-where")).not_to_contain_text("Evil")
         page.get_by_role("button", name="Start directory groups sync").click()
-        toast = page.locator(".notyf__toast").filter(has_text="Directory groups sync")
+        toast = page.locator(".ox-toast").filter(has_text="Directory groups sync")
         expect(toast.first).to_be_visible()
         run_id = int(re.search(r"id=(\d+)", toast.first.get_by_text("View run").get_attribute("href")).group(1))
         assert ops.runs.get(run_id).tenant_id != evil
@@ -271,7 +271,7 @@ def test_demo_server_log_holds_no_worker_secrets(page, server):
         ops.runs.fail(run, f"POST https://login.example.test/token?client_secret={secret} returned 401 "
                            f"(Authorization: Bearer {token})")
         expect(row).to_have_attribute("data-status", "failed")
-        expect(page.locator(".notyf__toast").filter(has_text="Inventory sync").first).to_be_visible()
+        expect(page.locator(".ox-toast").filter(has_text="Inventory sync").first).to_be_visible()
     finally:
         ops.close()
     html = everything(page)
