@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_components.ipynb #5454961f
 from __future__ import annotations
-import html, time
+import functools, html, time
 from datetime import date
 from urllib.parse import urlencode
 import panel as pn
@@ -15,12 +15,13 @@ from .catalog import default_catalog
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                               ConnectionModel, STATUS_CHOICES, MAX_NAME, SHARED, clean_text, page_number)
 from .models import utcnow
+from .urls import OPERATIONS_PATH
 
 # %% auto #0
-__all__ = ['CSS', 'RUN_COLUMNS', 'TOAST_LEVELS', 'esc', 'html_pane', 'set_html', 'shared_html', 'text_html', 'text_pane',
-           'badge_html', 'bar_html', 'runs_table_html', 'notice_html', 'reconnecting_html', 'progress_rows_html',
-           'notification_html', 'detail_html', 'ProgressWidget', 'OperationsList', 'RunDetail', 'Inbox',
-           'ReconnectingBanner', 'toasts_html', 'Toasts']
+__all__ = ['CSS', 'RUN_COLUMNS', 'TOAST_LEVELS', 'esc', 'html_pane', 'set_html', 'shared_html', 'SharedHTML', 'text_html',
+           'text_pane', 'badge_html', 'bar_html', 'runs_table_html', 'notice_html', 'reconnecting_html',
+           'progress_rows_html', 'more_runs_html', 'notification_html', 'detail_html', 'ProgressWidget',
+           'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner', 'toasts_html', 'Toasts']
 
 # %% ../nbs/21_components.ipynb #0860b548
 def esc(value) -> str:
@@ -42,7 +43,7 @@ a { color:var(--info); text-decoration:none; } a:hover { text-decoration:underli
 .ox-bar > div { height:100%; background:var(--info); transition:width .4s; }
 .ox-row { padding:8px 0; border-bottom:1px solid #eaeef2; font-size:13px; }
 .ox-row .ox-meta { color:var(--muted); font-size:12px; display:flex; justify-content:space-between; gap:8px; margin:3px 0; }
-.ox-title { font-weight:600; }
+.ox-title { font-weight:600; } .ox-more { font-size:12px; color:var(--muted); margin:6px 0 0; }
 .ox-facts { display:grid; grid-template-columns:max-content 1fr; gap:4px 16px; font-size:14px; }
 .ox-facts dt { color:var(--muted); } .ox-facts dd { margin:0; }
 .ox-empty { color:var(--muted); font-style:italic; }
@@ -65,7 +66,7 @@ pre.ox-text { white-space:pre-wrap; word-break:break-word; margin:0; font-family
 
 def html_pane(text: str = "", **kw) -> pn.pane.HTML:
     "An HTML pane with the dashboard stylesheet (for markup built by this module only)."
-    return pn.pane.HTML(text, stylesheets=[CSS], sizing_mode=kw.pop("sizing_mode", "stretch_width"), **kw)
+    return SharedHTML(text, stylesheets=[CSS], sizing_mode=kw.pop("sizing_mode", "stretch_width"), **kw)
 
 def set_html(pane, text: str) -> bool:
     "Give `pane` new markup only when it differs (Panel sends the browser a patch for every assignment)."
@@ -76,6 +77,18 @@ def set_html(pane, text: str) -> bool:
 def shared_html(render, rows) -> str:
     "`render(rows)`, made once for all sessions that hold this very `rows` object (see `SharedMemo`)."
     return SHARED.get(render.__name__, (rows,), (), lambda: render(rows))
+
+# %% ../nbs/21_components.ipynb #0565fcc4
+@functools.lru_cache(maxsize=256)
+def _for_model(markup: str) -> str:
+    return html.escape(markup)        # what pn.pane.HTML sends as the model's text; the browser unescapes it
+
+class SharedHTML(pn.pane.HTML):
+    "An HTML pane whose markup updates send only the new text, escaped once per distinct markup for all sessions."
+    def _update(self, ref, model):
+        if self.sanitize_html or self.enable_streaming or not isinstance(self.object, str):
+            return super()._update(ref, model)
+        model.text = _for_model(self.object)
 
 # %% ../nbs/21_components.ipynb #f1a57e46
 def text_html(text, cls: str = "") -> str:
@@ -139,6 +152,12 @@ def progress_rows_html(rows) -> str:
             f'<a href="{esc(r.url)}">View run</a></div></div>')
     return "".join(out)
 
+def more_runs_html(more: int) -> str:
+    "The widget's last line when it shows only the newest runs: how many more, and where to see them all."
+    if more <= 0: return ""
+    return (f'<p class="ox-more">+ {int(more)} more running · '
+            f'<a href="{OPERATIONS_PATH}?status=running">see all running operations</a></p>')
+
 def notification_html(item: dict) -> str:
     "One inbox entry (a `notification_item` dict)."
     link = f' · <a href="{esc(item["url"])}">View run</a>' if item.get("url") else ""
@@ -184,12 +203,14 @@ class ProgressWidget(Viewer):
         super().__init__(**params)
         self.model = model
         self._html = html_pane(progress_rows_html(model.rows), css_classes=["ox-widget-rows"])
-        self._layout = pn.Column(pn.pane.Markdown("**Running operations**", margin=(0, 5)), self._html,
+        self._more = html_pane(more_runs_html(model.more), css_classes=["ox-widget-more"], visible=model.more > 0)
+        self._layout = pn.Column(pn.pane.Markdown("**Running operations**", margin=(0, 5)), self._html, self._more,
                                  visible=model.visible, css_classes=["ox-progress-widget"], sizing_mode="stretch_width")
-        model.param.watch(self._render, ["rows", "visible"])
+        model.param.watch(self._render, ["rows", "visible", "more"])
 
     def _render(self, *_):
         set_html(self._html, shared_html(progress_rows_html, self.model.rows))
+        set_html(self._more, more_runs_html(self.model.more)); self._more.visible = self.model.more > 0
         self._layout.visible = self.model.visible
 
     def __panel__(self): return self._layout
