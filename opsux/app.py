@@ -159,9 +159,12 @@ def clock_reading():
 
 class Rounds:
     "Flush pending sessions together on a process-wide grid; a round waits until the previous one was flushed."
-    def __init__(self, grid: float = 0.25, # seconds between rounds at most
+    def __init__(self, grid: float = 0.25, # seconds between rounds with few sessions
+                 budget: float = 200.0, # session refreshes per second; more sessions make rounds longer...
+                 max_grid: float = 1.0, # ...up to this many seconds
                  patience: float = 5.0): # seconds to wait for a round whose sessions never flush (closed documents)
-        self.grid, self.patience, self.rounds = grid, patience, 0
+        self.grid, self.budget, self.max_grid, self.patience, self.rounds = grid, budget, max_grid, patience, 0
+        self.last_size = 0
         self._pending, self._cv, self._thread = set(), threading.Condition(), None
         self._open, self._flushed = 0, threading.Event()
         self._flushed.set()
@@ -173,6 +176,10 @@ class Rounds:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._main, name="opsux-rounds", daemon=True)
                 self._thread.start()
+
+    def interval(self) -> float:
+        "Seconds until the next round: `grid`, longer when the last round was big (`budget` refreshes a second)."
+        return min(self.max_grid, max(self.grid, self.last_size / self.budget))
 
     def _done(self, round_no: int):
         with self._cv:
@@ -188,10 +195,12 @@ class Rounds:
         while True:
             with self._cv:
                 while not self._pending: self._cv.wait()
-            time.sleep(self.grid - (time.monotonic() % self.grid))
+            grid = self.interval()
+            time.sleep(grid - (time.monotonic() % grid))
             self._flushed.wait(self.patience)           # busy server: rounds get longer instead of piling up
             with self._cv:
                 batch, self._pending = self._pending, set()
+                self.last_size = len(batch)
                 self.rounds += 1; round_no, self._open = self.rounds, len(batch)
                 self._flushed.clear()
             started, now = time.monotonic(), clock_reading()   # every read of this round may serve all its sessions
@@ -319,9 +328,12 @@ class DashboardSession:
     def apply(self, parts: set, run_ids: set, kinds: set | None = None, now=None):
         "Refresh what `parts` ('user', 'tenant'), `run_ids` and event `kinds` concern — and nothing else."
         kinds, now = ({None} if kinds is None else kinds), now or clock_reading()
-        structural = bool(kinds - IN_PLACE_KINDS)                     # a run appeared, finished or we resynced
+        structural = bool(kinds - IN_PLACE_KINDS - {"tick"})          # a run appeared, finished or we resynced
+        if "tick" in kinds:                                           # clocks only, from memory
+            self.widget.tick(now)
+            if self._detail_ticks(): self.detail.param.trigger("version")
         if "user" in parts:
-            if kinds != {"heartbeat"}: self.widget.refresh(now)
+            if kinds - {"heartbeat", "tick"}: self.widget.refresh(now)
             if structural:                                            # notifications only appear at the end
                 if self.inbox_open: self.inbox.refresh()
                 else: self.inbox.refresh_count()
@@ -332,10 +344,15 @@ class DashboardSession:
     inbox_open = False
 
     def tick(self):
-        "Every second: clocks only, from memory (nothing is sent when the shown seconds did not change)."
-        with hold(self.doc):
-            self.widget.tick(clock_reading())
-            if self.detail and self.detail.found and self.detail.status.is_active: self.detail.param.trigger("version")
+        "Every second: have the clocks redrawn in the next round, together with whatever else that round brings."
+        if self.closed or not (self.widget.rows or self._detail_ticks()): return
+        with self._lock:
+            self._kinds.add("tick")
+            if self._scheduled: return
+            self._scheduled = True
+        self.app.rounds.request(self)
+
+    def _detail_ticks(self) -> bool: return bool(self.detail and self.detail.found and self.detail.status.is_active)
 
     def enqueue(self, type_: str):
         "Start a run of `type_` for this user in the selected (or first) tenant; returns (run, presenter toast)."
