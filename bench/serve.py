@@ -246,12 +246,13 @@ def worker_main(url: str, tenant_id: int, user_ids: list[int], operator_id: int,
     from opsux.db import connect
     ops = connect(url)
     types = [t for t in ops.catalog.types()]
+    others = [u for u in user_ids if u != operator_id] or user_ids   # the operator's runs: exactly a third
     done, errors, lock = [0], [], threading.Lock()
     def work(i):
         rng = random.Random(i)
         while time.time() < stop_at:
             try:
-                who = operator_id if i % 3 == 0 else rng.choice(user_ids)
+                who = operator_id if i % 3 == 0 else rng.choice(others)
                 run = ops.runs.enqueue(tenant_id, rng.choice(types), user=who, context={"source": "bench/serve.py"})
                 ops.runs.start(run); ops.runs.set_total(run, 40)
                 for _ in range(40):
@@ -342,8 +343,8 @@ def prepare(url: str, runs: int):
 
 def measure_push(ops, swarm, tenant, operator, seconds: float, samples_every: float = 1.0):
     "Advance a probe run of the operator about once a second; per sample, each session's commit→patch latency."
-    # the operator has at most 7 worker runs active at once (workers 0, 3, ..., 18), so the probe stays among the
-    # newest runs the progress widget shows (ProgressWidgetModel.limit)
+    # the operator has at most 7 worker runs active at once (workers 0, 3, ..., 18; the others start runs for the
+    # tenant's other members), so the probe stays among the newest runs the widget shows (ProgressWidgetModel.limit)
     run = ops.runs.enqueue(tenant, "inventory.sync", user=operator, context={"source": "bench probe"})
     ops.runs.start(run); ops.runs.set_total(run, 100)
     swarm.watched.add(run.id)

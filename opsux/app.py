@@ -162,11 +162,11 @@ class Rounds:
     def __init__(self, grid: float = 0.25, # seconds between rounds with few sessions
                  budget: float = 200.0, # session refreshes per second; more sessions make rounds longer...
                  max_grid: float = 1.0, # ...up to this many seconds
-                 patience: float = 5.0): # seconds to wait for a round whose sessions never flush (closed documents)
+                 patience: float = 2.0): # seconds to wait at most for a round whose sessions did not flush
         self.grid, self.budget, self.max_grid, self.patience, self.rounds = grid, budget, max_grid, patience, 0
         self.last_size = 0
         self._pending, self._cv, self._thread = set(), threading.Condition(), None
-        self._open, self._flushed = 0, threading.Event()
+        self._open, self._flushed = set(), threading.Event()     # sessions of the current round not flushed yet
         self._flushed.set()
 
     def request(self, session):
@@ -181,15 +181,15 @@ class Rounds:
         "Seconds until the next round: `grid`, longer when the last round was big (`budget` refreshes a second)."
         return min(self.max_grid, max(self.grid, self.last_size / self.budget))
 
-    def _done(self, round_no: int):
+    def done(self, session):
+        "`session` was flushed, or ended: the current round need not wait for it any more."
         with self._cv:
-            if round_no != self.rounds: return          # a late flush of a round we stopped waiting for
-            self._open -= 1
-            if self._open <= 0: self._flushed.set()
+            self._open.discard(session)
+            if not self._open: self._flushed.set()
 
-    def _flush(self, session, round_no: int):
+    def _flush(self, session):
         try: session._flush()
-        finally: self._done(round_no)
+        finally: self.done(session)
 
     def _main(self):
         while True:
@@ -200,15 +200,14 @@ class Rounds:
             self._flushed.wait(self.patience)           # busy server: rounds get longer instead of piling up
             with self._cv:
                 batch, self._pending = self._pending, set()
-                self.last_size = len(batch)
-                self.rounds += 1; round_no, self._open = self.rounds, len(batch)
-                self._flushed.clear()
+                batch = {s for s in batch if not s.closed}
+                self.last_size, self.rounds, self._open = len(batch), self.rounds + 1, set(batch)
+                if batch: self._flushed.clear()
             started, now = time.monotonic(), clock_reading()   # every read of this round may serve all its sessions
             for s in batch:
-                if s.closed: self._done(round_no); continue
                 s._take(started, now)
-                try: s.doc.add_next_tick_callback(partial(self._flush, s, round_no))
-                except Exception: self._done(round_no); s.close()   # the document is gone: the session ended
+                try: s.doc.add_next_tick_callback(partial(self._flush, s))
+                except Exception: s.close()          # the document is gone: the session ended (close calls done)
 
 # %% ../nbs/22_app.ipynb #f0ad3d1e
 IN_PLACE_KINDS = {"progress", "failure", "heartbeat", "started"}   # change a run that is already on screen
@@ -258,6 +257,7 @@ class DashboardSession:
     def close(self, *_):
         "Unsubscribe (called when the browser session ends)."
         self.closed = True
+        if self.app._rounds is not None: self.app._rounds.done(self)    # a round must not wait for a closed tab
         if self._unsubscribe: self._unsubscribe(); self._unsubscribe = None
         if getattr(self, "_unhealth", None): self._unhealth(); self._unhealth = None
         if getattr(self, "clock", None) is not None:

@@ -306,7 +306,7 @@ class ProgressWidgetModel(param.Parameterized):
     finished = param.List(default=[], doc="runs that finished since the previous refresh (for a toast)")
     visible = param.Boolean(default=False)
     linger = param.Number(default=6.0, bounds=(0, None), doc="seconds a finished run stays visible")
-    limit = param.Integer(default=10, bounds=(1, None), doc="rows shown at most (the newest runs)")
+    limit = param.Integer(default=10, bounds=(1, None), doc="active runs shown at most (the newest)")
     more = param.Integer(default=0, doc="active runs not shown because of `limit`")
 
     def __init__(self, viewer, presenter: OperationUxPresenter | None = None, clock=None, **kw):
@@ -343,7 +343,9 @@ class ProgressWidgetModel(param.Parameterized):
             for rid in [i for i, t in self._ended.items() if (now - t).total_seconds() >= self.linger]:
                 self._runs.pop(rid, None); self._ended.pop(rid, None)
             ids = sorted(self._runs, reverse=True)
-            runs, more = tuple(self._runs[i] for i in ids[:self.limit]), max(0, len(ids) - self.limit)
+            active = [i for i in ids if i not in self._ended]       # finished runs show briefly on top of the limit
+            shown = sorted([i for i in ids if i in self._ended] + active[:self.limit], reverse=True)
+            runs, more = tuple(self._runs[i] for i in shown), max(0, len(active) - self.limit)
         rows = SHARED.get("widget_rows", (self.presenter, *runs), (now,),
                           lambda: [self.presenter.progress_row(r, now) for r in runs])
         self.param.update(rows=rows, more=more, visible=bool(rows))
