@@ -166,7 +166,7 @@ class Rounds:
         self.grid, self.budget, self.max_grid, self.patience, self.rounds = grid, budget, max_grid, patience, 0
         self.last_size = 0
         self._pending, self._cv, self._thread = set(), threading.Condition(), None
-        self._open, self._flushed = set(), threading.Event()     # sessions of the current round not flushed yet
+        self._open, self._slack, self._flushed = set(), 0, threading.Event()   # the round's sessions not flushed yet
         self._flushed.set()
 
     def request(self, session):
@@ -185,9 +185,10 @@ class Rounds:
         "`session` was flushed, or ended: the current round need not wait for it any more."
         with self._cv:
             self._open.discard(session)
-            if not self._open: self._flushed.set()
+            if len(self._open) <= self._slack: self._flushed.set()
 
     def _flush(self, session):
+        session._queued = False
         try: session._flush()
         finally: self.done(session)
 
@@ -202,10 +203,13 @@ class Rounds:
                 batch, self._pending = self._pending, set()
                 batch = {s for s in batch if not s.closed}
                 self.last_size, self.rounds, self._open = len(batch), self.rounds + 1, set(batch)
-                if batch: self._flushed.clear()
+                self._slack = len(batch) // 20     # done when all but 5 %: a tab whose browser reads slowly holds
+                if len(batch) > self._slack: self._flushed.clear()   # its own document lock, not everyone's round
             started, now = time.monotonic(), clock_reading()   # every read of this round may serve all its sessions
             for s in batch:
                 s._take(started, now)
+                if s._queued: continue               # its last flush has not run yet: it will take these events too
+                s._queued = True
                 try: s.doc.add_next_tick_callback(partial(self._flush, s))
                 except Exception: s.close()          # the document is gone: the session ended (close calls done)
 
@@ -303,7 +307,7 @@ class DashboardSession:
             self._scheduled = True
         self.app.rounds.request(self)
 
-    _round = None
+    _round, _queued = None, False          # the events of the next flush; whether that flush is already queued
     def _take(self, started: float, now):
         "Rounds thread: move the pending events into this round (reads started at or after `started`; clock `now`)."
         with self._lock:
