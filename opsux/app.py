@@ -300,9 +300,12 @@ class DashboardSession:
         if self.closed: return
         parts = event_concerns(event, self.user.id, self.mine.tenant_ids)
         if not parts: return
+        self._note(getattr(event, "kind", None), parts, {getattr(event, "run_id", None)})
+
+    def _note(self, kind, parts=frozenset(), run_ids=frozenset()):
+        "Add to what the next round refreshes; ask for that round unless it is already asked for."
         with self._lock:
-            self._pending |= parts; self._run_ids.add(getattr(event, "run_id", None))
-            self._kinds.add(getattr(event, "kind", None))
+            self._pending |= parts; self._run_ids |= run_ids; self._kinds.add(kind)
             if self._scheduled: return
             self._scheduled = True
         self.app.rounds.request(self)
@@ -350,11 +353,7 @@ class DashboardSession:
     def tick(self):
         "Every second: have the clocks redrawn in the next round, together with whatever else that round brings."
         if self.closed or not (self.widget.rows or self._detail_ticks()): return
-        with self._lock:
-            self._kinds.add("tick")
-            if self._scheduled: return
-            self._scheduled = True
-        self.app.rounds.request(self)
+        self._note("tick")
 
     def _detail_ticks(self) -> bool: return bool(self.detail and self.detail.found and self.detail.status.is_active)
 
