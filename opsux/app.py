@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_app.ipynb #f47b5378
 from __future__ import annotations
-import json, logging, threading, time
+import gc, json, logging, threading, time
 from functools import partial
 from urllib.parse import urlencode, urlsplit
 import panel as pn
@@ -25,7 +25,7 @@ from .events import Subscribers
 __all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'HEADER_CSS', 'action_label', 'back_url', 'toast_html', 'notify',
            'is_database_error', 'DatabaseHealth', 'SharedReads', 'SharedViewer', 'clock_reading', 'Rounds',
            'DashboardSession', 'DashboardApp', 'unavailable_page', 'nav_html', 'keep_in_url', 'build_page',
-           'actions_page', 'serve', 'demo']
+           'actions_page', 'tune_gc', 'serve', 'demo']
 
 # %% ../nbs/22_app.ipynb #fc7545a2
 ACTIONS_PATH = "/actions"
@@ -160,7 +160,7 @@ def clock_reading():
 class Rounds:
     "Flush pending sessions together on a process-wide grid; a round waits until the previous one was flushed."
     def __init__(self, grid: float = 0.25, # seconds between rounds with few sessions
-                 budget: float = 200.0, # session refreshes per second; more sessions make rounds longer...
+                 budget: float = 400.0, # session refreshes per second; more sessions make rounds longer...
                  max_grid: float = 1.0, # ...up to this many seconds
                  patience: float = 2.0): # seconds to wait at most for a round whose sessions did not flush
         self.grid, self.budget, self.max_grid, self.patience, self.rounds = grid, budget, max_grid, patience, 0
@@ -258,6 +258,13 @@ class DashboardSession:
         if not self.app.health.online: self.connection.lost()
         return self
 
+    served, _late_health = False, None      # until Bokeh serves the document, changes are only noted
+    def _served(self):
+        "Document thread, once the page is served: from now on hand refreshes to the document; catch up."
+        with self._lock: self.served, ask, health = True, self._scheduled, self._late_health
+        if health is not None: self._apply_health(health)
+        if ask: self.app.rounds.request(self)
+
     def close(self, *_):
         "Unsubscribe (called when the browser session ends)."
         self.closed = True
@@ -285,6 +292,8 @@ class DashboardSession:
     def _on_health(self, online: bool):
         "Health thread: the database went away or came back; update this session on its own document."
         if self.closed: return
+        with self._lock:
+            if not self.served: self._late_health = online; return      # _served applies it
         try: self.doc.add_next_tick_callback(lambda: self._apply_health(online))
         except Exception: self.close()
 
@@ -308,6 +317,7 @@ class DashboardSession:
             self._pending |= parts; self._run_ids |= run_ids; self._kinds.add(kind)
             if self._scheduled: return
             self._scheduled = True
+            if not self.served: return                   # _served asks for the round
         self.app.rounds.request(self)
 
     _round, _queued = None, False          # the events of the next flush; whether that flush is already queued
@@ -533,6 +543,7 @@ def build_page(s: DashboardSession):
     s.widget.param.watch(lambda e: [notify(s.toasts, s.presenter.terminal_notification(r)) for r in e.new], "finished")
     doc = pn.state.curdoc
     s.attach(doc)
+    pn.state.onload(s._served)
     pn.state.on_session_destroyed(s.close)
     # the clock is a *background* callback: a foreground one flips Panel's process-wide busy state, which updates
     # the busy indicator of every open page — N sessions ticking would cost N² updates a second
@@ -564,6 +575,12 @@ def actions_page(s: DashboardSession):
                      text_pane(f"Runs start in tenant: {where}", css_classes=["ox-where"]),
                      pn.FlexBox(*buttons), sizing_mode="stretch_width")
 
+# %% ../nbs/22_app.ipynb #d34fa499
+def tune_gc(young: int = 100_000): # allocations between young collections (Python's default: 700)
+    "Settle the collector for a long-lived server process: freeze what exists now, collect young garbage less often."
+    gc.collect(); gc.freeze()
+    gc.set_threshold(young, *gc.get_threshold()[1:])
+
 # %% ../nbs/22_app.ipynb #d75e491a
 def serve(db=None, # database URL, SQLite path, or an open `Ops`
           host: str = "127.0.0.1", port: int = 5006,
@@ -585,6 +602,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
         if "reader" in app.ops.__dict__: app.ops.reader.dispose()
     import tornado.web
     origins = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", *allow_websocket_origin]
+    if start: tune_gc()      # this process is ours now (before the fork of num_procs: children inherit it)
     return pn.serve(app.routes(), address=host, port=port, show=show, start=start, num_procs=num_procs,
                     title=PRODUCT, websocket_origin=origins, use_xheaders=use_xheaders, verbose=False,
                     extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
