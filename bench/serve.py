@@ -14,6 +14,8 @@ Phases: 0 sessions (baseline), then 1, 50 and 200 open sessions. Per phase it re
 - server CPU% and RSS (psutil), and RSS per session;
 - push latency from a commit (taken right after `advance` returned) to the moment each session receives the
   patch showing the new percent of a probe run in its progress widget (p50/p95/max over sessions x samples);
+- the server's garbage-collection pauses (a `gc.callbacks` hook): how many of 10 ms or more, how many full, the
+  longest — nothing else runs in the process meanwhile, so a long one delays every session;
 - list-page time: `viewer.runs(limit=25)` for the operator (first page, filtered, a deep keyset page) and an HTTP
   GET of /operations (the whole page build), both under the load.
 
@@ -179,7 +181,7 @@ class SessionSwarm:
 # The server under test, wrapped to count its SQL statements
 # ---------------------------------------------------------------------------------------------------------------
 SERVER_CODE = """
-import json, os, sys, threading, time
+import collections, gc, json, os, sys, threading, time
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 url, port, user, stats, num_procs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
@@ -187,10 +189,18 @@ counts, lock = {"statements": 0}, threading.Lock()
 @event.listens_for(Engine, "before_cursor_execute")
 def _count(*args):
     with lock: counts["statements"] += 1
+pauses, started = collections.deque(maxlen=500), [0.0]   # garbage collections of 10 ms or more: (end, generation, s)
+def _gc(phase, info):
+    if phase == "start": started[0] = time.perf_counter(); return
+    took = time.perf_counter() - started[0]
+    if took >= 0.01: pauses.append((time.time(), info["generation"], round(took, 4)))
+gc.callbacks.append(_gc)
 def dump():
     while True:
         tmp = f"{stats}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f: json.dump({"pid": os.getpid(), "statements": counts["statements"], "t": time.time()}, f)
+        with open(tmp, "w") as f: json.dump({"pid": os.getpid(), "statements": counts["statements"], "t": time.time(),
+                                             "gc": list(pauses), "gc_threshold": gc.get_threshold(),
+                                             "gc_frozen": gc.get_freeze_count()}, f)
         os.replace(tmp, f"{stats}.{os.getpid()}"); time.sleep(0.2)
 if num_procs == 1: threading.Thread(target=dump, daemon=True).start()
 from opsux.app import serve
@@ -220,6 +230,17 @@ class Server:
     def statements(self) -> int:
         "SQL statements the server process has sent so far."
         return json.loads(Path(f"{self.stats}.{self.proc.pid}").read_text())["statements"]
+
+    def gc_settings(self) -> dict:
+        "The server process's collector: thresholds and how many objects it froze (`opsux.app.tune_gc`)."
+        d = json.loads(Path(f"{self.stats}.{self.proc.pid}").read_text())
+        return dict(threshold=tuple(d["gc_threshold"]), frozen=d["gc_frozen"])
+
+    def gc_pauses(self, since: float, until: float) -> list:
+        "The server's garbage collections of 10 ms or more that ended between `since` and `until`: (end, generation, s)."
+        time.sleep(0.3)                     # the server writes its stats every 0.2 s
+        pauses = json.loads(Path(f"{self.stats}.{self.proc.pid}").read_text())["gc"]
+        return [p for p in pauses if since <= p[0] <= until]
 
     def log_text(self) -> str:
         return (self.tmp / f"server-{self.port}.log").read_text()
@@ -404,6 +425,7 @@ def main(argv=None):
     results = {"runs": total, "workers": args.workers, "advance_interval": args.advance_interval, "phases": []}
     try:
         time.sleep(5)                       # workers up
+        results["server_gc"] = server.gc_settings()
         for n in [0] + levels:
             if time.time() > hard_stop - args.phase_seconds: print("time limit: stopping early"); break
             more = n - len(swarm.sessions)
@@ -428,6 +450,7 @@ def main(argv=None):
             s1, x1 = server.statements(), pg_xacts(url)
             cpu, rss = sproc.cpu_percent(None), sproc.memory_info().rss
             dt = w1 - w0
+            gcs = server.gc_pauses(w0, w1)
             lines = [json.loads(l) for l in (tmp / "timer.jsonl").read_text().splitlines() if l.strip()]
             lines = [l for l in lines if w0 <= l["t"] <= w1]
             vr = [l["s"] for l in lines]
@@ -444,6 +467,8 @@ def main(argv=None):
                       list_p50_ms=round(pct(vr, .5) * 1000, 1) if vr else None,
                       list_p95_ms=round(pct(vr, .95) * 1000, 1) if vr else None,
                       list_max_ms=round(max(vr) * 1000, 1) if vr else None,
+                      gc_pauses=len(gcs), gc_full=sum(g == 2 for _, g, _ in gcs),
+                      gc_max_ms=round(max((s for *_, s in gcs), default=0) * 1000, 1),
                       patches_per_session_s=round((sum(s.patches for s in swarm.sessions) - p0) / max(1, n) / dt, 1)
                       if n else None)
             results["phases"].append(ph)
@@ -469,13 +494,15 @@ def report(r):
     if r.get("stopped"): print(r["stopped"])
     print(f"\n== opsux serve under load: {r['runs']:,} runs, {r['workers']} workers "
           f"(one advance each per ~{r['advance_interval']}s) ==")
+    if r.get("server_gc"): print(f"server's collector: thresholds {r['server_gc']['threshold']}, "
+                                 f"{r['server_gc']['frozen']:,} objects frozen at start")
     print(f"{'sessions':>8} {'stmt/s':>8} {'db xact/s':>10} {'cpu%':>6} {'rss MB':>7} {'push p50':>9} {'p95':>7} "
-          f"{'max':>7} {'missed':>6} {'list p50':>9} {'p95':>6}")
+          f"{'max':>7} {'missed':>6} {'list p50':>9} {'p95':>6} {'gc max':>7}")
     for n, p in ph.items():
         f = lambda v: "-" if v is None else f"{v:.0f}"
         print(f"{n:>8} {p['statements_per_s']:>8.1f} {p['db_xacts_per_s']:>10.1f} {p['server_cpu_percent']:>6.0f} "
               f"{p['server_rss_mb']:>7.0f} {f(p['push_p50_ms']):>9} {f(p['push_p95_ms']):>7} {f(p['push_max_ms']):>7} "
-              f"{p['push_missed']:>6} {f(p['list_p50_ms']):>9} {f(p['list_p95_ms']):>6}")
+              f"{p['push_missed']:>6} {f(p['list_p50_ms']):>9} {f(p['list_p95_ms']):>6} {f(p.get('gc_max_ms')):>7}")
     ns = sorted(n for n in ph if n)
     if len(ns) >= 2 and ph[ns[0]]["statements_per_s"]:
         lo, hi = ph[ns[0]], ph[ns[-1]]

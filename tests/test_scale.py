@@ -142,6 +142,8 @@ def test_session_count_does_not_multiply_database_reads(pg_db, swarm):
         one = cost(swarm.open(srv.base, 1))
         twenty = cost(swarm.sessions + swarm.open(srv.base, 19))
         assert twenty <= 2 * one + 4, f"statements per 4 pushes: {one} with 1 session, {twenty} with 20"
+        collector = srv.gc_settings()         # serve() settled the collector of the process it took over
+        assert collector["threshold"][0] == 100_000 and collector["frozen"] > 0, collector
     finally:
         srv.stop()
 
