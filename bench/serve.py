@@ -196,11 +196,14 @@ def _gc(phase, info):
     if took >= 0.01: pauses.append((time.time(), info["generation"], round(took, 4)))
 gc.callbacks.append(_gc)
 def dump():
+    settings = None
     while True:
+        if settings is None or settings[0] != gc.get_threshold():   # counting the frozen objects walks them all
+            settings = (gc.get_threshold(), gc.get_freeze_count())
         tmp = f"{stats}.{os.getpid()}.tmp"
         with open(tmp, "w") as f: json.dump({"pid": os.getpid(), "statements": counts["statements"], "t": time.time(),
-                                             "gc": list(pauses), "gc_threshold": gc.get_threshold(),
-                                             "gc_frozen": gc.get_freeze_count()}, f)
+                                             "gc": list(pauses), "gc_threshold": settings[0],
+                                             "gc_frozen": settings[1]}, f)
         os.replace(tmp, f"{stats}.{os.getpid()}"); time.sleep(0.2)
 if num_procs == 1: threading.Thread(target=dump, daemon=True).start()
 from opsux.app import serve
