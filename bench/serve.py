@@ -178,7 +178,7 @@ class SessionSwarm:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The server under test, wrapped to count its SQL statements
+# The server under test, wrapped to count its SQL statements and time its garbage collections
 # ---------------------------------------------------------------------------------------------------------------
 SERVER_CODE = """
 import collections, gc, json, os, sys, threading, time
