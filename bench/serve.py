@@ -230,20 +230,23 @@ class Server:
         except Exception:
             self.stop(); raise
 
+    def _stats(self) -> dict:
+        "What the server process last wrote about itself (every 0.2 s)."
+        return json.loads(Path(f"{self.stats}.{self.proc.pid}").read_text())
+
     def statements(self) -> int:
         "SQL statements the server process has sent so far."
-        return json.loads(Path(f"{self.stats}.{self.proc.pid}").read_text())["statements"]
+        return self._stats()["statements"]
 
     def gc_settings(self) -> dict:
         "The server process's collector: thresholds and how many objects it froze (`opsux.app.tune_gc`)."
-        d = json.loads(Path(f"{self.stats}.{self.proc.pid}").read_text())
+        d = self._stats()
         return dict(threshold=tuple(d["gc_threshold"]), frozen=d["gc_frozen"])
 
     def gc_pauses(self, since: float, until: float) -> list:
         "The server's garbage collections of 10 ms or more that ended between `since` and `until`: (end, generation, s)."
         time.sleep(0.3)                     # the server writes its stats every 0.2 s
-        pauses = json.loads(Path(f"{self.stats}.{self.proc.pid}").read_text())["gc"]
-        return [p for p in pauses if since <= p[0] <= until]
+        return [p for p in self._stats()["gc"] if since <= p[0] <= until]
 
     def log_text(self) -> str:
         return (self.tmp / f"server-{self.port}.log").read_text()
