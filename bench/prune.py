@@ -4,7 +4,7 @@ A throwaway PostgreSQL (tests/pgserver.py) gets 1,000,000 runs of history, gener
 `INSERT … SELECT generate_series` (ids in time order, as in real history): 501,000 old rows (91–400 days ago) of
 which 500,000 are finished and 1,000 are stuck `running` rows that prune must keep, and 499,000 recent finished rows
 (0–89 days ago); every finished run has its terminal notification (999,000). A worker thread advances a few active
-runs through `ops.runs.advance` in a loop, first alone (baseline), then while `opsux.retention.prune(ops, 90 days)`
+runs through `ops.runs.advance` in a loop, first alone (baseline), then while `opsux.store.retention.prune(ops, 90 days)`
 deletes the 500,000 old finished runs and their notifications. The prune runs in a process of its own, as
 `opsux prune` would, so the worker's figures measure the database, not two threads sharing one interpreter.
 
@@ -31,7 +31,7 @@ from pgserver import ensure_postgres, fresh_database  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 import opsux  # noqa: E402
-from opsux.models import Notification, OperationRun  # noqa: E402
+from opsux.store.models import Notification, OperationRun  # noqa: E402
 
 SEED_RUNS = text("""
 INSERT INTO operation_runs (tenant_id, user_id, initiator_name, type, status, outcome, started_at, completed_at,
@@ -78,7 +78,7 @@ PRUNER = textwrap.dedent("""
     import json, sys
     from datetime import timedelta
     import opsux
-    from opsux.retention import prune
+    from opsux.store.retention import prune
     ops = opsux.connect(sys.argv[1])
     print("START", flush=True)
     figures = prune(ops, timedelta(days=90), batch_size=int(sys.argv[2]), progress=True)

@@ -19,11 +19,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-from opsux.catalog import DEFAULT_CATALOG
-from opsux.failures import sanitize_failure_message
-from opsux.presenter import OperationUxPresenter
-from opsux.status import OUTCOMES, STATUSES, normalize
-from opsux.summary import SUMMARY_KEYS, normalize_summary_counts
+from opsux.rules.catalog import DEFAULT_CATALOG
+from opsux.rules.failures import sanitize_failure_message
+from opsux.rules.presenter import OperationUxPresenter
+from opsux.rules.status import OUTCOMES, STATUSES, normalize
+from opsux.rules.summary import SUMMARY_KEYS, normalize_summary_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "failure_corpus.json"

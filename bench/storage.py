@@ -2,7 +2,7 @@
 
     python bench/storage.py [--runs 1000000] [--tenants 100] [--small 10000] [--db ADMIN_URL]
 
-Seeds `--runs` runs across `--tenants` tenants with `opsux.seed.seed` (COPY), then measures, as medians over
+Seeds `--runs` runs across `--tenants` tenants with `opsux.store.seed.seed` (COPY), then measures, as medians over
 repeated calls (each beside a raw psycopg query returning the same rows, and its target):
 first list page and a page 200 pages deep (≤ 20 ms and ≤ 2× raw), active_runs (≤ 5 ms, and at most 20% slower
 than on a `--small` database of the same shape), unread count, `advance` throughput with 8 workers on one run
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 import opsux  # noqa: E402
-from opsux.seed import seed  # noqa: E402
+from opsux.store.seed import seed  # noqa: E402
 import pgserver  # noqa: E402
 
 COLS = ("id, tenant_id, user_id, initiator_name, type, status, outcome, started_at, completed_at, summary_counts, "

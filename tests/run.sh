@@ -50,10 +50,10 @@ opsux catalog check opsux bench
 step "notebook tests"
 # one process per notebook: a notebook that starts servers or watcher threads cannot disturb the next one
 failed=()
-for nb in nbs/*.ipynb; do
+while IFS= read -r nb; do
   if timeout 600 nbdev_test --path "$nb" >"$tmp/nbdev-test.log" 2>&1; then echo "ok   $nb"
   else echo "FAIL $nb"; cat "$tmp/nbdev-test.log"; failed+=("$nb"); fi
-done
+done < <(find nbs -name "*.ipynb" -not -path "*/.ipynb_checkpoints/*" | sort)
 if (( ${#failed[@]} )); then echo "!! notebook tests failed: ${failed[*]}"; exit 1; fi
 
 step "pytest (SQLite, PostgreSQL, Chromium)"

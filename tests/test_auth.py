@@ -1,4 +1,4 @@
-"""Authentication (`opsux.auth`): bind checks, the cookie secret, login throttling, log redaction, and a real
+"""Authentication (`opsux.ui.auth`): bind checks, the cookie secret, login throttling, log redaction, and a real
 Panel server with opsux users driven over HTTP and in Chromium."""
 import http.cookiejar, http.server, json, logging, os, socket, stat, subprocess, sys, textwrap, threading, time, types
 import urllib.error, urllib.parse, urllib.request
@@ -7,7 +7,7 @@ import pytest
 
 import opsux
 from support import free_port
-from opsux.auth import (AuthConfigError, LoginThrottle, RedactingFilter, auth_kwargs, check_bind, cookie_secret,
+from opsux.ui.auth import (AuthConfigError, LoginThrottle, RedactingFilter, auth_kwargs, check_bind, cookie_secret,
                         identity_email, install_log_redaction, is_loopback, oidc_endpoints)
 
 SECRET = "t" * 48
@@ -226,7 +226,7 @@ def test_oauth_without_settings_says_what_to_set(monkeypatch):
 
 SERVER = textwrap.dedent("""
     import logging, sys, panel as pn, opsux
-    from opsux.auth import LoginThrottle, auth_kwargs, current_user
+    from opsux.ui.auth import LoginThrottle, auth_kwargs, current_user
     db, port, mode, as_user = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None
     ops = opsux.connect(db)
     logging.basicConfig(level=logging.DEBUG)          # everything a verbose deployment would write

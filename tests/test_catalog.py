@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from opsux.catalog import (DEFAULT_CATALOG, UNKNOWN_LABEL, OperationCatalog, UnknownOperationType,
+from opsux.rules.catalog import (DEFAULT_CATALOG, UNKNOWN_LABEL, OperationCatalog, UnknownOperationType,
                            default_catalog)
 
 DEMO = {

@@ -4,7 +4,7 @@ import threading
 from sqlalchemy import func, select
 
 import opsux
-from opsux.models import Notification, OperationRun
+from opsux.store.models import Notification, OperationRun
 
 WORKERS, INCREMENTS = 8, 150
 

@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 import opsux
 from support import wait_until
-from opsux.events import RunEvent
+from opsux.store.events import RunEvent
 
 
 def test_bus_publishes_every_change(world):

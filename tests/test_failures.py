@@ -6,7 +6,7 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from opsux.failures import (MAX_FAILURES, MAX_MESSAGE_LENGTH, first_failure_message, normalize_failures,
+from opsux.rules.failures import (MAX_FAILURES, MAX_MESSAGE_LENGTH, first_failure_message, normalize_failures,
                             sanitize_failure_message as sanitize)
 
 # OPSUX_EXAMPLES=5000 for a deeper search than the default CI run

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from opsux.failures import MAX_MESSAGE_LENGTH, sanitize_failure_message
+from opsux.rules.failures import MAX_MESSAGE_LENGTH, sanitize_failure_message
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "failure_corpus.json").read_text())
 

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 import opsux
-from opsux.db import DatabaseUnavailable, upgrade
-from opsux.models import Notification, OperationRun
+from opsux.store.db import DatabaseUnavailable, upgrade
+from opsux.store.models import Notification, OperationRun
 
 import pgserver
 from support import free_port, wait_until
@@ -241,7 +241,7 @@ def test_workers_survive_postgres_restarts(server, pg, caplog):
     for th in threads: th.join(180)
     assert not errors, errors
     assert all(0 < n < total_calls for n in at), at  # each restart hit workers mid-way
-    retries = [r for r in caplog.records if r.name == "opsux.db" and "retry" in r.getMessage()]
+    retries = [r for r in caplog.records if r.name == "opsux.store.db" and "retry" in r.getMessage()]
     assert retries, "no worker call ever had to retry: the restarts did not hit anyone"
     replayed = [r for r in caplog.records if "lost by a database crash" in r.getMessage()]
     print(f"restarts after {at} of {total_calls} calls; {len(retries)} retried calls; {len(replayed)} crash-lost advances re-applied")

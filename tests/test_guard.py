@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from opsux.catalog import OperationCatalog
+from opsux.rules.catalog import OperationCatalog
 from opsux.guard import Produced, check_command, find_operation_types, scan
 
 REPO = Path(__file__).resolve().parents[1]

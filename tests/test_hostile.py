@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import select, text, update
 
-from opsux.app import DashboardApp, DashboardSession
-from opsux.components import detail_html, notification_html, runs_table_html
-from opsux.models import Notification, OperationRun
-from opsux.presenter import OperationUxPresenter
-from opsux.urls import OPERATIONS_PATH, RUN_PATH
-from opsux.viewmodels import (MAX_NAME, MAX_TEXT, InboxModel, ListFilters, OperationsListModel, RunDetailModel,
+from opsux.ui.app import DashboardApp, DashboardSession
+from opsux.ui.components import detail_html, notification_html, runs_table_html
+from opsux.store.models import Notification, OperationRun
+from opsux.rules.presenter import OperationUxPresenter
+from opsux.rules.urls import OPERATIONS_PATH, RUN_PATH
+from opsux.ui.viewmodels import (MAX_NAME, MAX_TEXT, InboxModel, ListFilters, OperationsListModel, RunDetailModel,
                               notification_item)
 
 MARKUP = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
@@ -180,8 +180,8 @@ def test_mark_read_of_someone_elses_notification_changes_nothing(world):
 
 def test_markup_in_catalog_labels_is_text_everywhere(world):
     "Labels come from a catalog (maybe a TOML file someone edited): list, detail, toast and inbox show them as text."
-    from opsux.app import toast_html
-    from opsux.catalog import OperationCatalog
+    from opsux.ui.app import toast_html
+    from opsux.rules.catalog import OperationCatalog
     ops = world.ops
     catalog = OperationCatalog({"evil.type": MARKUP + RTL})
     presenter = OperationUxPresenter(catalog=catalog)

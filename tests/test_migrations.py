@@ -5,9 +5,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 import opsux
-from opsux.db import ReadOnlyError, head_revision, upgrade
-from opsux.models import Base
-from opsux.status import UxStatus, normalize
+from opsux.store.db import ReadOnlyError, head_revision, upgrade
+from opsux.store.models import Base
+from opsux.rules.status import UxStatus, normalize
 
 
 def test_upgrade_empty_database_to_head(db_url):
@@ -86,7 +86,7 @@ def test_read_only_on_a_foreign_seed_only_table(db_url):
         assert [t.name for t in v.tenants()] == ["Tenant 1"]
         assert ops.viewer(7).runs().items == []  # no tenants named: nothing visible
         with pytest.raises(ReadOnlyError): ops.runs.enqueue(1, "inventory.sync")
-        from opsux.presenter import OperationUxPresenter
+        from opsux.rules.presenter import OperationUxPresenter
         p = OperationUxPresenter()
         assert p.terminal_notification(v.run(3)).status in ("warning", "neutral")
     finally: ops.close()

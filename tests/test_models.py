@@ -6,7 +6,7 @@ from sqlalchemy import inspect, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 import opsux
-from opsux.models import Notification, OperationRun, Tenant, User
+from opsux.store.models import Notification, OperationRun, Tenant, User
 
 
 def test_tables_and_indexes(ops):

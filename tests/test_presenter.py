@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from opsux.catalog import DEFAULT_CATALOG, OperationCatalog
-from opsux.presenter import (MAX_BODY_LENGTH, NOTIFICATION_STATUSES, EtaSmoother, OperationUxPresenter, ProgressRow,
+from opsux.rules.catalog import DEFAULT_CATALOG, OperationCatalog
+from opsux.rules.presenter import (MAX_BODY_LENGTH, NOTIFICATION_STATUSES, EtaSmoother, OperationUxPresenter, ProgressRow,
                              TerminalNotification, Toast, as_utc, format_duration, progress_percent)
-from opsux.status import UxStatus
-from opsux.summary import summary_line
-from opsux.urls import OPERATIONS_PATH, run_url
+from opsux.rules.status import UxStatus
+from opsux.rules.summary import summary_line
+from opsux.rules.urls import OPERATIONS_PATH, run_url
 
 NOW = datetime(2026, 1, 18, 14, 50, tzinfo=timezone.utc)
 FIELDS = ("id", "tenant_id", "user_id", "initiator_name", "type", "status", "outcome", "started_at", "completed_at",
@@ -200,7 +200,7 @@ def test_legacy_failed_row_and_object_input(ux):
 
 
 def test_orm_object(ux):
-    models = pytest.importorskip("opsux.models")
+    models = pytest.importorskip("opsux.store.models")
     run = models.OperationRun(id=11, tenant_id=1, type="inventory.sync", status="running", outcome="pending",
                               started_at=datetime(2026, 1, 18, 14, 49), summary_counts={"total": 10, "processed": 5})
     row = ux.progress_row(run)

@@ -1,4 +1,4 @@
-"""Retention on SQLite and PostgreSQL: `opsux.retention.prune` deletes old finished runs (and their notifications)
+"""Retention on SQLite and PostgreSQL: `opsux.store.retention.prune` deletes old finished runs (and their notifications)
 in short batches, keeps active runs however old, and never holds up a worker advancing an active run."""
 import threading, time
 from datetime import timedelta
@@ -8,8 +8,8 @@ from sqlalchemy import insert, select, update
 
 import opsux
 import pgserver
-from opsux.models import Notification, OperationRun, utcnow
-from opsux.retention import prune
+from opsux.store.models import Notification, OperationRun, utcnow
+from opsux.store.retention import prune
 
 DAY = timedelta(days=1)
 

@@ -4,9 +4,9 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from opsux.models import Notification, OperationRun
-from opsux.seed import seed
-from opsux.status import normalize
+from opsux.store.models import Notification, OperationRun
+from opsux.store.seed import seed
+from opsux.rules.status import normalize
 
 
 def test_seed(ops):

@@ -4,10 +4,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from opsux.catalog import UnknownOperationType
-from opsux.db import ReadOnlyError
-from opsux.models import Notification, OperationRun, utcnow
-from opsux.service import MAX_STORED_FAILURES
+from opsux.rules.catalog import UnknownOperationType
+from opsux.store.db import ReadOnlyError
+from opsux.store.models import Notification, OperationRun, utcnow
+from opsux.store.service import MAX_STORED_FAILURES
 
 
 def notes(ops, run=None):

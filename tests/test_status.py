@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from opsux.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
+from opsux.rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
 
 @pytest.mark.parametrize("status,outcome,expected", [

@@ -4,7 +4,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from opsux.summary import MAX_COUNT, SUMMARY_KEYS, normalize_summary_counts, summary_line
+from opsux.rules.summary import MAX_COUNT, SUMMARY_KEYS, normalize_summary_counts, summary_line
 
 
 def test_keys_in_canonical_order():

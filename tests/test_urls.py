@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, strategies as st
 
-from opsux.urls import (MAX_RUN_ID, OPERATIONS_PATH, RUN_PATH, operations_url, parse_run_id, run_id_of,
+from opsux.rules.urls import (MAX_RUN_ID, OPERATIONS_PATH, RUN_PATH, operations_url, parse_run_id, run_id_of,
                         run_url)
 
 

@@ -4,8 +4,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert, update
 
-from opsux.models import OperationRun, utcnow
-from opsux.status import UxStatus, normalize
+from opsux.store.models import OperationRun, utcnow
+from opsux.rules.status import UxStatus, normalize
 
 
 def make_runs(w, n=12):

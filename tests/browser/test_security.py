@@ -33,8 +33,8 @@ RTL = "\u202e"
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def walk(request, tmp_path_factory):
     "`opsux serve --auth basic` over tenant A (Ada, hostile rows included) and tenant B (Bruno), output captured."
-    from opsux.db import connect
-    from opsux.models import OperationRun
+    from opsux.store.db import connect
+    from opsux.store.models import OperationRun
     tmp = tmp_path_factory.mktemp(f"walk-{request.param}")
     url = f"sqlite:///{tmp}/walk.sqlite" if request.param == "sqlite" else _postgres_url()
     ops = connect(url)
@@ -103,8 +103,8 @@ def settled(page):
 
 
 def b_state(url, info):
-    from opsux.db import connect
-    from opsux.models import Notification, OperationRun
+    from opsux.store.db import connect
+    from opsux.store.models import Notification, OperationRun
     ops = connect(url)
     try:
         with ops.engine.connect() as con:
