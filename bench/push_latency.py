@@ -37,13 +37,13 @@ FIND_PERCENT = """([runId, want]) => {
 def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float]:
     from playwright.sync_api import sync_playwright
     from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, wait_http
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     ops = connect(url)
     tenant = ops.directory.add_tenant(f"Bench {label}")
     user = ops.directory.add_user("Bench Operator", email=f"bench-{label}@opsux.test", tenants=[tenant])
     port, tmp = free_port(), tempfile.mkdtemp(prefix="opsux-bench-")
     code = textwrap.dedent(f"""
-        from opsux.ui.app import serve
+        from opsux.ui.server import serve
         serve(db={url!r}, port={port}, as_user={user.email!r})
     """)
     log = open(Path(tmp) / "server.log", "w")

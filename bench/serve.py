@@ -206,13 +206,13 @@ def dump():
                                              "gc_frozen": settings[1]}, f)
         os.replace(tmp, f"{stats}.{os.getpid()}"); time.sleep(0.2)
 if num_procs == 1: threading.Thread(target=dump, daemon=True).start()
-from opsux.ui.app import serve
+from opsux.ui.server import serve
 serve(db=url, port=port, as_user=user, num_procs=num_procs)
 """
 
 
 class Server:
-    "`opsux.ui.app.serve` in a subprocess on a free loopback port."
+    "`opsux.ui.server.serve` in a subprocess on a free loopback port."
     def __init__(self, url: str, user_email: str, tmp: Path, num_procs: int = 1, cli: bool = False,
                  env: dict | None = None, args: list[str] = ()):
         self.port, self.tmp = free_port(), tmp
@@ -239,7 +239,7 @@ class Server:
         return self._stats()["statements"]
 
     def gc_settings(self) -> dict:
-        "The server process's collector: thresholds and how many objects it froze (`opsux.ui.app.tune_gc`)."
+        "The server process's collector: thresholds and how many objects it froze (`opsux.ui.server.tune_gc`)."
         d = self._stats()
         return dict(threshold=tuple(d["gc_threshold"]), frozen=d["gc_frozen"])
 
@@ -270,7 +270,7 @@ class Server:
 def worker_main(url: str, tenant_id: int, user_ids: list[int], operator_id: int, threads: int, interval: float,
                 stop_at: float, out: str):
     "`threads` workers: enqueue → start → total 40 → advance every `interval` s → complete, until `stop_at`."
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     ops = connect(url)
     types = [t for t in ops.catalog.types()]
     others = [u for u in user_ids if u != operator_id] or user_ids   # the operator's runs: exactly a third
@@ -300,7 +300,7 @@ def worker_main(url: str, tenant_id: int, user_ids: list[int], operator_id: int,
 
 def timer_main(url: str, operator_email: str, stop_at: float, out: str, every: float = 0.25):
     "Time the operator's list page (`viewer.runs`, four shapes in turn) until `stop_at`; one JSON line per sample."
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     ops = connect(url)
     v = ops.viewer(operator_email)
     deepest = v.runs(limit=25).items[-1].id - 200_000   # a page deep in the history
@@ -349,7 +349,7 @@ def pg_xacts(url: str) -> int:
 
 def prepare(url: str, runs: int):
     "Seed when the database holds fewer than `runs` runs; returns (ops, operator, tenant id, tenant user ids)."
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     from opsux.store.seed import seed
     from sqlalchemy import text
     ops = connect(url)

@@ -16,5 +16,5 @@ for _short, _real in PUBLIC_MODULES.items():
 
 def connect(url=None, read_only=False, **kwargs):
     "Open an opsux database (embedded SQLite by default) and return its `Ops` handle."
-    from .store.db import connect as _connect
+    from .store.ops import connect as _connect
     return _connect(url, read_only=read_only, **kwargs)

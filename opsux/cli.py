@@ -108,14 +108,14 @@ def _connect(args, **kw):
     return opsux.connect(args.db, **kw)
 
 def _serve(args):
-    from opsux.ui.app import serve
+    from opsux.ui.server import serve
     serve(db=args.db, host=args.host, port=args.port, read_only=args.read_only, auth=args.auth,
           as_user=args.as_user, num_procs=args.num_procs,
           allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders)
     return 0
 
 def _demo(args):
-    from opsux.ui.app import demo
+    from opsux.demo import demo
     demo(db=args.db, host=args.host, port=args.port)
     return 0
 
@@ -185,5 +185,4 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 # %% ../nbs/tools/30_cli.ipynb #2788a4c7
-#| eval: false
-if __name__ == "__main__": sys.exit(main())
+if __name__ == "__main__" and __spec__ is not None: sys.exit(main())

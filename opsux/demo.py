@@ -8,10 +8,15 @@ import logging, os, queue, random, threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from .rules.urls import OPERATIONS_PATH
+from .store.ops import connect
+from .store.seed import seed
+from .ui.auth import AuthConfigError, check_bind
+from .ui.server import serve
 
 # %% auto #0
 __all__ = ['FAILURES', 'GENERIC_FAILURES', 'CRASHES', 'log', 'DEMO_PERSONA', 'RunPlan', 'plan_run', 'DemoWorker',
-           'demo_database_url', 'prepare_demo']
+           'demo_database_url', 'prepare_demo', 'demo']
 
 # %% ../nbs/tools/32_demo.ipynb #9824a9ba
 FAILURES = {
@@ -137,11 +142,32 @@ def prepare_demo(db=None, # database URL; None: a fresh demo SQLite file
                  runs: int = 2000, # historical runs to seed into an empty database
                 ):
     "Open (and if empty, seed) the demo database; returns `(ops, persona)`."
-    from opsux.store.db import connect
-    from opsux.store.seed import seed
     ops = connect(db or demo_database_url())
     d = ops.directory
     if not d.tenants(): seed(ops, runs=runs, tenants=2, active=0)
     persona = d.get_user(DEMO_PERSONA[1]) or d.add_user(DEMO_PERSONA[0], email=DEMO_PERSONA[1], tenants=d.tenants()[:2])
     ops.runs.reap(max_idle=timedelta(minutes=2))     # runs a previous demo process left behind
     return ops, persona
+
+# %% ../nbs/tools/32_demo.ipynb #45b2a87b
+def demo(db=None, # database URL; default: a fresh SQLite file in $OPSUX_HOME
+         host: str = "127.0.0.1", port: int = 5006,
+         *, speed: float = 1.0, # >1 makes simulated runs faster (tests)
+         runs: int = 2000, # historical runs to seed into an empty database
+         background: bool = True, # also start runs on a timer, like other workers would
+         show: bool = False, start: bool = True):
+    "Create (or reuse) a demo database, start the simulated worker and serve the dashboard."
+    try: check_bind("none", host)
+    except AuthConfigError:
+        raise AuthConfigError(f"opsux demo has no login (every visitor can act as any demo user), so it may only "
+                              f"bind a loopback host (127.0.0.1, ::1 or localhost), not {host!r}; use "
+                              f"`opsux serve --auth basic` to share a dashboard") from None
+    ops, persona = prepare_demo(db, runs=runs)
+    worker = DemoWorker(ops, speed=speed, background=background).start()
+    print(f"opsux demo: open http://{host}:{port}{OPERATIONS_PATH} (acting as {persona.name} <{persona.email}>)", flush=True)
+    try:
+        return serve(ops, host=host, port=port, as_user=persona.email, demo=True, show=show, start=start)
+    finally:
+        if start: worker.stop()
+
+

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import select, text, update
 
-from opsux.ui.app import DashboardApp, DashboardSession
+from opsux.ui.pages import DashboardApp, DashboardSession
 from opsux.ui.components import detail_html, notification_html, runs_table_html
 from opsux.store.models import Notification, OperationRun
 from opsux.rules.presenter import OperationUxPresenter
@@ -180,7 +180,7 @@ def test_mark_read_of_someone_elses_notification_changes_nothing(world):
 
 def test_markup_in_catalog_labels_is_text_everywhere(world):
     "Labels come from a catalog (maybe a TOML file someone edited): list, detail, toast and inbox show them as text."
-    from opsux.ui.app import toast_html
+    from opsux.ui.pages import toast_html
     from opsux.rules.catalog import OperationCatalog
     ops = world.ops
     catalog = OperationCatalog({"evil.type": MARKUP + RTL})

@@ -30,7 +30,7 @@ def pg_db(tmp_path_factory):
         if os.environ.get("OPSUX_REQUIRE_POSTGRES") == "1": raise
         pytest.skip(f"PostgreSQL unavailable: {e}")
     url = pgserver.fresh_database(admin)
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     from opsux.store.seed import seed
     ops = connect(url)
     seed(ops, runs=300, tenants=1, users_per_tenant=2)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/store/11_db.ipynb #243f18e7
 from __future__ import annotations
-import logging, os, re, sqlite3, threading, time
+import logging, os, re, sqlite3, time
 from contextlib import contextmanager
 from importlib.resources import files
 from functools import cached_property
@@ -16,12 +16,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from ..rules.catalog import OperationCatalog, default_catalog
 
 # %% auto #0
 __all__ = ['SQLITE_BUSY_TIMEOUT_MS', 'CONNECT_TIMEOUT', 'RETRY_SECONDS', 'log', 'MIGRATIONS', 'MIGRATION_LOCK', 'default_url',
            'normalize_url', 'make_engine', 'DatabaseUnavailable', 'explained', 'is_transient', 'retrying',
-           'alembic_config', 'head_revision', 'current_revision', 'upgrade', 'ReadOnlyError', 'Ops', 'connect']
+           'alembic_config', 'head_revision', 'current_revision', 'upgrade', 'ReadOnlyError', 'Database']
 
 # %% ../../nbs/store/11_db.ipynb #1b05d25a
 def default_url() -> str:
@@ -186,18 +185,15 @@ def upgrade(url: str | None = None) -> str:
 class ReadOnlyError(PermissionError):
     "A write was attempted through a read-only connection."
 
-class Ops:
-    "An open opsux database: engine, catalog, directory, runs, events, viewers and the shared watcher."
-    def __init__(self, engine: Engine, read_only: bool = False, catalog: OperationCatalog | None = None,
-                 retry_seconds: float = RETRY_SECONDS):
+class Database:
+    "The engines of one opsux database, its dialect and what its schema holds."
+    def __init__(self, engine: Engine, read_only: bool = False, retry_seconds: float = RETRY_SECONDS):
         self.engine, self.read_only, self.retry_seconds = engine, read_only, retry_seconds
         self.url = engine.url.render_as_string(hide_password=True)
-        self.catalog = catalog if catalog is not None else default_catalog()
         insp = inspect(engine)
         self.tables = frozenset(insp.get_table_names())
         self.run_columns = (tuple(c["name"] for c in insp.get_columns("operation_runs"))
                             if "operation_runs" in self.tables else ())
-        self._watcher, self._lock = None, threading.Lock()
 
     @cached_property
     def reader(self) -> Engine:
@@ -221,56 +217,13 @@ class Ops:
     def check_writable(self) -> None:
         "Raise `ReadOnlyError` when this handle is read-only."
         if self.read_only: raise ReadOnlyError(f"{self.url} was opened read-only")
-
-    @cached_property
-    def events(self):
-        from opsux.store.events import EventBus
-        return EventBus()
-    @cached_property
-    def directory(self):
-        from opsux.store.service import Directory
-        return Directory(self)
-    @cached_property
-    def runs(self):
-        from opsux.store.service import OperationRunService
-        return OperationRunService(self)
-
-    def viewer(self, user, tenant=None):
-        "A `Viewer` for `user` (object, id or email), optionally narrowed to `tenant` (one or several)."
-        from opsux.store.viewer import Viewer
-        return Viewer(self, user, tenant=tenant)
-
-    def watcher(self, interval: float | None = None):
-        "The one change watcher of this process for this database (started on first use)."
-        from opsux.store.events import shared_watcher
-        with self._lock:
-            if self._watcher is None: self._watcher = shared_watcher(self, interval=interval)
-            return self._watcher
-
-    def close(self) -> None:
-        "Stop the watcher this handle started and release the connections."
-        if self._watcher is not None: self._watcher.release(); self._watcher = None
-        if "reader" in self.__dict__ and self.reader is not self.engine: self.reader.dispose()
-        self.engine.dispose()
     def retrying(self, fn, what: str = "database call"):
         "`fn(attempt)` retried on transient connection errors for up to `retry_seconds` (see `retrying`)."
         return retrying(fn, seconds=self.retry_seconds, what=what)
+    def close(self) -> None:
+        "Release the connections."
+        if "reader" in self.__dict__ and self.reader is not self.engine: self.reader.dispose()
+        self.engine.dispose()
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
-    def __repr__(self): return f"Ops({self.url!r}, read_only={self.read_only})"
-
-# %% ../../nbs/store/11_db.ipynb #e7c01e25
-def connect(url: str | None = None, # SQLAlchemy URL or SQLite path; default `$OPSUX_DATABASE_URL` or the embedded file
-            read_only: bool = False, # never write or migrate; works on a foreign `operation_runs` table
-            *, migrate: bool = True, # bring the schema to head first (ignored when read-only)
-            catalog: OperationCatalog | None = None, # operation types enqueue accepts (default catalog)
-            retry_seconds: float = RETRY_SECONDS, # how long worker calls retry a lost connection before raising
-           ) -> Ops:
-    "Open an opsux database and return its `Ops` handle (`DatabaseUnavailable` when it cannot be reached)."
-    engine = make_engine(url, read_only=read_only)
-    try:
-        with explained(engine):
-            if migrate and not read_only and current_revision(engine) != head_revision(): _upgrade_engine(engine)
-            return Ops(engine, read_only=read_only, catalog=catalog, retry_seconds=retry_seconds)
-    except BaseException:
-        engine.dispose(); raise
+    def __repr__(self): return f"{type(self).__name__}({self.url!r}, read_only={self.read_only})"

@@ -4,6 +4,8 @@
 
 # %% ../../nbs/store/10_models.ipynb #77a5a39f
 from __future__ import annotations
+import dataclasses
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
@@ -13,8 +15,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # %% auto #0
-__all__ = ['JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User', 'Membership',
-           'OperationRun', 'Notification']
+__all__ = ['JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'RUN_FIELDS', 'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User',
+           'Membership', 'OperationRun', 'Notification', 'Run', 'id_of']
 
 # %% ../../nbs/store/10_models.ipynb #4d176302
 def utcnow() -> datetime:
@@ -115,7 +117,6 @@ class OperationRun(Base):
               postgresql_where=text(ACTIVE_SQL + " AND identity IS NOT NULL")),
         Index("ix_operation_runs_updated_at", "updated_at"),
     )
-    deduplicated = False  # plain attribute: True when enqueue returned an already-active run
 
     def __repr__(self):
         return (f"OperationRun(id={self.id!r}, tenant_id={self.tenant_id!r}, type={self.type!r}, "
@@ -149,3 +150,43 @@ operation_run_writes = Table(
     Column("run_id", BigInteger().with_variant(Integer(), "sqlite"), nullable=True),  # the run it touched (no FK: retention deletes runs)
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# %% ../../nbs/store/10_models.ipynb #0f54e25d
+@dataclasses.dataclass(frozen=True, slots=True)
+class Run:
+    "One operation run as read from the database (plain data; the columns of `operation_runs`)."
+    id: int
+    tenant_id: int | None = None
+    user_id: int | None = None
+    initiator_name: str | None = None
+    type: str | None = None
+    status: str | None = None
+    outcome: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    summary_counts: Any = None
+    failure_summary: Any = None
+    context: Any = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    identity: str | None = None
+    heartbeat_at: datetime | None = None
+    deduplicated: bool = False  # True when `enqueue` returned an identical run that was already active
+
+    @classmethod
+    def from_row(cls, row, **extra) -> "Run":
+        "A `Run` from a result row or mapping; columns it does not know are left out, missing ones are None."
+        m = row if isinstance(row, Mapping) else row._mapping
+        return cls(**{k: m[k] for k in RUN_FIELDS if k in m}, **extra)
+
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Run) if f.name != "deduplicated")
+
+# %% ../../nbs/store/10_models.ipynb #72ec5413
+def id_of(obj) -> int:
+    "The id of a row or object, a mapping with 'id', an int or a numeric string."
+    if isinstance(obj, bool): raise TypeError("a bool is not an id")
+    if isinstance(obj, int): return obj
+    if isinstance(obj, str) and obj.strip().isdigit(): return int(obj)
+    if isinstance(obj, Mapping) and "id" in obj: return id_of(obj["id"])
+    if getattr(obj, "id", None) is not None: return id_of(obj.id)
+    raise TypeError(f"expected an object with an id or an id, got {obj!r}")

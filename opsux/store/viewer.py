@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Iterable, Sequence
 from sqlalchemy import and_, false, func, literal_column, null, or_, select, true, update
 from sqlalchemy.sql import ColumnElement
-from .models import Membership, Notification, OperationRun, Tenant, User, utcnow
-from .service import id_of, objects, run_from_row
+from ..rules.basics import patch
+from .models import Membership, Notification, OperationRun, Run, Tenant, User, id_of, utcnow
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
 # %% auto #0
@@ -45,7 +45,7 @@ def status_predicate(statuses, status_col=OperationRun.status, outcome_col=Opera
 @dataclass
 class RunPage:
     "One page of runs, newest first; pass `next_after` as `after` for the next page (None: this was the last)."
-    items: list[OperationRun] = field(default_factory=list)
+    items: list[Run] = field(default_factory=list)
     next_after: int | None = None
     def __iter__(self): return iter(self.items)
     def __len__(self): return len(self.items)
@@ -75,7 +75,7 @@ class Viewer:
             self.tenant_ids = tuple(sorted(set(wanted)))
 
     def _resolve_user(self, user) -> User:
-        if isinstance(user, User): return user
+        if isinstance(user, User) or hasattr(user, "_mapping"): return user   # a user row from the directory
         if "users" in self.ops.tables:
             found = self.ops.directory.get_user(user)
             if found is not None: return found
@@ -89,12 +89,10 @@ class Viewer:
     def _select_runs(self):
         return select(*self._run_cols).where(self._scope())
 
-    def _rows(self, stmt) -> list[OperationRun]:
-        with self.ops.reader.connect() as con: return objects(con.execute(stmt))
+    def _rows(self, stmt) -> list[Run]:
+        with self.ops.reader.connect() as con: return [Run.from_row(r) for r in con.execute(stmt)]
 
 # %% ../../nbs/store/13_viewer.ipynb #226ab4c9
-from ..rules.basics import patch
-
 @patch
 def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type(s)
          status=None, # UxStatus value(s), e.g. "failed" or ["partial", "failed"]
@@ -126,7 +124,7 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
     return RunPage(items, items[-1].id if more and items else None)
 
 @patch
-def run(self: Viewer, run_id) -> OperationRun | None:
+def run(self: Viewer, run_id) -> Run | None:
     "One visible run; None when it is missing or belongs to a tenant the user is not in."
     try: rid = id_of(run_id)
     except TypeError: return None
@@ -134,7 +132,7 @@ def run(self: Viewer, run_id) -> OperationRun | None:
     return rows[0] if rows else None
 
 @patch
-def active_runs(self: Viewer) -> list[OperationRun]:
+def active_runs(self: Viewer) -> list[Run]:
     "This user's queued and running runs (the progress widget), oldest first."
     c = OperationRun.__table__.c
     active = (c.status.in_(ACTIVE_STATUSES) if not self.ops.read_only
@@ -146,8 +144,8 @@ def tenants(self: Viewer) -> list[Tenant]:
     "The tenants this viewer sees, by name."
     if "tenants" not in self.ops.tables: return [Tenant(id=i, name=f"Tenant {i}") for i in self.tenant_ids]
     with self.ops.reader.connect() as con:
-        rows = con.execute(select(*Tenant.__table__.c).where(self._scope(Tenant.id)).order_by(Tenant.name)).mappings()
-        return [run_from_row(r, Tenant) for r in rows]
+        rows = con.execute(select(*Tenant.__table__.c).where(self._scope(Tenant.id)).order_by(Tenant.name))
+        return list(rows)
 
 @patch
 def _recent_values(self: Viewer, column, recent: int) -> list[str]:
@@ -184,7 +182,7 @@ def notifications(self: Viewer, unread_only: bool = False, limit: int = 50, afte
     if unread_only: q = q.where(n.read_at.is_(None))
     if after is not None: q = q.where(n.id < id_of(after))
     with self.ops.reader.connect() as con:
-        return objects(con.execute(q.order_by(n.id.desc()).limit(max(1, min(limit, 500)))), Notification)
+        return list(con.execute(q.order_by(n.id.desc()).limit(max(1, min(limit, 500)))))
 
 @patch
 def unread_count(self: Viewer) -> int:

@@ -36,7 +36,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 def prepare_database(url: str, runs: int) -> dict:
     "Seed the demo data and store the XSS payloads; returns ids the tests need."
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     from opsux.demo import prepare_demo
     ops, persona = prepare_demo(url, runs=runs)
     try:
@@ -69,7 +69,7 @@ class DemoServer:
         self.base = f"http://127.0.0.1:{self.port}"
         self.info = prepare_database(url, runs)
         code = textwrap.dedent(f"""
-            from opsux.ui.app import demo
+            from opsux.demo import demo
             demo(db={url!r}, port={self.port}, speed={speed!r}, background=False)
         """)
         env = dict(os.environ, OPSUX_HOME=str(tmp), PYTHONUNBUFFERED="1")
@@ -81,7 +81,7 @@ class DemoServer:
             self.stop(); raise
 
     def ops(self):
-        from opsux.store.db import connect
+        from opsux.store.ops import connect
         return connect(self.db_url)
 
     def stop(self):

@@ -33,7 +33,7 @@ RTL = "\u202e"
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def walk(request, tmp_path_factory):
     "`opsux serve --auth basic` over tenant A (Ada, hostile rows included) and tenant B (Bruno), output captured."
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     from opsux.store.models import OperationRun
     tmp = tmp_path_factory.mktemp(f"walk-{request.param}")
     url = f"sqlite:///{tmp}/walk.sqlite" if request.param == "sqlite" else _postgres_url()
@@ -103,7 +103,7 @@ def settled(page):
 
 
 def b_state(url, info):
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     from opsux.store.models import Notification, OperationRun
     ops = connect(url)
     try:

@@ -14,7 +14,7 @@ SECRET = "x" * 48
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     "`opsux serve --auth basic --read-only` over a small SQLite database with two tenants."
-    from opsux.store.db import connect
+    from opsux.store.ops import connect
     tmp = tmp_path_factory.mktemp("serve")
     url = f"sqlite:///{tmp}/serve.sqlite"
     ops = connect(url)
