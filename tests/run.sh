@@ -2,7 +2,7 @@
 # The whole opsux test suite, from a fresh clone on a fresh machine:
 #   bash tests/run.sh
 # 1. a virtual environment with opsux and its dev extras (reuses an active one),
-# 2. system parts the tests need: Chromium (browser tests) and PostgreSQL 15 server binaries,
+# 2. system parts the tests need: Chromium (browser tests), PostgreSQL 15 server binaries, Redis and nginx,
 # 3. notebooks clean and in sync with the exported modules,
 # 4. notebook tests (nbdev_test), the catalog guard over our own code,
 # 5. pytest: rules, storage on SQLite and on a throwaway PostgreSQL the tests start themselves, browser tests.
@@ -26,9 +26,15 @@ need_apt() {
   [[ -n $apt_updated ]] || { as_root apt-get update -qq && apt_updated=1; }
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
-if [[ ! -x /usr/bin/chromium ]]; then
-  step "install Chromium for the browser tests"
-  need_apt chromium || echo "!! could not install chromium: browser tests will fail"
+missing=()
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)            # browser tests
+command -v redis-server >/dev/null || missing+=(redis-server)  # queue tests: real rq and celery workers
+command -v nginx >/dev/null || missing+=(nginx)                # the documented reverse-proxy configuration, run for real
+if (( ${#missing[@]} )); then
+  step "install ${missing[*]}"
+  need_apt "${missing[@]}" || echo "!! could not install ${missing[*]}: the tests that need them will fail"
+  # Debian's packages start daemons of their own; the tests start private ones on free ports instead
+  for svc in redis-server nginx; do as_root service "$svc" stop >/dev/null 2>&1 || true; done
 fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   step "install the PostgreSQL server binaries"
