@@ -245,6 +245,8 @@ def _strip_payloads(text: str) -> str:
         if not m: break
         start = m.start()
         end, human = _REGION[m.lastgroup](text, start)
+        quote = text[start - 1] if start and text[start - 1] in "\"'" and text[end:end + 1] == text[start - 1] else ""
+        start, end = start - len(quote), end + len(quote)  # a quoted body: its quotes go with it
         pre = text[:start] if start == 0 or text[start - 1].isspace() else text[:start] + " "
         text, pos = pre + human + text[end:], len(pre)
     return text
@@ -328,7 +330,7 @@ def _looks_random(value: str) -> bool:
     return -sum(n / len(v) * math.log2(n / len(v)) for n in map(v.count, set(v))) >= 3.0
 
 # %% ../../nbs/rules/03_failures.ipynb #a6a1da5a
-_PAIR = re.compile(r"""(?<![\w.\-])(?P<name>-{0,2}[^\W\d][\w.\-]{0,63})"""
+_PAIR = re.compile(r"""(?<![\w.\-/])(?P<name>-{0,2}[^\W\d][\w.\-]{0,63})"""
                    r"""(?P<sep>(?:\\?["']|\])?[ \t]*(?:=>|:=|[:=])\s*)""")
 _VALUE = re.compile(r"""\\"[^"\\\n]*(?:\\")?|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[^\s;&"'<>…,]+""")
 _PROSE_WORD = re.compile(r"[A-Za-z]{1,15}[.,;!?]?")
@@ -384,7 +386,7 @@ def _rule(pattern: str) -> tuple[re.Pattern, re.Pattern]:
     "A regex matched on lower-cased text (fast), and its case-insensitive twin for text whose length lower() changes."
     return re.compile(pattern), re.compile(pattern, re.I)
 
-_AUTH_HEADER = _rule(r"""(?P<key>\b(?:proxy-)?authorization\\?["']?\s*[:=]\s*\\?["']?(?:(?:bearer|basic|digest"""
+_AUTH_HEADER = _rule(r"""(?P<key>\b(?:proxy-)?authorization\\?["']?\s*[:=]\s*(?:\\?["']|\[)?(?:(?:bearer|basic|digest"""
                      r"""|negotiate|ntlm|token|sharedkey|sas|aws4-hmac-sha256)\s+)?)(?P<val>[^\s"',;\\]+)""")
 _SCHEME_TOKEN = _rule(r"(?P<key>\b(?:bearer|basic)\s+)(?P<val>[a-z0-9\-._~+/]+=*)")
 _COOKIE = _rule(r"(?P<key>\b(?:set-)?cookie\s*:\s*)(?P<val>(?:[^\s;=]+=[^\s;]*;\s*)*[^\s;=]+=[^\s;]*)")
