@@ -330,8 +330,7 @@ def _looks_random(value: str) -> bool:
     return -sum(n / len(v) * math.log2(n / len(v)) for n in map(v.count, set(v))) >= 3.0
 
 # %% ../../nbs/rules/03_failures.ipynb #a6a1da5a
-_PAIR = re.compile(r"""(?<![\w.\-/])(?P<name>-{0,2}[^\W\d][\w.\-]{0,63})"""
-                   r"""(?P<sep>(?:\\?["']|\])?[ \t]*(?:=>|:=|[:=])\s*)""")
+_PAIR = re.compile(r"""(?P<name>-{0,2}[^\W\d][\w.\-]{0,63}+)(?P<sep>(?:\\?["']|\])?[ \t]*+(?:=>|:=|[:=])\s*+)""")
 _VALUE = re.compile(r"""\\"[^"\\\n]*(?:\\")?|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[^\s;&"'<>…,]+""")
 _PROSE_WORD = re.compile(r"[A-Za-z]{1,15}[.,;!?]?")
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
@@ -354,12 +353,35 @@ def _keep_value(kind: str, sep: str, value: str) -> bool:
     return kind == "loose" and not _looks_random(value)
 
 # %% ../../nbs/rules/03_failures.ipynb #d3e26221
+_KEY_HINTS = ("pass", "pwd", "secret", "token", "key", "sig", "cred", "sess", "auth", "psk", "challenge",
+              "contrase", "cookie", "access", "api")
+
+def _name_start(text: str, i: int) -> int:
+    "Start of the key name around position `i` (names are word characters, `.` and `-`; at most 64)."
+    lo = max(0, i - 64)
+    while i > lo and (text[i - 1].isalnum() or text[i - 1] in "_.-"): i -= 1
+    return i
+
+# %% ../../nbs/rules/03_failures.ipynb #e21d1a03
+def _pair_starts(text: str) -> list[int]:
+    "Where a key name that contains a keyword hint starts, in order: the only places a secret pair can be."
+    low = text.lower()
+    if len(low) != len(text): return [m.start() for m in re.finditer(r"(?<![\w.\-/])-{0,2}[^\W\d]", text)]
+    starts = set()
+    for h in _KEY_HINTS:
+        i = low.find(h)
+        while i >= 0:
+            starts.add(_name_start(text, i))
+            i = low.find(h, i + len(h))
+    return sorted(s for s in starts if not s or text[s - 1] != "/")
+
+# %% ../../nbs/rules/03_failures.ipynb #b3531755
 def _redact_pairs(text: str) -> str:
     "Replace the value of every secret-bearing `key=value` / `key: value` / `\"key\": \"value\"` pair."
     out, pos = [], 0
-    for m in _PAIR.finditer(text):
-        if m.start() < pos or not (kind := secret_kind(m["name"].lstrip("-"))): continue
-        if not (v := _VALUE.match(text, m.end())): continue
+    for start in _pair_starts(text):
+        if start < pos or not (m := _PAIR.match(text, start)): continue
+        if not (kind := secret_kind(m["name"].lstrip("-"))) or not (v := _VALUE.match(text, m.end())): continue
         value, _ = _split_tail(v.group())
         if not value or _keep_value(kind, m["sep"], value): continue
         out += [text[pos:m.end()], REDACTED]
@@ -430,9 +452,6 @@ def _sub(rule: tuple[re.Pattern, re.Pattern], text: str, low: str, repl) -> tupl
     return text, text.lower()
 
 # %% ../../nbs/rules/03_failures.ipynb #d2e45ada
-_KEY_HINTS = ("pass", "pwd", "secret", "token", "key", "sig", "cred", "sess", "auth", "psk", "material",
-              "challenge", "contrase", "access", "api", "cookie")
-
 def _redact(text: str) -> str:
     "Replace every secret by `[redacted]`, keeping the key or scheme that says what it was."
     low = text.lower()
@@ -443,7 +462,7 @@ def _redact(text: str) -> str:
     if "://" in text: text = _URL_CREDENTIALS.sub(lambda m: m["key"] + REDACTED, text)
     if "<" in text: text = _redact_markup(text)
     if "PSK" in text or "EAP" in text or "XAUTH" in text: text = _PSK.sub(lambda m: m["key"] + REDACTED, text)
-    if any(h in low for h in _KEY_HINTS): text = _redact_pairs(text)
+    text = _redact_pairs(text)
     if "Q~" in text: text = _ENTRA_SECRET.sub(REDACTED, text)
     return _KNOWN_TOKENS.sub(REDACTED, text)
 
