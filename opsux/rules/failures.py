@@ -219,6 +219,7 @@ def _markup_text(s: str) -> str:
     "Visible text of a markup fragment: entities decoded, angle brackets dropped."
     return " ".join(html.unescape(s).replace("<", " ").replace(">", " ").split())
 
+# %% ../../nbs/rules/03_failures.ipynb #73576185
 def _html_region(text: str, start: int) -> tuple[int, str]:
     "End of the HTML document at `start`, and its title (or first h1)."
     close = text.lower().find("</html>", start)
@@ -408,6 +409,7 @@ def _rule(pattern: str) -> tuple[re.Pattern, re.Pattern]:
     "A regex matched on lower-cased text (fast), and its case-insensitive twin for text whose length lower() changes."
     return re.compile(pattern), re.compile(pattern, re.I)
 
+# %% ../../nbs/rules/03_failures.ipynb #9d24c6df
 _AUTH_HEADER = _rule(r"""(?P<key>\b(?:proxy-)?authorization\\?["']?\s*[:=]\s*(?:\\?["']|\[)?(?:(?:bearer|basic|digest"""
                      r"""|negotiate|ntlm|token|sharedkey|sas|aws4-hmac-sha256)\s+)?)(?P<val>[^\s"',;\\]+)""")
 _SCHEME_TOKEN = _rule(r"(?P<key>\b(?:bearer|basic)\s+)(?P<val>[a-z0-9\-._~+/]+=*)")
@@ -430,6 +432,7 @@ def _redacted(key: str, val: str) -> str:
     "`key[redacted]`, keeping what ends the value (`)`, `.`) outside the marker."
     return key + REDACTED + _split_tail(val)[1]
 
+# %% ../../nbs/rules/03_failures.ipynb #851478aa
 _PROSE = re.compile(r"[A-Za-z]{8,19}|.{0,7}")
 
 def _scheme_token(key: str, val: str) -> str:

@@ -146,6 +146,7 @@ def elapsed_seconds(status: UxStatus, # normalized status
 # %% ../../nbs/rules/05_presenter.ipynb #16703c76
 def _utc_now() -> datetime: return datetime.now(timezone.utc)
 
+# %% ../../nbs/rules/05_presenter.ipynb #ff03e96c
 def _status(status, outcome) -> UxStatus:
     "`normalize`, made total against a surprise in the rule itself."
     try: return UxStatus(normalize(status, outcome))
@@ -309,18 +310,23 @@ def status(self: OperationUxPresenter, run) -> UxStatus:
 
 # %% ../../nbs/rules/05_presenter.ipynb #fabd828c
 def _counts(value) -> dict:
+    "`normalize_summary_counts`, made total against a surprise in the rule itself."
     try:
         counts = normalize_summary_counts(value)
         return counts if isinstance(counts, dict) else {}
     except Exception: return {}
 
+# %% ../../nbs/rules/05_presenter.ipynb #7c0a7c0b
 def _run_id(run) -> int | None:
+    "The run's id, or None when it has no usable one."
     try:
         run_id = run_id_of(run)
         return run_id if isinstance(run_id, int) and not isinstance(run_id, bool) else None
     except Exception: return None
 
+# %% ../../nbs/rules/05_presenter.ipynb #e6dec383
 def _url(run_id: int | None) -> str:
+    "The run's link, or the operations list when there is no id."
     if run_id is None: return OPERATIONS_PATH
     try: return run_url(run_id)
     except Exception: return OPERATIONS_PATH
