@@ -31,6 +31,8 @@ class Problem(NamedTuple):
 SKIP_DIRS = {".venv", "venv", "build", "dist", "__pycache__", "node_modules", "site-packages"}
 ALLOW_PRAGMA = "opsux: allow-unregistered"
 
+
+
 # %% ../nbs/tools/31_guard.ipynb #95815ebe
 def iter_python_files(paths) -> tuple[list[Path], list[Problem]]:  # files and/or directories
     "The Python files under `paths` (directories recurse over *.py, skipping hidden and build dirs), plus missing paths."
@@ -43,6 +45,8 @@ def iter_python_files(paths) -> tuple[list[Path], list[Problem]]:  # files and/o
                 files += [Path(root)/n for n in sorted(names) if n.endswith(".py")]
         else: problems.append(Problem(str(p), 0, "no such file or directory"))
     return list(dict.fromkeys(files)), problems
+
+
 
 # %% ../nbs/tools/31_guard.ipynb #91504b54
 def _module_name(path: Path) -> str:
@@ -166,6 +170,8 @@ def resolve(self: _Resolver, node, mod: _Module) -> str | None:
     if isinstance(node, ast.Name): return self._resolve_name(node, mod)
     return self._resolve_attr(node, mod) if isinstance(node, ast.Attribute) else None
 
+
+
 # %% ../nbs/tools/31_guard.ipynb #fcde0f4c
 _TYPE_KEYWORDS = ("type", "operation_type")
 
@@ -223,6 +229,8 @@ def _produced_in(mod: _Module, resolver: _Resolver, out: Scan):
         value = resolver.resolve(arg, mod)
         if value is None: out.unchecked.append((str(mod.path), arg.lineno))
         else: out.produced.append(Produced(str(mod.path), arg.lineno, value))
+
+
 
 # %% ../nbs/tools/31_guard.ipynb #e3795dc0
 def scan(paths) -> Scan:  # files and/or directories

@@ -72,6 +72,8 @@ def _final_exception(lines: list[str]) -> str:
     i = next((i for i, line in enumerate(lines) if line.strip() and not line[:1].isspace()), len(lines))
     return "\n".join(lines[i:]).strip()
 
+
+
 # %% ../../nbs/rules/03_failures.ipynb #82a48ff0
 def _reduce_traceback(text: str) -> str:
     "The human text before the first traceback plus the final exception after the last one."
@@ -267,6 +269,8 @@ def _redact_pem_blocks(text: str) -> str:
         out.append(text[pos:b.start()] + REDACTED)
         pos = e.end() if e else len(text)
     return "".join(out) + text[pos:]
+
+
 
 # %% ../../nbs/rules/03_failures.ipynb #fff46979
 def _redact_private_keys(text: str) -> str:
@@ -487,6 +491,8 @@ def _sanitize_once(text: str) -> str:
     text = _reduce_stack(_reduce_traceback(text))
     if "<" in text or "{" in text: text = _strip_invisible(_strip_payloads(text))
     return _truncate(" ".join(_redact(text).split()))
+
+
 
 # %% ../../nbs/rules/03_failures.ipynb #2eacc012
 def sanitize_failure_message(value) -> str | None:  # any value: text, bytes, an exception, a payload dict…

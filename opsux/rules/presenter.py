@@ -203,6 +203,8 @@ def _blend(self: EtaSmoother, prev: tuple, raw: float, now: datetime) -> tuple[f
     w = 1.0 - math.exp(-dt / self.time_constant)
     return w * raw + (1.0 - w) * max(prev[1] - dt, 0.0), True
 
+
+
 # %% ../../nbs/rules/05_presenter.ipynb #235f1d23
 @patch
 def smooth(self: EtaSmoother, key, raw: float, now: datetime, total=None) -> float:
