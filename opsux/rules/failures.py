@@ -4,7 +4,7 @@
 
 # %% ../../nbs/rules/03_failures.ipynb #a619757e
 from __future__ import annotations
-import functools, html, json, math, re
+import functools, html, json, math, re, unicodedata
 from collections.abc import Mapping
 
 # %% auto #0
@@ -57,12 +57,15 @@ _NEWLINES = re.compile(r"\r\n?|[\v\f\x1c-\x1e\x85\u2028\u2029]")
 _INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
                         "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb\ud800-\udfff"
                         "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+_UNSEEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # the categories the regex covers in bulk, for the rare rest (e.g. U+0600)
 
 # %% ../../nbs/rules/03_failures.ipynb #3459583f
 def _strip_invisible(text: str) -> str:
-    "Drop ANSI escapes, control, bidi and zero-width characters; every line break becomes \\n."
+    "Drop ANSI escapes, control, format (bidi, zero-width…) and separator characters; line breaks become \\n."
     if "\x1b" in text: text = _ANSI.sub("", text)
-    return _INVISIBLE.sub("", _NEWLINES.sub("\n", text))
+    text = _INVISIBLE.sub("", _NEWLINES.sub("\n", text))
+    if text.replace("\n", "").replace("\t", "").isprintable(): return text
+    return "".join(c for c in text if c in "\t\n" or unicodedata.category(c) not in _UNSEEN)
 
 # %% ../../nbs/rules/03_failures.ipynb #db0379c1
 TRACEBACK = "Traceback (most recent call last):"
@@ -358,27 +361,26 @@ def _keep_value(kind: str, sep: str, value: str) -> bool:
     return kind == "loose" and not _looks_random(value)
 
 # %% ../../nbs/rules/03_failures.ipynb #d3e26221
-_KEY_HINTS = ("pass", "pwd", "secret", "token", "key", "sig", "cred", "sess", "auth", "psk", "challenge",
-              "contrase", "cookie", "access", "api")
+_SEPARATOR = re.compile(r"[:=]")
 
 def _name_start(text: str, i: int) -> int:
-    "Start of the key name around position `i` (names are word characters, `.` and `-`; at most 64)."
+    "Start of the key name that ends at position `i` (word characters, `.` and `-`; at most 64)."
     lo = max(0, i - 64)
     while i > lo and (text[i - 1].isalnum() or text[i - 1] in "_.-"): i -= 1
     return i
 
 # %% ../../nbs/rules/03_failures.ipynb #e21d1a03
 def _pair_starts(text: str) -> list[int]:
-    "Where a key name that contains a keyword hint starts, in order: the only places a secret pair can be."
-    low = text.lower()
-    if len(low) != len(text): return [m.start() for m in re.finditer(r"(?<![\w.\-/])-{0,2}[^\W\d]", text)]
-    starts = set()
-    for h in _KEY_HINTS:
-        i = low.find(h)
-        while i >= 0:
-            starts.add(_name_start(text, i))
-            i = low.find(h, i + len(h))
-    return sorted(s for s in starts if not s or text[s - 1] != "/")
+    "Where a key name with a secret-looking name starts, before each `=` or `:`: the only places a pair can be."
+    starts = []
+    for m in _SEPARATOR.finditer(text):
+        j = m.start()
+        while j and text[j - 1] in " \t": j -= 1
+        if j and text[j - 1] in "\"']": j -= 1
+        if j and text[j - 1] == "\\": j -= 1
+        s = _name_start(text, j)
+        if s < j and (not s or text[s - 1] != "/") and secret_kind(text[s:j].lstrip("-")): starts.append(s)
+    return starts
 
 # %% ../../nbs/rules/03_failures.ipynb #b3531755
 def _redact_pairs(text: str) -> str:
