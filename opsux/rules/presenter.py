@@ -113,7 +113,7 @@ def format_duration(seconds) -> str:  # seconds (int/float) or a timedelta; anyt
 def progress_percent(counts: Mapping) -> float | None:  # normalized summary counts
     "Percent done (0–100, floored to one decimal) from `counts`; None without a valid total and processed, or over it."
     total, processed = counts.get("total"), counts.get("processed")
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (total, processed)): return None
+    if type(total) is not int or type(processed) is not int: return None  # normalized counts are plain ints
     if total <= 0 or processed < 0 or processed > total: return None
     return 100.0 if processed == total else (processed * 1000 // total) / 10
 
@@ -304,11 +304,16 @@ def now(self: OperationUxPresenter, now=None) -> datetime:
 
 # %% ../../nbs/rules/05_presenter.ipynb #7188969f
 @patch
+def status_of(self: OperationUxPresenter, status, outcome, counts=None, failures=None) -> UxStatus:
+    "The UxStatus of stored values: `normalize`, or `normalize_legacy` with the presenter's legacy map."
+    if self.legacy is None: return _status(status, outcome)
+    return normalize_legacy(status, outcome, counts, failures, self.legacy)
+
+# %% ../../nbs/rules/05_presenter.ipynb #88fe676a
+@patch
 def status(self: OperationUxPresenter, run) -> UxStatus:
-    "The run's UxStatus: `normalize`, or `normalize_legacy` with the presenter's legacy map."
-    st, outcome, counts, failures = run_fields(run, "status", "outcome", "summary_counts", "failure_summary")
-    if self.legacy is None: return _status(st, outcome)
-    return normalize_legacy(st, outcome, counts, failures, self.legacy)
+    "The run's UxStatus (see `status_of`)."
+    return self.status_of(*run_fields(run, "status", "outcome", "summary_counts", "failure_summary"))
 
 # %% ../../nbs/rules/05_presenter.ipynb #fabd828c
 def _counts(value) -> dict:
@@ -360,16 +365,20 @@ def _eta(self: OperationUxPresenter, run_id, status: UxStatus, counts: Mapping, 
     return None if raw is None else math.ceil(self.eta.smooth(run_id, raw, now, counts.get("total")))
 
 # %% ../../nbs/rules/05_presenter.ipynb #0f5d443e
+_ROW_FIELDS = ("type", "status", "outcome", "summary_counts", "failure_summary", "created_at", "started_at",
+               "completed_at", "heartbeat_at", "updated_at")
+
 @patch
 def progress_row(self: OperationUxPresenter, run,
                  now: datetime | str | None = None,  # defaults to the presenter's clock
                 ) -> ProgressRow:
     "Progress widget row: label, status, percent, elapsed, stalled and (while running) a smoothed ETA."
-    type_, counts, created, started, completed, *seen = run_fields(
-        run, "type", "summary_counts", "created_at", "started_at", "completed_at", "heartbeat_at", "updated_at")
-    status, counts, now, run_id = self.status(run), _counts(counts), self.now(now), _run_id(run)
-    elapsed = elapsed_seconds(status, as_utc(created), as_utc(started), as_utc(completed), now)
-    silent = silence_seconds(now, as_utc(started), *map(as_utc, seen)) if status is UxStatus.running else None
+    type_, st, outcome, raw, failures, created, started, completed, *seen = run_fields(run, *_ROW_FIELDS)
+    status = _status(st, outcome) if self.legacy is None else self.status_of(st, outcome, raw, failures)
+    counts, now, run_id = _counts(raw), self.now(now), _run_id(run)
+    started = as_utc(started)
+    elapsed = elapsed_seconds(status, as_utc(created), started, as_utc(completed), now)
+    silent = silence_seconds(now, started, *map(as_utc, seen)) if status is UxStatus.running else None
     stalled = silent is not None and silent > self.stall_after
     eta = self._eta(run_id, status, counts, elapsed, now, stalled)
     elapsed = None if elapsed is None else int(elapsed)
@@ -407,7 +416,7 @@ def _body(self: OperationUxPresenter, status: UxStatus, counts, failures) -> str
 @patch
 def terminal_notification(self: OperationUxPresenter, run) -> TerminalNotification:
     "Notification for a finished run: outcome title, summary body (+ sanitized first failure), colour, link."
-    type_, counts, failures = run_fields(run, "type", "summary_counts", "failure_summary")
-    status = self.status(run)
+    type_, st, outcome, counts, failures = run_fields(run, "type", "status", "outcome", "summary_counts", "failure_summary")
+    status = self.status_of(st, outcome, counts, failures)
     return TerminalNotification(f"{self.label(type_)} {TITLE_ENDINGS[status]}", self._body(status, counts, failures),
                                 NOTIFICATION_STATUS.get(status, "neutral"), _url(_run_id(run)))

@@ -38,6 +38,7 @@ def _text_count(text: str) -> int | None:
 # %% ../../nbs/rules/02_summary.ipynb #ee70ae5c
 def _count(value) -> int | None:
     "`value` as an exact non-negative int count in range, or None when it is not one."
+    if type(value) is int: return value if 0 <= value <= MAX_COUNT else None  # the common case, first
     if isinstance(value, bool) or value is None: return None
     if isinstance(value, int): return int(value) if 0 <= value <= MAX_COUNT else None
     if isinstance(value, float):
@@ -66,8 +67,10 @@ def normalize_summary_counts(value) -> dict[str, int]:  # a dict or JSON text; a
     try:
         data = _as_mapping(value)
         if data is None: return {}
-        counts = {key: _count(data[key]) for key in SUMMARY_KEYS if key in data}
-        return {key: n for key, n in counts.items() if n is not None}
+        out = {}
+        for key in SUMMARY_KEYS:
+            if key in data and (n := _count(data[key])) is not None: out[key] = n
+        return out
     except Exception: return {}
 
 # %% ../../nbs/rules/02_summary.ipynb #73db5dd9
