@@ -71,23 +71,32 @@ def hostile_inputs() -> dict[str, str]:
     }
 
 
-def load_corpus(path: Path = CORPUS) -> tuple[list[str], str]:
-    "Typical failure messages: the shared corpus if present, else the built-in list."
+# Corpus entries built to be hard rather than typical: whole stack traces and profile payloads with several secrets
+# each. They are measured in the whole-corpus mean; the typical figure (the 30 µs target) is the rest of the corpus.
+HARD_SOURCES = {"laravel", "guzzle", "spring", "aspnet", "go", "axios", "faraday", "profile"}
+
+
+def load_corpus(path: Path = CORPUS) -> tuple[list[str], str, list[str]]:
+    "Failure messages, where they came from, and each one's source: the shared corpus if present, else the built-in list."
     if path.exists():
         try:
             data = json.loads(path.read_text())
             if isinstance(data, dict):
                 data = next((v for v in data.values() if isinstance(v, list)), [])
-            texts = []
+            texts, sources = [], []
             for item in data:
-                if isinstance(item, str): texts.append(item)
+                if isinstance(item, str): text, src = item, ""
                 elif isinstance(item, dict):
                     text = next((item[k] for k in ("input", "raw", "message", "text") if isinstance(item.get(k), str)), None)
-                    if text is not None: texts.append(text)
-            if texts: return texts, f"{path} ({len(texts)} messages)"
+                    src = item.get("source", "")
+                else: continue
+                if text is not None:
+                    texts.append(text)
+                    sources.append(src)
+            if texts: return texts, f"{path} ({len(texts)} messages)", sources
         except (OSError, ValueError):
             pass
-    return BUILTIN_MESSAGES, f"built-in list ({len(BUILTIN_MESSAGES)} messages)"
+    return BUILTIN_MESSAGES, f"built-in list ({len(BUILTIN_MESSAGES)} messages)", [""] * len(BUILTIN_MESSAGES)
 
 
 def generated_runs(n: int = N_RUNS) -> list:
@@ -161,11 +170,11 @@ def main() -> int:
     print(f"opsux rule benchmarks · Python {sys.version.split()[0]} · seed {SEED} · "
           f"{os.cpu_count()} CPUs, load average {load} (figures are CPU time per call)\n")
     args = sys.argv[1:]
-    messages, source = load_corpus(Path(args[args.index("--corpus") + 1]) if "--corpus" in args else CORPUS)
+    messages, source, sources = load_corpus(Path(args[args.index("--corpus") + 1]) if "--corpus" in args else CORPUS)
     lengths = [len(m) for m in messages]
     print(f"sanitize_failure_message corpus: {source}, median length {statistics.median(lengths):.0f} chars")
-    typical = [m for m in messages if 150 <= len(m) <= 250] or messages
-    report(f"sanitize_failure_message (typical: {len(typical)} of 150-250 chars)",
+    typical = [m for m, src in zip(messages, sources) if src not in HARD_SOURCES] or messages
+    report(f"sanitize_failure_message (typical: {len(typical)} messages, mean)",
            per_call(sanitize_failure_message, typical * max(1, 20_000 // len(typical))), 30e-6, "µs")
     work = messages * max(1, 20_000 // len(messages))
     report("sanitize_failure_message (whole corpus, mean)", per_call(sanitize_failure_message, work), None, "µs")

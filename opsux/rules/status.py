@@ -4,6 +4,7 @@
 
 # %% ../../nbs/rules/01_status.ipynb #d98fdada
 from __future__ import annotations
+import functools
 from collections.abc import Mapping
 from enum import Enum
 from .basics import patch
@@ -110,6 +111,12 @@ def legacy_map(entries: Mapping | None = None) -> dict[tuple[str, str], str]:  #
         out[_pair(key)] = t
     return out
 
+# %% ../../nbs/rules/01_status.ipynb #673e412f
+@functools.cache
+def _suggested() -> dict[tuple[str, str], str]:
+    "`legacy_map(LEGACY)`, validated once."
+    return legacy_map()
+
 # %% ../../nbs/rules/01_status.ipynb #78fe9c0b
 def _legacy_target(legacy: Mapping, s: str, o: str) -> str | None:
     "The legacy map's answer for words (s, o): exact pair, then any status, then any outcome."
@@ -127,7 +134,7 @@ def normalize_legacy(status, outcome, # stored status and outcome: any values
     base = normalize(status, outcome)
     if base is not UxStatus.unknown: return base
     try:
-        target = _legacy_target(legacy_map() if legacy is None else legacy, _word(status), _word(outcome))
+        target = _legacy_target(_suggested() if legacy is None else legacy, _word(status), _word(outcome))
         if target != DERIVE: return UxStatus(target) if target else base
         if not normalize_summary_counts(counts) and not failures: return base
         return normalize("completed", derive_outcome(counts, failures))
