@@ -105,9 +105,12 @@ _GO_FUNC, _GO_FILE = re.compile(r"[\w.\-/*()]+"), re.compile(r"\t\S+\.(?:go|s):\
 _PHP_WHERE = re.compile(r"\s+(?:in|at) (?:/|[A-Za-z]:\\)[^\s()]*\.php(?::\d+|\(\d+\)| on line \d+)")
 
 # %% ../../nbs/rules/03_failures.ipynb #22f3b5e2
-def _frames_start(lines: list[str]) -> int | None:
-    "Index of the first frame line, or None when the text has no stack trace."
-    return next((i for i, line in enumerate(lines) if _FRAME.fullmatch(line)), None)
+_FRAME_LINE = re.compile(f"^(?:{_FRAME.pattern})$", re.M)
+
+def _first_frame(text: str) -> int | None:
+    "Index of the text's first frame line, or None when it has no stack trace."
+    m = _FRAME_LINE.search(text)
+    return None if m is None else text.count("\n", 0, m.start())
 
 # %% ../../nbs/rules/03_failures.ipynb #c1d9b0c8
 def _human_lines(lines: list[str], first: int) -> list[str]:
@@ -124,10 +127,8 @@ _PHP_INLINE = re.compile(r"\s*(?:Stack trace:\s*)?#0 (?:/|[A-Za-z]:\\|\{main\}|\
 def _reduce_stack(text: str) -> str:
     "The human lines and the last cause header of a PHP/Java/.NET/Go/Node.js/Ruby stack trace."
     if ".php" in text: text = _PHP_WHERE.sub("", _PHP_INLINE.sub("", text) if "{main}" in text else text)
-    if "\n" not in text: return text
+    if "\n" not in text or (first := _first_frame(text)) is None: return text
     lines = text.split("\n")
-    first = _frames_start(lines)
-    if first is None: return text
     human, causes = _human_lines(lines, first), [m["exc"] for l in lines[first:] if (m := _CAUSE.fullmatch(l))]
     if causes and causes[-1] not in human: human.append(causes[-1])
     return "\n".join(human) or "[stack trace omitted]"
@@ -362,24 +363,15 @@ def _keep_value(kind: str, sep: str, value: str) -> bool:
 
 # %% ../../nbs/rules/03_failures.ipynb #d3e26221
 _SEPARATOR = re.compile(r"[:=]")
+_NAME_BACKWARDS = re.compile(r"[ \t]*(?:\]|[\"'](?:\\)?)?(?P<name>[\w.\-]{1,64})")  # matched on the reversed text
 
-def _name_start(text: str, i: int) -> int:
-    "Start of the key name that ends at position `i` (word characters, `.` and `-`; at most 64)."
-    lo = max(0, i - 64)
-    while i > lo and (text[i - 1].isalnum() or text[i - 1] in "_.-"): i -= 1
-    return i
-
-# %% ../../nbs/rules/03_failures.ipynb #e21d1a03
 def _pair_starts(text: str) -> list[int]:
-    "Where a key name with a secret-looking name starts, before each `=` or `:`: the only places a pair can be."
-    starts = []
+    "Where a secret-looking key name starts, before each `=` or `:`: the only places a secret pair can be."
+    starts, rev, n = [], text[::-1], len(text)
     for m in _SEPARATOR.finditer(text):
-        j = m.start()
-        while j and text[j - 1] in " \t": j -= 1
-        if j and text[j - 1] in "\"']": j -= 1
-        if j and text[j - 1] == "\\": j -= 1
-        s = _name_start(text, j)
-        if s < j and (not s or text[s - 1] != "/") and secret_kind(text[s:j].lstrip("-")): starts.append(s)
+        if not (b := _NAME_BACKWARDS.match(rev, n - m.start())): continue
+        s, e = n - b.end("name"), n - b.start("name")
+        if (not s or text[s - 1] != "/") and secret_kind(text[s:e].lstrip("-")): starts.append(s)
     return starts
 
 # %% ../../nbs/rules/03_failures.ipynb #b3531755
@@ -425,8 +417,8 @@ _COOKIE = _rule(r"(?P<key>\b(?:set-)?cookie\s*:\s*)(?P<val>(?:[^\s;=]+=[^\s;]*;\
 _URL_CREDENTIALS = re.compile(r"(?P<key>://[^\s/@:?#]*:)(?P<val>[^\s/?#]*)(?=@)")
 _PSK = re.compile(r"""(?P<key>\b(?:PSK|EAP|XAUTH)\s+)(?P<val>"[^"\n]*"?|'[^'\n]*'?)""")
 _ENTRA_SECRET = re.compile(r"\b[A-Za-z0-9_-]{3}[0-9]Q~[A-Za-z0-9_.~-]{30,}")  # Entra ID (Azure AD) client secret
-_KNOWN_TOKENS = re.compile(
-    r"\b(?:(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"   # AWS access key ids
+_KNOWN_TOKENS = re.compile(  # the look-ahead lets the engine skip positions no token can start at
+    r"(?=[AeyghxsrnpS1])\b(?:(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"   # AWS access key ids
     r"|eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}"                           # JWT
     r"|AIza[0-9A-Za-z_-]{30,}|ya29\.[0-9A-Za-z_-]{10,}|1//0[0-9A-Za-z_-]{20,}"    # Google API key, OAuth tokens
     r"|(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"       # GitHub, GitLab
