@@ -8,11 +8,12 @@ import ast, os, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+from .rules.basics import patch
 from .rules.catalog import DEFAULT_CATALOG, OperationCatalog
 
 # %% auto #0
-__all__ = ['SKIP_DIRS', 'ALLOW_PRAGMA', 'Produced', 'Problem', 'iter_python_files', 'Scan', 'scan', 'find_operation_types',
-           'check_command']
+__all__ = ['SKIP_DIRS', 'ALLOW_PRAGMA', 'COMPUTED', 'Produced', 'Problem', 'iter_python_files', 'Scan', 'scan',
+           'find_operation_types', 'check_command']
 
 # %% ../nbs/tools/31_guard.ipynb #d4cb1dd2
 class Produced(NamedTuple):
@@ -30,6 +31,8 @@ class Problem(NamedTuple):
 SKIP_DIRS = {".venv", "venv", "build", "dist", "__pycache__", "node_modules", "site-packages"}
 ALLOW_PRAGMA = "opsux: allow-unregistered"
 
+
+
 # %% ../nbs/tools/31_guard.ipynb #95815ebe
 def iter_python_files(paths) -> tuple[list[Path], list[Problem]]:  # files and/or directories
     "The Python files under `paths` (directories recurse over *.py, skipping hidden and build dirs), plus missing paths."
@@ -43,13 +46,20 @@ def iter_python_files(paths) -> tuple[list[Path], list[Problem]]:  # files and/o
         else: problems.append(Problem(str(p), 0, "no such file or directory"))
     return list(dict.fromkeys(files)), problems
 
+
+
 # %% ../nbs/tools/31_guard.ipynb #91504b54
 def _module_name(path: Path) -> str:
     "The name other modules import this file by (its stem, or the package name for __init__.py)."
     return path.parent.name if path.stem == "__init__" else path.stem
 
+# %% ../nbs/tools/31_guard.ipynb #e7ec2014
 def _str_const(node) -> str | None:
+    "The value of a string literal node, else None."
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+# %% ../nbs/tools/31_guard.ipynb #0d3894e3
+COMPUTED = "\0computed"  # stands for a value the guard cannot know statically
 
 def _assigned(body) -> dict[str, set[str]]:
     "NAME -> string values assigned to it at the top level of `body`."
@@ -60,9 +70,31 @@ def _assigned(body) -> dict[str, set[str]]:
         for t in targets:
             if isinstance(t, ast.Name):
                 v = _str_const(value)
-                out.setdefault(t.id, set()).add(v if v is not None else "\0computed")
+                out.setdefault(t.id, set()).add(v if v is not None else COMPUTED)
     return out
 
+# %% ../nbs/tools/31_guard.ipynb #2b6aa208
+def _imports(tree: ast.Module) -> tuple[dict, dict]:
+    "({local name: (module, name)} of `from m import x`, {local name: module} of `import m`), last module parts."
+    imported, aliases = {}, {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names: imported[a.asname or a.name] = (node.module.rsplit(".", 1)[-1], a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname or "." not in a.name: aliases[a.asname or a.name] = a.name.rsplit(".", 1)[-1]
+    return imported, aliases
+
+# %% ../nbs/tools/31_guard.ipynb #1dbea111
+def _classes(tree: ast.Module) -> dict[str, dict[str, set[str]]]:
+    "Class -> ATTR -> string values assigned in its body, for every class in the module."
+    out: dict[str, dict[str, set[str]]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for k, v in _assigned(node.body).items(): out.setdefault(node.name, {}).setdefault(k, set()).update(v)
+    return out
+
+# %% ../nbs/tools/31_guard.ipynb #6d48b86b
 @dataclass
 class _Module:
     "What the guard knows about one parsed file."
@@ -75,16 +107,10 @@ class _Module:
     aliases: dict[str, str] = field(default_factory=dict)               # local name -> module
 
     def __post_init__(self):
-        self.consts = _assigned(self.tree.body)
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.ClassDef):
-                for k, v in _assigned(node.body).items(): self.classes.setdefault(node.name, {}).setdefault(k, set()).update(v)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                for a in node.names: self.imported[a.asname or a.name] = (node.module.rsplit(".", 1)[-1], a.name)
-            elif isinstance(node, ast.Import):
-                for a in node.names:
-                    if a.asname or "." not in a.name: self.aliases[a.asname or a.name] = a.name.rsplit(".", 1)[-1]
+        self.consts, self.classes = _assigned(self.tree.body), _classes(self.tree)
+        self.imported, self.aliases = _imports(self.tree)
 
+# %% ../nbs/tools/31_guard.ipynb #7653d16a
 def _parse(path: Path) -> _Module | Problem:
     "Parse `path`, or say clearly why not."
     try:
@@ -105,46 +131,55 @@ class _Resolver:
         self.modules = modules
 
     def _one(self, values) -> str | None:
+        "The single known value among `values` (sets of candidates), else None."
         vals = set().union(*values) if values else set()
-        return next(iter(vals)) if len(vals) == 1 and "\0computed" not in vals else None
+        return next(iter(vals)) if len(vals) == 1 and COMPUTED not in vals else None
 
-    def _class_attr(self, mods, cls, attr):
-        return [m.classes[cls][attr] for m in mods if attr in m.classes.get(cls, {})]
+    def _class_attr(self, mods, cls, attr): return [m.classes[cls][attr] for m in mods if attr in m.classes.get(cls, {})]
+    def _module_attr(self, modname, attr): return [m.consts[attr] for m in self.by_name.get(modname, []) if attr in m.consts]
 
-    def _module_attr(self, modname, attr):
-        mods = self.by_name.get(modname, [])
-        return [m.consts[attr] for m in mods if attr in m.consts]
+# %% ../nbs/tools/31_guard.ipynb #934f3760
+@patch
+def _resolve_name(self: _Resolver, node: ast.Name, mod: _Module) -> str | None:
+    "A module constant, or a constant imported from another scanned module."
+    if node.id in mod.consts: return self._one([mod.consts[node.id]])
+    if node.id not in mod.imported: return None
+    src, name = mod.imported[node.id]
+    return self._one([m.consts[name] for m in self.by_name.get(src, []) if name in m.consts])
 
-    def resolve(self, node, mod: _Module) -> str | None:
-        "The string `node` evaluates to, when that can be known statically."
-        if (v := _str_const(node)) is not None: return v
-        if isinstance(node, ast.Name):
-            if node.id in mod.consts: return self._one([mod.consts[node.id]])
-            if node.id in mod.imported:
-                src, name = mod.imported[node.id]
-                return self._one([m.consts[name] for m in self.by_name.get(src, []) if name in m.consts])
-            return None
-        if not isinstance(node, ast.Attribute): return None
-        if node.attr == "value" and isinstance(node.value, ast.Attribute):   # Enum.MEMBER.value
-            return self.resolve(node.value, mod)
-        owner = node.value.id if isinstance(node.value, ast.Name) else (
-            node.value.attr if isinstance(node.value, ast.Attribute) else None)
-        if owner is None: return None
-        local = self._class_attr([mod], owner, node.attr)
-        if local: return self._one(local)
-        if isinstance(node.value, ast.Name) and owner in mod.imported:         # from m import Class / module
-            src, name = mod.imported[owner]
-            found = self._class_attr(self.by_name.get(src, []), name, node.attr) or self._module_attr(name, node.attr)
-            return self._one(found)
-        modname = mod.aliases.get(owner, owner) if isinstance(node.value, ast.Name) else owner
-        return self._one(self._module_attr(modname, node.attr) or self._class_attr(self.modules, owner, node.attr))
+# %% ../nbs/tools/31_guard.ipynb #17936588
+@patch
+def _resolve_attr(self: _Resolver, node: ast.Attribute, mod: _Module) -> str | None:
+    "`Class.ATTR`, `Enum.MEMBER.value`, `module.CONST`, `imported.Class.ATTR`."
+    if node.attr == "value" and isinstance(node.value, ast.Attribute): return self.resolve(node.value, mod)
+    named = isinstance(node.value, ast.Name)
+    owner = node.value.id if named else node.value.attr if isinstance(node.value, ast.Attribute) else None
+    if owner is None: return None
+    if local := self._class_attr([mod], owner, node.attr): return self._one(local)
+    if named and owner in mod.imported:         # from m import Class / module
+        src, name = mod.imported[owner]
+        return self._one(self._class_attr(self.by_name.get(src, []), name, node.attr) or self._module_attr(name, node.attr))
+    modname = mod.aliases.get(owner, owner) if named else owner
+    return self._one(self._module_attr(modname, node.attr) or self._class_attr(self.modules, owner, node.attr))
+
+# %% ../nbs/tools/31_guard.ipynb #bc5a0fd2
+@patch
+def resolve(self: _Resolver, node, mod: _Module) -> str | None:
+    "The string `node` evaluates to, when that can be known statically."
+    if (v := _str_const(node)) is not None: return v
+    if isinstance(node, ast.Name): return self._resolve_name(node, mod)
+    return self._resolve_attr(node, mod) if isinstance(node, ast.Attribute) else None
+
+
 
 # %% ../nbs/tools/31_guard.ipynb #fcde0f4c
 _TYPE_KEYWORDS = ("type", "operation_type")
 
 def _func_name(func) -> str | None:
+    "The called name: `f` of `f(…)` and of `x.y.f(…)`."
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
 
+# %% ../nbs/tools/31_guard.ipynb #f6ed11ec
 def _type_arg(call: ast.Call):
     "The node holding the operation type of a producing call, or None when `call` produces none."
     name = _func_name(call.func)
@@ -157,12 +192,14 @@ def _type_arg(call: ast.Call):
         if call.args and not isinstance(call.args[-1], ast.Starred): return call.args[-1]
     return None
 
+# %% ../nbs/tools/31_guard.ipynb #610821ee
 def _expects_refusal(node) -> bool:
     "Does `node` (a With or a Call) mark its body/arguments as code that must be refused?"
     if isinstance(node, (ast.With, ast.AsyncWith)):
         return any(isinstance(i.context_expr, ast.Call) and _func_name(i.context_expr.func) == "raises" for i in node.items)
     return isinstance(node, ast.Call) and _func_name(node.func) in ("raises", "test_fail")
 
+# %% ../nbs/tools/31_guard.ipynb #b068ced8
 def _calls(node, refused=False):
     "Yield (call, refused) for every call under `node`."
     if isinstance(node, ast.Call): yield node, refused
@@ -178,28 +215,37 @@ class Scan:
     files: int                 # files parsed
     unchecked: list[tuple[str, int]]  # (path, line) of producing calls whose type is computed
 
+# %% ../nbs/tools/31_guard.ipynb #f2b83355
+def _produced_in(mod: _Module, resolver: _Resolver, out: Scan):
+    "Add the types `mod` produces (or its computed ones) to `out`."
+    try: calls = list(_calls(mod.tree))
+    except RecursionError:
+        out.problems.append(Problem(str(mod.path), 0, "cannot check: code nested too deeply"))
+        return
+    for call, refused in calls:
+        arg = _type_arg(call)
+        if arg is None or refused: continue
+        if any(ALLOW_PRAGMA in line for line in mod.lines[call.lineno - 1:(call.end_lineno or call.lineno)]): continue
+        value = resolver.resolve(arg, mod)
+        if value is None: out.unchecked.append((str(mod.path), arg.lineno))
+        else: out.produced.append(Produced(str(mod.path), arg.lineno, value))
+
+
+
+# %% ../nbs/tools/31_guard.ipynb #e3795dc0
 def scan(paths) -> Scan:  # files and/or directories
     "Scan `paths` for the operation types their code produces."
     files, problems = iter_python_files(paths)
-    modules = []
-    for f in files:
-        m = _parse(f)
-        (problems if isinstance(m, Problem) else modules).append(m)
-    resolver, produced, unchecked = _Resolver(modules), [], []
-    for mod in modules:
-        try: calls = list(_calls(mod.tree))
-        except RecursionError:
-            problems.append(Problem(str(mod.path), 0, "cannot check: code nested too deeply")); continue
-        for call, refused in calls:
-            arg = _type_arg(call)
-            if arg is None or refused: continue
-            span = mod.lines[call.lineno - 1:(call.end_lineno or call.lineno)]
-            if any(ALLOW_PRAGMA in line for line in span): continue
-            value = resolver.resolve(arg, mod)
-            if value is None: unchecked.append((str(mod.path), arg.lineno))
-            else: produced.append(Produced(str(mod.path), arg.lineno, value))
-    return Scan(sorted(produced), problems, len(modules), sorted(unchecked))
+    parsed = [_parse(f) for f in files]
+    modules = [m for m in parsed if isinstance(m, _Module)]
+    out = Scan([], problems + [m for m in parsed if isinstance(m, Problem)], len(modules), [])
+    resolver = _Resolver(modules)
+    for mod in modules: _produced_in(mod, resolver, out)
+    out.produced.sort()
+    out.unchecked.sort()
+    return out
 
+# %% ../nbs/tools/31_guard.ipynb #38a69a7d
 def find_operation_types(paths) -> list[Produced]:  # files and/or directories
     "The operation types produced in `paths`, as (path, line, type)."
     return scan(paths).produced
@@ -207,27 +253,40 @@ def find_operation_types(paths) -> list[Produced]:  # files and/or directories
 # %% ../nbs/tools/31_guard.ipynb #9b91c909
 def _where(path: str, line: int) -> str: return f"{path}:{line}" if line else path
 
+# %% ../nbs/tools/31_guard.ipynb #dd93ed90
+def _catalog_for(catalog: OperationCatalog | None, catalog_files) -> OperationCatalog:
+    "A copy of `catalog` (default `DEFAULT_CATALOG`) with `catalog_files` loaded on top."
+    cat = (catalog if catalog is not None else DEFAULT_CATALOG).copy()
+    for f in catalog_files: cat.load_toml(f)
+    return cat
+
+# %% ../nbs/tools/31_guard.ipynb #ec0bdea4
+def _report(s: Scan, cat: OperationCatalog, out) -> int:
+    "Print the findings of scan `s` against `cat` (one line each, then a verdict); the exit code."
+    for p in s.problems: print(f"{_where(p.path, p.line)}: {p.message}", file=out)
+    bad = [p for p in s.produced if p.type not in cat]
+    for p in bad: print(f"{p.path}:{p.line}: unregistered operation type {p.type!r}", file=out)
+    if bad or s.problems:
+        print(f"catalog check failed: {len(bad)} unregistered operation type(s), {len(s.problems)} unreadable file(s)",
+              file=out)
+        return 1
+    note = f"; {len(s.unchecked)} computed type(s) not checked" if s.unchecked else ""
+    print(f"catalog check OK: {len({p.type for p in s.produced})} registered operation types in {s.files} files{note}",
+          file=out)
+    return 0
+
+# %% ../nbs/tools/31_guard.ipynb #cef08b19
 def check_command(paths: list[str],                  # files and/or directories to scan
                   catalog: OperationCatalog | None = None,  # default: `DEFAULT_CATALOG`
                   catalog_files=(),                  # TOML catalog files loaded on top of `catalog`
                   out=None) -> int:                  # where to print (default: sys.stdout)
     "`opsux catalog check PATH…`: print one line per unregistered type (`path:line: …`); return the exit code 0/1."
     out = out if out is not None else sys.stdout
-    cat = (catalog if catalog is not None else DEFAULT_CATALOG).copy()
-    try:
-        for f in catalog_files: cat.load_toml(f)
+    try: cat = _catalog_for(catalog, catalog_files)
     except Exception as e:
-        print(f"catalog check: cannot load catalog file: {e}", file=out); return 1
-    if not paths:
-        print("catalog check: no paths given (nothing checked)", file=out); return 1
-    s = scan(paths)
-    for p in s.problems: print(f"{_where(p.path, p.line)}: {p.message}", file=out)
-    bad = [p for p in s.produced if p.type not in cat]
-    for p in bad: print(f"{p.path}:{p.line}: unregistered operation type {p.type!r}", file=out)
-    types = len({p.type for p in s.produced})
-    note = f"; {len(s.unchecked)} computed type(s) not checked" if s.unchecked else ""
-    if bad or s.problems:
-        print(f"catalog check failed: {len(bad)} unregistered operation type(s), {len(s.problems)} unreadable file(s)", file=out)
+        print(f"catalog check: cannot load catalog file: {e}", file=out)
         return 1
-    print(f"catalog check OK: {types} registered operation types in {s.files} files{note}", file=out)
-    return 0
+    if not paths:
+        print("catalog check: no paths given (nothing checked)", file=out)
+        return 1
+    return _report(scan(paths), cat, out)

@@ -63,6 +63,7 @@ def test_odd_objects():
     assert sanitize({"error": {"code": "X", "message": "Y"}}) == "X: Y"
     assert sanitize(12.5) == "12.5"
     assert sanitize(True) is None
+    assert sanitize(b"\xd8\x80 boom \xf0\x91\x82\xbd") == "boom"  # U+0600, U+110BD: format characters the list missed
 
 
 HOSTILE = ["a" * 300_000, "Bearer " + "x" * 300_000, "{" * 100_000, "[" * 100_000, '{"a":' * 60_000,

@@ -14,15 +14,21 @@ PLANTED = ["hunter2", "S3cr3t!", "P@ssw0rd", "Summer2024", "s3cr3tpass", "Tr0ub4
            "IQoJb3JpZ2lu", "7a9b8c6d5e4f", "eyJ0eXAiOiJKV1Qi", "0.AAAAxyzRefresh", "abc8Q~Zx9y", "sk_live_", "ghp_16C7",
            "xoxb-2048", "AIzaSyD-9tSrke", "8c3f1e2d4b5a", "3a4b5c6d7e8f90a1", "YWRtaW46", "8f14e45fceea", "Xy7PqLm2",
            "abcdefghij0123456789", "a81b2c3d4e5f", "9f8e7d6c5b4a", "MIIEowIBAAKCAQEA", "MIIEvQIBADAN", "b3BlbnNzaC1rZXk",
-           "1a2b3c4d5e6f7a8b9c0d"]
+           "1a2b3c4d5e6f7a8b9c0d",
+           # Laravel/Guzzle, Spring, ASP.NET, Go, axios, Faraday, Wi-Fi/VPN/MDM profiles
+           "Winter2026!", "smtp-pa55", "Zm9vYmFyYmF6cXV4", "Tr0ub4dor-3", "ya29.a0AfH6SMBx", "Zx8~Qq.abcdef",
+           "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1", "Tr0ub4dor-9", "9f8e7d6c5b4a3928", "c2lnbmF0dXJlMTIz", "AbC123dEf456",
+           "Zx9-vW2u-T4rQ5p", "rk_live_51HxYz", "CorpWifi!2024", "djNyeS1zM2NyZXQ", "3A1F09C2B7D54E68",
+           "yAnz5TF+lXXJte14", "FpCyhws9cxwWoV4x", "6acef03f62675b4b", "J4mf-Pa55", "v3ry-s3cret-psk"]
 
 
 def test_corpus_is_large_and_varied():
-    assert len(CORPUS) >= 60
+    assert len(CORPUS) >= 122  # 82 before the ecosystems below were added, plus at least 40
     assert len({e["id"] for e in CORPUS}) == len(CORPUS)
     sources = {e["source"] for e in CORPUS}
     for needed in ("benign", "graph", "requests", "httpx", "aiohttp", "psycopg", "sqlalchemy", "pyodbc",
-                   "boto3", "azure", "google", "traceback", "html", "xml"):
+                   "boto3", "azure", "google", "traceback", "html", "xml", "laravel", "guzzle", "spring", "aspnet",
+                   "go", "axios", "faraday", "profile"):
         assert needed in sources, needed
 
 
@@ -47,3 +53,15 @@ def test_benign_entries_are_unchanged_apart_from_whitespace():
     for e in CORPUS:
         if e["source"] == "benign":
             assert e["expected"] == " ".join(e["input"].split()), e["id"]
+
+
+STACK_SOURCES = ("laravel", "guzzle", "spring", "aspnet", "go", "axios", "faraday")
+FRAME_MARKS = ("#0 ", "{main}", "\tat ", "    at ", "goroutine ", ".go:", ":in '", ":in `", "from /", "--- End of",
+               "Stack trace:", "[stacktrace]", "common frames omitted", ".php:", ".java:", ".cs:line")
+
+
+def test_no_stack_frame_survives():
+    for e in CORPUS:
+        if e["source"] in STACK_SOURCES and e["expected"]:
+            for mark in FRAME_MARKS:
+                assert mark not in e["expected"], (e["id"], mark)

@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from opsux.rules.catalog import DEFAULT_CATALOG, OperationCatalog
 from opsux.rules.presenter import (MAX_BODY_LENGTH, NOTIFICATION_STATUSES, EtaSmoother, OperationUxPresenter, ProgressRow,
-                             TerminalNotification, Toast, as_utc, format_duration, progress_percent)
+                                   TerminalNotification, Toast, as_utc, format_duration, format_percent, progress_percent,
+                                   run_duration, widget_sort_key)
+from opsux.rules.status import legacy_map
 from opsux.rules.status import UxStatus
 from opsux.rules.summary import summary_line
 from opsux.rules.urls import OPERATIONS_PATH, run_url
@@ -29,17 +31,20 @@ def ux() -> OperationUxPresenter: return OperationUxPresenter(clock=lambda: NOW)
 
 def running_run(**kw) -> dict:
     run = {"id": 5, "tenant_id": 1, "type": "inventory.sync", "status": "running", "outcome": "pending",
-           "created_at": ago(100), "started_at": ago(90), "summary_counts": {"total": 120, "processed": 45}}
+           "created_at": ago(100), "started_at": ago(90), "heartbeat_at": ago(1),
+           "summary_counts": {"total": 120, "processed": 45}}
     return run | kw
 
 
 # ---------------------------------------------------------------- units
 
 def test_dataclasses_have_exactly_the_contract_fields():
-    from dataclasses import fields
+    from dataclasses import MISSING, fields
     assert [f.name for f in fields(Toast)] == ["title", "body", "level", "url"]
-    assert [f.name for f in fields(ProgressRow)] == ["run_id", "label", "status", "status_text", "percent",
-                                                      "elapsed_seconds", "eta_seconds", "elapsed_text", "eta_text", "url"]
+    contract = ["run_id", "label", "status", "status_text", "percent", "elapsed_seconds", "eta_seconds", "elapsed_text",
+                "eta_text", "url"]
+    assert [f.name for f in fields(ProgressRow)][:10] == contract
+    assert all(f.default is not MISSING for f in fields(ProgressRow)[10:])  # later fields only with defaults
     assert [f.name for f in fields(TerminalNotification)] == ["title", "body", "status", "url"]
 
 
@@ -141,7 +146,8 @@ def test_eta_smoother_answers_slightly_older_instants_from_memory_and_resets_on_
 
 @pytest.mark.parametrize("started, expected", [
     (NOW + timedelta(seconds=3), 0),                 # clock skew → clamp to 0
-    (NOW - timedelta(days=800), None),               # absurd → absent
+    (NOW - timedelta(days=800), 800 * 86400),         # long, but shown: the same bound as the list's duration
+    (NOW - timedelta(days=20 * 365), None),          # absurd (a 1970s or year-1 timestamp) → absent
     (NOW + timedelta(days=800), None),
     ("2026-01-18T14:49:00", 60),                     # naive ISO text = UTC
     ("2026-01-18T15:49:00+01:00", 60),
@@ -265,7 +271,9 @@ def check_all(ux: OperationUxPresenter, run, now) -> None:
     assert isinstance(row.status, UxStatus)
     assert row.percent is None or 0 <= row.percent <= 100
     assert row.eta_seconds is None or row.eta_seconds >= 0
-    assert row.eta_seconds is None or row.status is UxStatus.running
+    assert row.eta_seconds is None or (row.status is UxStatus.running and not row.stalled)
+    assert row.percent_text == format_percent(row.percent)
+    assert row.percent != 100.0 or row.eta_seconds is None
     assert (row.eta_text is None) == (row.eta_seconds is None)
     assert row.elapsed_seconds is None or row.elapsed_seconds >= 0
     assert row.elapsed_text == (None if row.elapsed_seconds is None else format_duration(row.elapsed_seconds))
@@ -298,3 +306,80 @@ def test_eta_never_negative_over_a_series(steps):
 @given(clock=st.one_of(anything, st.just(lambda: "garbage"), st.just(lambda: 1 / 0)), run=realistic)
 def test_a_broken_clock_falls_back_to_real_time(clock, run):
     check_all(OperationUxPresenter(clock=clock if callable(clock) else (lambda: clock)), run, None)
+
+
+
+# ---------------------------------------------------------------- display rules (issue 14 item 7, issue 15 item 7)
+
+@pytest.mark.parametrize("counts, text, percent, percent_text, has_eta", [
+    ({"total": 200, "processed": 199}, "Running · 199 of 200", 99.5, "99%", True),   # was shown as "100 %"
+    ({"total": 200, "processed": 200}, "Running · 200 of 200", 100.0, "100%", False),
+    ({"total": 30, "processed": 70}, "Running · 70 processed, over the total of 30", None, None, False),  # was "70 of 30", 100 %
+    ({"total": 2**62, "processed": 2**61}, "Running · 2,305,843,009,213,693,952 of 4,611,686,018,427,387,904",
+     50.0, "50%", True),
+    ({"total": 2**63 - 1, "processed": 2**63 - 2}, None, 99.9, "99%", True),
+    ({"processed": 7}, "Running · 7 processed", None, None, False),
+])
+def test_display_rules(ux, counts, text, percent, percent_text, has_eta):
+    row = ux.progress_row(running_run(summary_counts=counts))
+    if text is not None: assert row.status_text == text
+    assert (row.percent, row.percent_text, row.eta_seconds is not None) == (percent, percent_text, has_eta)
+
+
+def test_percent_is_exact_and_never_100_before_the_end():
+    for total in (3, 200, 1201, 2**53 + 1, 2**63 - 1):
+        assert progress_percent({"total": total, "processed": total - 1}) < 100
+        assert progress_percent({"total": total, "processed": total}) == 100.0
+        assert format_percent(progress_percent({"total": total, "processed": total - 1})) != "100%"
+
+
+@given(st.integers(1, 2**63 - 1), st.integers(0, 2**63 - 1))
+def test_percent_floor_property(total, processed):
+    p = progress_percent({"total": total, "processed": processed})
+    if processed > total: assert p is None
+    else: assert round(p * 10) == processed * 1000 // total and (p == 100.0) == (processed == total)
+
+
+def test_elapsed_is_the_same_in_widget_list_and_detail(ux):
+    for days in (0.01, 3, 400, 3000):
+        run = running_run(started_at=NOW - timedelta(days=days))
+        row = ux.progress_row(run)
+        assert row.elapsed_text == format_duration(run_duration(run, NOW)) != "—"
+        done = running_run(status="completed", outcome="succeeded", started_at=NOW - timedelta(days=days), completed_at=NOW)
+        assert ux.progress_row(done).elapsed_text == format_duration(run_duration(done, NOW))
+    assert ux.progress_row(running_run(started_at=NOW - timedelta(days=400))).elapsed_text == "400d 00h"  # was hidden
+
+
+def test_stalled_running_run(ux):
+    run = running_run(started_at=ago(600), heartbeat_at=ago(185))
+    row = ux.progress_row(run)
+    assert (row.status, row.stalled, row.status_text, row.eta_seconds, row.eta_text) == \
+        (UxStatus.running, True, "Stalled · no heartbeat for 3m 05s", None, None)
+    assert row.percent == 37.5  # progress so far is still shown
+    assert not ux.progress_row(running_run(started_at=ago(600), heartbeat_at=ago(30))).stalled
+    # a host table without heartbeat_at: updated_at is the sign of life, then started_at
+    assert not ux.progress_row(running_run(heartbeat_at=None, started_at=ago(900), updated_at=ago(5))).stalled
+    assert ux.progress_row(running_run(heartbeat_at=None, started_at=ago(900))).stalled
+    assert not OperationUxPresenter(clock=lambda: NOW, stall_after=600).progress_row(run).stalled
+    assert not ux.progress_row(running_run(status="queued", heartbeat_at=ago(999), created_at=ago(999))).stalled
+
+
+def test_widget_order_running_oldest_first_then_queued_oldest_first():
+    runs = [running_run(id=1, status="queued", created_at=ago(50)), running_run(id=2, started_at=ago(10)),
+            running_run(id=3, status="queued", created_at=ago(90)), running_run(id=4, started_at=ago(300)),
+            running_run(id=5, status="completed", outcome="failed", created_at=ago(999)),
+            running_run(id=6, started_at=None, created_at=None)]
+    assert [r["id"] for r in sorted(runs, key=widget_sort_key)] == [4, 2, 6, 3, 1, 5]
+    rows = {r["id"]: r for r in runs}
+    assert sorted(rows, key=lambda i: widget_sort_key(rows[i], UxStatus.queued))[0] == 5  # a given status is used
+
+
+def test_legacy_map_in_the_presenter():
+    host = running_run(status="completed", outcome=None, completed_at=NOW,
+                       summary_counts={"total": 5, "succeeded": 4, "failed": 1})
+    plain, hosted = OperationUxPresenter(clock=lambda: NOW), OperationUxPresenter(clock=lambda: NOW, legacy=legacy_map())
+    assert plain.progress_row(host).status is UxStatus.unknown
+    assert hosted.progress_row(host).status is UxStatus.partial
+    assert hosted.terminal_notification(host).status == "warning"
+    with pytest.raises(ValueError):
+        OperationUxPresenter(legacy={("completed", ""): "finished"})

@@ -75,3 +75,72 @@ def test_hostile_str_subclass():
 def test_case_and_surrounding_whitespace_do_not_matter(status, outcome, pad, upper):
     dress = (lambda v: pad + v.upper() + pad) if upper else (lambda v: pad + v.title() + pad)
     assert normalize(dress(status), dress(outcome)) is normalize(status, outcome)
+
+
+# --- derived outcome and legacy rows ----------------------------------------------------------------------
+
+from opsux.rules.status import DERIVE, LEGACY, derive_outcome, legacy_map, normalize_legacy
+
+
+@pytest.mark.parametrize("counts,failures,expected", [
+    ({"total": 10, "succeeded": 8, "failed": 2}, None, "partially_succeeded"),
+    ({"total": 10, "succeeded": 0, "failed": 10}, None, "failed"),
+    ({"total": 10, "succeeded": 10}, None, "succeeded"),
+    ({"processed": 5}, [{"message": "boom"}], "partially_succeeded"),
+    ({"processed": 2, "failed": 2}, None, "failed"),
+    ({"total": 2**62, "succeeded": 2**60, "failed": 2**55}, None, "partially_succeeded"),  # was "failed"
+    ('{"succeeded": 9007199254740993, "failed": 1}', None, "partially_succeeded"),
+    ({}, None, "succeeded"),
+])
+def test_derive_outcome(counts, failures, expected):
+    assert derive_outcome(counts, failures) == expected
+
+
+def test_the_service_derives_the_same_outcome():
+    service = pytest.importorskip("opsux.store.service")
+    for counts in ({"succeeded": 3, "failed": 1}, {"failed": 2}, {"processed": 4}, {"succeeded": 2**60, "failed": 1}):
+        assert service.derive_outcome(counts) == derive_outcome(counts)
+
+
+@pytest.mark.parametrize("status,outcome,counts,expected", [
+    ("completed", None, {"total": 10, "succeeded": 8, "failed": 2}, "partial"),
+    ("completed", "", {"total": 3, "succeeded": 3}, "succeeded"),
+    ("completed", "pending", {"failed": 3}, "failed"),
+    ("completed", None, None, "unknown"),                      # no evidence, no guess
+    ("completed", "succeeded", {"failed": 9}, "succeeded"),    # the seed decides, the map never re-decides
+    ("running", "canceled", None, "running"),                  # an active run stays active
+    ("Canceled", None, None, "cancelled"),
+    ("done", None, {"succeeded": 1}, "succeeded"),
+    ("error", None, None, "failed"),
+    ("pending", None, None, "queued"),
+    ("weird", "canceled", None, "cancelled"),
+    ("weird", None, {"succeeded": 1}, "unknown"),
+])
+def test_normalize_legacy(status, outcome, counts, expected):
+    assert normalize_legacy(status, outcome, counts) is UxStatus(expected)
+
+
+def test_legacy_only_fills_unknown_cells():
+    words = list(STATUSES + OUTCOMES) + ["failed", "cancelled", "", None, "done", "canceled", "error", "weird"]
+    for s in words:
+        for o in words:
+            plain = normalize(s, o)
+            if plain is not UxStatus.unknown:
+                assert normalize_legacy(s, o, {"succeeded": 1, "failed": 1}) is plain
+
+
+def test_legacy_map_validates_and_accepts_text_keys():
+    assert legacy_map({"completed/": DERIVE, "done/*": "succeeded"}) == {("completed", ""): "derive",
+                                                                         ("done", "*"): "succeeded"}
+    with pytest.raises(ValueError, match="expected one of"):
+        legacy_map({"completed/": "finished"})
+    with pytest.raises(ValueError, match="expected \\(status, outcome\\)"):
+        legacy_map({"completed": DERIVE})
+    assert len(legacy_map()) == len(LEGACY)
+    assert normalize_legacy("completed", None, {"succeeded": 1}, legacy=legacy_map({})) is UxStatus.unknown
+
+
+@given(anything, anything, st.one_of(anything, st.dictionaries(st.sampled_from(["succeeded", "failed"]),
+                                                               st.integers(-3, 2**64))), anything)
+def test_normalize_legacy_is_total(status, outcome, counts, failures):
+    assert isinstance(normalize_legacy(status, outcome, counts, failures), UxStatus)

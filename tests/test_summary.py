@@ -17,7 +17,8 @@ def test_keys_in_canonical_order():
 @pytest.mark.parametrize("value,expected", [
     ({"total": 10, "succeeded": 9, "failed": 1}, {"total": 10, "succeeded": 9, "failed": 1}),
     ('{"total": "10", "processed": " 4 "}', {"total": 10, "processed": 4}),
-    ({"total": 12.9, "items": "12.5", "tenants": "1e3"}, {"total": 12, "items": 12, "tenants": 1000}),
+    # fractions are not counts: ignored (they used to be truncated to 12); integral floats and "1e3" are exact
+    ({"total": 12.9, "items": "12.5", "tenants": "1e3", "processed": 7.0}, {"processed": 7, "tenants": 1000}),
     ({"total": True, "failed": None, "skipped": -1, "created": float("nan"), "updated": float("inf"),
       "deleted": [1], "items": {"n": 1}, "processed": "-2"}, {}),
     ({"Total": 1, "total ": 2, "succeded": 3}, {}),
@@ -63,3 +64,29 @@ def test_only_allowed_keys_canonical_order_nonnegative_ints_idempotent(value):
     assert normalize_summary_counts(json.dumps(out)) == out
     line = summary_line(value)
     assert (line is None) == (not out)
+
+
+def test_range_is_bigint():
+    assert MAX_COUNT == 2**63 - 1
+
+
+@pytest.mark.parametrize("value", [2**53, 2**53 + 1, 2**62 + 3, 2**63 - 1])
+def test_big_integers_are_exact(value):
+    for form in (value, str(value), f" {value} ", f"+{value}"):
+        assert normalize_summary_counts({"total": form}) == {"total": value}
+    assert normalize_summary_counts(json.dumps({"total": value, "processed": value - 1})) == \
+        {"total": value, "processed": value - 1}
+
+
+def test_beyond_the_range_or_inexact_is_ignored():
+    assert normalize_summary_counts({"total": 2**63, "processed": str(2**63), "failed": 2.0**53 + 2,
+                                     "skipped": 0.5, "created": "3.25"}) == {}
+    assert normalize_summary_counts({"total": 2.0**53, "processed": "1e18"}) == {"total": 2**53, "processed": 10**18}
+
+
+@given(st.integers(0, MAX_COUNT), st.integers(0, MAX_COUNT))
+def test_any_count_in_range_round_trips_exactly(total, processed):
+    counts = {"total": total, "processed": processed}
+    assert normalize_summary_counts(counts) == counts
+    assert normalize_summary_counts(json.dumps(counts)) == counts
+    assert normalize_summary_counts({k: str(v) for k, v in counts.items()}) == counts

@@ -7,9 +7,10 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from .basics import patch
 
 # %% auto #0
-__all__ = ['UNKNOWN_LABEL', 'DEFAULT_CATALOG', 'UnknownOperationType', 'OperationCatalog', 'load_toml', 'default_catalog']
+__all__ = ['UNKNOWN_LABEL', 'DEFAULT_CATALOG', 'UnknownOperationType', 'OperationCatalog', 'default_catalog']
 
 # %% ../../nbs/rules/00_catalog.ipynb #89c4439c
 UNKNOWN_LABEL = "Unknown operation"
@@ -32,6 +33,7 @@ def _clean_type(type) -> str | None:
     except Exception: pass
     return None
 
+# %% ../../nbs/rules/00_catalog.ipynb #0038b2ab
 def _check_new(type, label):
     "Validate a (type, label) pair about to be registered."
     if not isinstance(type, str) or not type or type != type.strip() or any(c.isspace() for c in type):
@@ -46,43 +48,54 @@ class OperationCatalog:
         self._labels: dict[str, str] = {}
         for type, label in dict(entries or {}).items(): self.register(type, label)
 
-    def register(self, type: str, label: str, replace: bool = False) -> OperationCatalog:
-        "Register `type` with display `label`; re-registering with a different label needs `replace=True`."
-        _check_new(type, label)
-        label = label.strip()
-        old = self._labels.get(type)
-        if old is not None and old != label and not replace:
-            raise ValueError(f"operation type {type!r} is already registered as {old!r}; pass replace=True to relabel it")
-        self._labels[type] = label
-        return self
-
-    def label(self, type) -> str:
-        "The label for `type`, or `UNKNOWN_LABEL` for anything unregistered, empty or not a string. Never raises."
-        key = _clean_type(type)
-        return self._labels.get(key, UNKNOWN_LABEL) if key is not None else UNKNOWN_LABEL
-
-    def require(self, type) -> str:
-        "The label for `type`; raises `UnknownOperationType` when it is not registered."
-        key = _clean_type(type)
-        if key is None or key not in self._labels: raise UnknownOperationType(type)
-        return self._labels[key]
-
     def __contains__(self, type) -> bool: return _clean_type(type) in self._labels
     def __len__(self) -> int: return len(self._labels)
     def __iter__(self): return iter(self.types())
     def __repr__(self) -> str: return f"OperationCatalog({len(self)} types)"
 
-    def types(self) -> tuple[str, ...]:
-        "All registered types, sorted."
-        return tuple(sorted(self._labels))
+# %% ../../nbs/rules/00_catalog.ipynb #1762baa7
+@patch
+def register(self: OperationCatalog, type: str, label: str, replace: bool = False) -> OperationCatalog:
+    "Register `type` with display `label`; re-registering with a different label needs `replace=True`."
+    _check_new(type, label)
+    label, old = label.strip(), self._labels.get(type)
+    if old is not None and old != label and not replace:
+        raise ValueError(f"operation type {type!r} is already registered as {old!r}; pass replace=True to relabel it")
+    self._labels[type] = label
+    return self
 
-    def items(self) -> list[tuple[str, str]]:
-        "All (type, label) pairs, sorted by type."
-        return [(t, self._labels[t]) for t in self.types()]
+# %% ../../nbs/rules/00_catalog.ipynb #8dfc5d02
+@patch
+def label(self: OperationCatalog, type) -> str:
+    "The label for `type`, or `UNKNOWN_LABEL` for anything unregistered, empty or not a string. Never raises."
+    key = _clean_type(type)
+    return self._labels.get(key, UNKNOWN_LABEL) if key is not None else UNKNOWN_LABEL
 
-    def copy(self) -> OperationCatalog:
-        "An independent catalog with the same entries."
-        return OperationCatalog(self._labels)
+# %% ../../nbs/rules/00_catalog.ipynb #87c3a9f6
+@patch
+def require(self: OperationCatalog, type) -> str:
+    "The label for `type`; raises `UnknownOperationType` when it is not registered."
+    key = _clean_type(type)
+    if key is None or key not in self._labels: raise UnknownOperationType(type)
+    return self._labels[key]
+
+# %% ../../nbs/rules/00_catalog.ipynb #9a081c6e
+@patch
+def types(self: OperationCatalog) -> tuple[str, ...]:
+    "All registered types, sorted."
+    return tuple(sorted(self._labels))
+
+# %% ../../nbs/rules/00_catalog.ipynb #89f715ba
+@patch
+def items(self: OperationCatalog) -> list[tuple[str, str]]:
+    "All (type, label) pairs, sorted by type."
+    return [(t, self._labels[t]) for t in self.types()]
+
+# %% ../../nbs/rules/00_catalog.ipynb #66e4f51d
+@patch
+def copy(self: OperationCatalog) -> OperationCatalog:
+    "An independent catalog with the same entries."
+    return OperationCatalog(self._labels)
 
 # %% ../../nbs/rules/00_catalog.ipynb #e914fbd3
 def _flatten(table: Mapping, prefix: str = "") -> dict[str, object]:
@@ -94,6 +107,8 @@ def _flatten(table: Mapping, prefix: str = "") -> dict[str, object]:
         else: out[key] = v
     return out
 
+# %% ../../nbs/rules/00_catalog.ipynb #8ed1c260
+@patch
 def load_toml(self: OperationCatalog, path) -> OperationCatalog:  # a TOML file with an [operations] table
     "Register every `type = \"Label\"` of the file's `[operations]` table; returns the catalog."
     with open(path, "rb") as f: data = tomllib.load(f)
@@ -103,8 +118,6 @@ def load_toml(self: OperationCatalog, path) -> OperationCatalog:  # a TOML file 
         if not isinstance(label, str): raise ValueError(f"{path}: label for {type!r} must be a string, got {label!r}")
         self.register(type, label)
     return self
-
-OperationCatalog.load_toml = load_toml
 
 # %% ../../nbs/rules/00_catalog.ipynb #2c5753d2
 DEFAULT_CATALOG = OperationCatalog({
@@ -121,6 +134,7 @@ DEFAULT_CATALOG = OperationCatalog({
     "directory_groups.sync": "Directory groups sync",
 })
 
+# %% ../../nbs/rules/00_catalog.ipynb #ffb72ccc
 def default_catalog() -> OperationCatalog:
     "The process-wide catalog (`DEFAULT_CATALOG`)."
     return DEFAULT_CATALOG

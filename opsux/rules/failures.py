@@ -4,12 +4,13 @@
 
 # %% ../../nbs/rules/03_failures.ipynb #a619757e
 from __future__ import annotations
-import html, json, re
+import functools, html, json, math, re, unicodedata
 from collections.abc import Mapping
 
 # %% auto #0
 __all__ = ['MAX_MESSAGE_LENGTH', 'MAX_FAILURES', 'MAX_CODE_LENGTH', 'REDACTED', 'HEAD', 'TAIL', 'TRACEBACK',
-           'sanitize_failure_message', 'normalize_failures', 'first_failure_message']
+           'DETECT_SECRETS_KEYWORDS', 'SECRET_KEYWORDS', 'LOOSE_KEYWORDS', 'secret_kind', 'sanitize_failure_message',
+           'normalize_failures', 'first_failure_message']
 
 # %% ../../nbs/rules/03_failures.ipynb #615899d9
 MAX_MESSAGE_LENGTH = 300  # characters in a sanitized message, "…" included
@@ -18,6 +19,13 @@ MAX_CODE_LENGTH = 100  # characters in a failure code
 REDACTED = "[redacted]"  # the one marker that replaces every secret
 
 # %% ../../nbs/rules/03_failures.ipynb #73e977c5
+def _exception_text(e: BaseException) -> str:
+    "`Class: message` of an exception (just `Class` when the message is empty or unprintable)."
+    try: msg = str(e)
+    except Exception: msg = ""
+    return f"{type(e).__name__}: {msg}" if msg.strip() else type(e).__name__
+
+# %% ../../nbs/rules/03_failures.ipynb #934e2288
 HEAD, TAIL = 4096, 2048  # characters kept from the start and from the end of a long input
 
 def _to_text(value) -> str | None:
@@ -28,10 +36,7 @@ def _to_text(value) -> str | None:
         b, limit = bytes(value), (HEAD + TAIL) * 4
         if len(b) > limit: b = b[:HEAD * 4] + b"\n" + b[-TAIL * 4:]
         return b.decode("utf-8", "replace")
-    if isinstance(value, BaseException):
-        try: msg = str(value)
-        except Exception: msg = ""
-        return f"{type(value).__name__}: {msg}" if msg.strip() else type(value).__name__
+    if isinstance(value, BaseException): return _exception_text(value)
     if isinstance(value, (Mapping, list, tuple)): return _payload_human(value)
     try: return str(value)
     except Exception: return None
@@ -52,38 +57,94 @@ _NEWLINES = re.compile(r"\r\n?|[\v\f\x1c-\x1e\x85\u2028\u2029]")
 _INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
                         "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb\ud800-\udfff"
                         "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+_UNSEEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # the categories the regex covers in bulk, for the rare rest (e.g. U+0600)
 
+# %% ../../nbs/rules/03_failures.ipynb #3459583f
 def _strip_invisible(text: str) -> str:
-    "Drop ANSI escapes, control, bidi and zero-width characters; every line break becomes \\n."
+    "Drop ANSI escapes, control, format (bidi, zero-width…) and separator characters; line breaks become \\n."
     if "\x1b" in text: text = _ANSI.sub("", text)
-    return _INVISIBLE.sub("", _NEWLINES.sub("\n", text))
+    text = _INVISIBLE.sub("", _NEWLINES.sub("\n", text))
+    if text.replace("\n", "").replace("\t", "").isprintable(): return text
+    return "".join(c for c in text if c in "\t\n" or unicodedata.category(c) not in _UNSEEN)
 
 # %% ../../nbs/rules/03_failures.ipynb #db0379c1
 TRACEBACK = "Traceback (most recent call last):"
 
+def _final_exception(lines: list[str]) -> str:
+    "The first unindented line of a traceback's tail and everything after it."
+    i = next((i for i, line in enumerate(lines) if line.strip() and not line[:1].isspace()), len(lines))
+    return "\n".join(lines[i:]).strip()
+
+
+
+# %% ../../nbs/rules/03_failures.ipynb #82a48ff0
 def _reduce_traceback(text: str) -> str:
     "The human text before the first traceback plus the final exception after the last one."
     first = text.find(TRACEBACK)
     if first < 0: return text
-    human, exc = text[:first].strip(), ""
-    lines = text[text.rfind(TRACEBACK) + len(TRACEBACK):].split("\n")
-    for i, line in enumerate(lines):
-        if line.strip() and not line[:1].isspace():
-            exc = "\n".join(lines[i:]).strip()
-            break
+    human = text[:first].strip()
+    exc = _final_exception(text[text.rfind(TRACEBACK) + len(TRACEBACK):].split("\n"))
     if human.endswith(exc): exc = ""
     return "\n".join(p for p in (human, exc) if p) or "[traceback omitted]"
+
+# %% ../../nbs/rules/03_failures.ipynb #b01daa6d
+_FRAME = re.compile(
+    r"[ \t]+at \S[^\n]*"                                                   # Java, Kotlin, .NET, Node.js
+    r"|at [\w$.<>/\\-]+\([^()\n]*\)"                                       # Java without indentation
+    r"|[ \t]*#\d+ (?:\{main\}|\[internal function\]:|(?:/|[A-Za-z]:\\|\\\\)[^\n]*\(\d+\):)[^\n]*"  # PHP
+    r"|[ \t]*thrown in \S[^\n]* on line \d+"                                # PHP
+    r"|[ \t]*(?:from )?[^\s:]+(?::\d+)?:\d+:in [`'‘][^\n]*"                # Ruby
+    r"|goroutine \d+ \[[^\]\n]*\]:|\t\S+\.(?:go|s):\d+(?: \+0x[0-9a-f]+)?"  # Go
+    r"|[ \t]*--- End of [^\n]*---|[ \t]*\.\.\. \d+ (?:more|common frames omitted)")  # .NET, Java
+
+# %% ../../nbs/rules/03_failures.ipynb #a31a1efc
+_HEADING = re.compile(r"[ \t]*(?:stack ?trace:?|stacktrace:|backtrace:|\[stacktrace\]|\[signal [^\n]*\])[ \t]*", re.I)
+_CAUSE = re.compile(r"[ \t]*(?:Caused by: |Next |\[cause\]: )(?P<exc>\S[^\n]*)")
+_RUBY_HEAD = re.compile(r"[ \t]*[^\s:]+(?::\d+)?:\d+:in [`'‘][^'’\n]*['’]: (?P<exc>\S[^\n]*)")
+_GO_FUNC, _GO_FILE = re.compile(r"[\w.\-/*()]+"), re.compile(r"\t\S+\.(?:go|s):\d+")
+_PHP_WHERE = re.compile(r"\s+(?:in|at) (?:/|[A-Za-z]:\\)[^\s()]*\.php(?::\d+|\(\d+\)| on line \d+)")
+
+# %% ../../nbs/rules/03_failures.ipynb #22f3b5e2
+_FRAME_LINE = re.compile(f"^(?:{_FRAME.pattern})$", re.M)
+
+def _first_frame(text: str) -> int | None:
+    "Index of the text's first frame line, or None when it has no stack trace."
+    m = _FRAME_LINE.search(text)
+    return None if m is None else text.count("\n", 0, m.start())
+
+# %% ../../nbs/rules/03_failures.ipynb #c1d9b0c8
+def _human_lines(lines: list[str], first: int) -> list[str]:
+    "The lines before the first frame, without headings (plus Ruby's message, which shares the frame's line)."
+    human = [l for l in lines[:first] if l.strip() and not _HEADING.fullmatch(l)]
+    if m := _RUBY_HEAD.fullmatch(lines[first]): human.append(m["exc"])
+    elif _GO_FILE.match(lines[first]) and human and _GO_FUNC.fullmatch(human[-1]): human.pop()  # Go `pkg.fn`
+    return human
+
+# %% ../../nbs/rules/03_failures.ipynb #44210534
+_PHP_INLINE = re.compile(r"\s*(?:Stack trace:\s*)?#0 (?:/|[A-Za-z]:\\|\{main\}|\[internal)[^\n]*?#\d+ \{main\}"
+                         r"(?:\s+thrown in \S+ on line \d+)?")
+
+def _reduce_stack(text: str) -> str:
+    "The human lines and the last cause header of a PHP/Java/.NET/Go/Node.js/Ruby stack trace."
+    if ".php" in text: text = _PHP_WHERE.sub("", _PHP_INLINE.sub("", text) if "{main}" in text else text)
+    if "\n" not in text or (first := _first_frame(text)) is None: return text
+    lines = text.split("\n")
+    human, causes = _human_lines(lines, first), [m["exc"] for l in lines[first:] if (m := _CAUSE.fullmatch(l))]
+    if causes and causes[-1] not in human: human.append(causes[-1])
+    return "\n".join(human) or "[stack trace omitted]"
 
 # %% ../../nbs/rules/03_failures.ipynb #509b2bc6
 _MSG_KEYS = ("message", "error_description", "errorMessage", "error_message", "detail", "details", "msg",
              "description", "reason", "title")
 _CODE_KEYS = ("code", "errorCode", "error_code", "error", "title", "status")
 
+# %% ../../nbs/rules/03_failures.ipynb #0ac0d437
 def _join_code(code: str | None, msg: str) -> str:
     "`code: message`, unless there is no code or the message already starts with it."
     msg = msg.strip()
     return msg if not code or msg.lower().startswith(code.lower()) else f"{code}: {msg}"
 
+# %% ../../nbs/rules/03_failures.ipynb #70d35d38
 def _code_of(node: Mapping, skip: str) -> str | None:
     "A short code beside the message: a string code/error/title, or a numeric code/status."
     for k in _CODE_KEYS:
@@ -92,6 +153,7 @@ def _code_of(node: Mapping, skip: str) -> str | None:
         if isinstance(c, str) and k != "status" and 0 < len(c.strip()) <= 100 and "\n" not in c: return c.strip()
     return None
 
+# %% ../../nbs/rules/03_failures.ipynb #c5d2c444
 def _node_human(node: Mapping) -> str | None:
     "`code: message` of one object, or None when it has no message-like key."
     for k in _MSG_KEYS:
@@ -100,6 +162,7 @@ def _node_human(node: Mapping) -> str | None:
         if isinstance(v, str) and v.strip(): return _join_code(_code_of(node, k), v)
     return None
 
+# %% ../../nbs/rules/03_failures.ipynb #1ae6a87e
 def _payload_human(obj) -> str | None:
     "The human part of a decoded payload: the first `code: message` found breadth-first (bounded)."
     queue, fallback, seen = [obj], None, 0
@@ -121,38 +184,48 @@ _PAYLOAD = re.compile(r"""(?P<json>\{\s*["']|\[\s*\{\s*["'])|(?P<html><(?:!docty
                       r"""|(?P<xml><\?xml\b|<(?:[\w-]+:)?(?:Error|Fault|Envelope)\b)""", re.I)
 _DECODER = json.JSONDecoder()
 _TOKENS = re.compile(r'''"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[{}\[\]]''')
-_KV = re.compile(r"""(["'])(?P<key>\w+)\1\s*:\s*(?:"(?P<dq>(?:[^"\\\n]|\\.)*)"|'(?P<sq>(?:[^'\\\n]|\\.)*)'|(?P<num>\d{1,6})\b)""")
+_KV = re.compile(r"""(["'])(?P<key>\w+)\1\s*:\s*(?:"(?P<dq>(?:[^"\\\n]|\\.)*)"|'(?P<sq>(?:[^'\\\n]|\\.)*)'"""
+                 r"""|(?P<num>\d{1,6})\b)""")
 _XML_FIELD = re.compile(r"<(?:[\w.-]+:)?(code|message|faultcode|faultstring)\b[^<>]*>([^<]*)<", re.I)
 _HTML_FIELD = re.compile(r"<(title|h1)\b[^<>]*>([^<]*)<", re.I)
 
+# %% ../../nbs/rules/03_failures.ipynb #7f4e3d6f
 def _unquote(dq: str | None, sq: str | None) -> str:
     "The value of a double-quoted (JSON escapes) or single-quoted (Python repr) string."
     if dq is None: return sq.replace("\\'", "'")
     try: return json.loads(f'"{dq}"')
     except ValueError: return dq
 
+# %% ../../nbs/rules/03_failures.ipynb #a83e1832
+def _balanced_end(text: str, start: int) -> int:
+    "End of the bracketed region opening at `start` (strings skipped); the text's end when it never closes."
+    depth = 0
+    for m in _TOKENS.finditer(text, start):
+        t = m.group()
+        if t in "{[": depth += 1
+        elif t in "}]":
+            depth -= 1
+            if depth <= 0: return m.end()
+    return len(text)
+
+# %% ../../nbs/rules/03_failures.ipynb #3b5bde47
 def _json_region(text: str, start: int) -> tuple[int, str]:
     "End of the JSON (or Python repr) payload at `start`, and its human part."
     try:
         obj, end = _DECODER.raw_decode(text, start)
         return end, _payload_human(obj) or "[json omitted]"
     except (ValueError, RecursionError): pass
-    end, depth = len(text), 0
-    for m in _TOKENS.finditer(text, start):
-        t = m.group()
-        if t in "{[": depth += 1
-        elif t in "}]":
-            depth -= 1
-            if depth <= 0: end = m.end(); break
-    flat = {}
+    end, flat = _balanced_end(text, start), {}
     for m in _KV.finditer(text, start, end):
         flat.setdefault(m["key"], int(m["num"]) if m["num"] else _unquote(m["dq"], m["sq"]))
     return end, _node_human(flat) or "[json omitted]"
 
+# %% ../../nbs/rules/03_failures.ipynb #d190b511
 def _markup_text(s: str) -> str:
     "Visible text of a markup fragment: entities decoded, angle brackets dropped."
     return " ".join(html.unescape(s).replace("<", " ").replace(">", " ").split())
 
+# %% ../../nbs/rules/03_failures.ipynb #73576185
 def _html_region(text: str, start: int) -> tuple[int, str]:
     "End of the HTML document at `start`, and its title (or first h1)."
     close = text.lower().find("</html>", start)
@@ -160,12 +233,16 @@ def _html_region(text: str, start: int) -> tuple[int, str]:
     for m in _HTML_FIELD.finditer(text, start, end): fields.setdefault(m[1].lower(), _markup_text(m[2]))
     return end, fields.get("title") or fields.get("h1") or "[html omitted]"
 
+# %% ../../nbs/rules/03_failures.ipynb #2e37072d
 def _xml_region(text: str, start: int) -> tuple[int, str]:
     "End of the XML error document at `start`, and its `Code: Message`."
     end, fields = max(text.rfind(">") + 1, start + 1), {}
     for m in _XML_FIELD.finditer(text, start, end): fields.setdefault(m[1].lower(), _markup_text(m[2]))
     msg, code = fields.get("message") or fields.get("faultstring"), fields.get("code") or fields.get("faultcode")
     return end, (_join_code(code, msg) if msg else code) or "[xml omitted]"
+
+# %% ../../nbs/rules/03_failures.ipynb #9ebc5dc8
+_REGION = {"json": _json_region, "html": _html_region, "xml": _xml_region}
 
 def _strip_payloads(text: str) -> str:
     "Replace each JSON/HTML/XML payload by its human part, scanning the inserted text again."
@@ -174,72 +251,193 @@ def _strip_payloads(text: str) -> str:
         m = _PAYLOAD.search(text, pos)
         if not m: break
         start = m.start()
-        end, human = (_json_region if m["json"] else _html_region if m["html"] else _xml_region)(text, start)
+        end, human = _REGION[m.lastgroup](text, start)
+        quote = text[start - 1] if start and text[start - 1] in "\"'" and text[end:end + 1] == text[start - 1] else ""
+        start, end = start - len(quote), end + len(quote)  # a quoted body: its quotes go with it
         pre = text[:start] if start == 0 or text[start - 1].isspace() else text[:start] + " "
         text, pos = pre + human + text[end:], len(pre)
     return text
 
 # %% ../../nbs/rules/03_failures.ipynb #8643d220
-_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----")
-_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----")
+_PEM = r"[A-Za-z0-9 ]{0,40}(?:PRIVATE KEY|Static key V1)(?: BLOCK)?-----"
+_PEM_BEGIN, _PEM_END = re.compile("-----BEGIN" + _PEM), re.compile("-----END" + _PEM)
 _B64_LINE = re.compile(r"[A-Za-z0-9+/=]*")
 _B64_TAIL = re.compile(r"[A-Za-z0-9+/=\\]{16,}$")
 
-def _redact_private_keys(text: str) -> str:
-    "Redact PEM private keys: BEGIN…END, BEGIN…(cut off) and (cut off)…END."
-    if "PRIVATE KEY" not in text: return text
+# %% ../../nbs/rules/03_failures.ipynb #603c2dd8
+def _redact_pem_blocks(text: str) -> str:
+    "Redact each BEGIN…END block (BEGIN…end of text when the END line is missing)."
     out, pos = [], 0
     while b := _PEM_BEGIN.search(text, pos):
         e = _PEM_END.search(text, b.end())
         out.append(text[pos:b.start()] + REDACTED)
         pos = e.end() if e else len(text)
-    rest = text[pos:]
+    return "".join(out) + text[pos:]
+
+
+
+# %% ../../nbs/rules/03_failures.ipynb #fff46979
+def _redact_private_keys(text: str) -> str:
+    "Redact PEM private keys: BEGIN…END, BEGIN…(cut off) and (cut off)…END."
+    rest = _redact_pem_blocks(text)
     while e := _PEM_END.search(rest):
         lines = rest[:e.start()].split("\n")
         while lines and _B64_LINE.fullmatch(lines[-1]): lines.pop()
         keep = _B64_TAIL.sub("", lines[-1]) if lines else ""
         head = "\n".join(lines[:-1] + [keep]).rstrip()
         rest = (head + "\n" if head else "") + REDACTED + rest[e.end():]
-    return "".join(out) + rest
+    return rest
 
 # %% ../../nbs/rules/03_failures.ipynb #346377b7
-_KEYWORDS = (r"password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|account[_-]?key"
-             r"|shared[_-]?access[_-]?(?:key|signature)|subscription[_-]?key|private[_-]?key(?:[_-]?id)?"
-             r"|signature|credentials?|session[_-]?id|sessid|session|(?<![a-z0-9])(?:pwd|sig|auth|pass)")
-_KEY_HINTS = ("pass", "pwd", "secret", "token", "key", "sig", "credential", "sess", "auth")
+DETECT_SECRETS_KEYWORDS = (  # detect-secrets 1.5 KeywordDetector DENYLIST, its `_?` read as a word break
+    "api key", "auth key", "service key", "account key", "db key", "database key", "priv key", "private key",
+    "client key", "db pass", "database pass", "key pass", "password", "passwd", "pwd", "secret", "contraseña",
+    "contrasena")
+
+# %% ../../nbs/rules/03_failures.ipynb #62b39530
+SECRET_KEYWORDS = DETECT_SECRETS_KEYWORDS + (  # key names whose value is always a secret
+    "pass", "passphrase", "token", "auth", "credential", "credentials", "creds", "signature", "sig", "cookie",
+    "access key", "access key id", "app key", "subscription key", "shared access key", "shared access signature",
+    "session", "session id", "sessid", "private key id", "master key", "encryption key", "signing key",
+    "functions key", "psk", "pre shared key", "key material", "challenge")
+LOOSE_KEYWORDS = ("key", "access", "api")  # gitleaks' generic keywords: redacted when the value looks random
+_MODIFIERS = ("confirmation", "confirm", "value", "base64", "b64", "plain", "raw")  # password_confirmation
+
+# %% ../../nbs/rules/03_failures.ipynb #b31f930c
+_STRONG = frozenset(w.replace(" ", "") for w in SECRET_KEYWORDS)
+_SUFFIXES = tuple(w for w in _STRONG if len(w) >= 5)  # `jsessionid`, `dbpassword`, `mytoken`; not `bypass`
+_NAME_WORDS = re.compile(r"[A-Z\u00c0-\u00de]+(?![a-z\u00df-\u024f])|[A-Z\u00c0-\u00de]?[a-z\u00df-\u024f]+|\d+")
+
+# %% ../../nbs/rules/03_failures.ipynb #5116d7cb
+def _name_words(name: str) -> list[str]:
+    "The lower-cased words of a key name, trailing numbers and modifiers dropped."
+    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    while words and (words[-1].isdigit() or words[-1] in _MODIFIERS): words.pop()
+    return words[-5:]
+
+# %% ../../nbs/rules/03_failures.ipynb #b8ad1f3d
+@functools.lru_cache(maxsize=4096)
+def secret_kind(name: str) -> str | None:  # a key name in any spelling: `clientSecret`, `X-API-Key`, `db.password`
+    "'strong' when a key name says its value is a secret, 'loose' when it may be one (judge the value), else None."
+    words, tail = _name_words(name), ""
+    for w in reversed(words):
+        tail = w + tail
+        if tail in _STRONG: return "strong"
+    if words and words[-1].endswith(_SUFFIXES): return "strong"
+    if words and (words[-1] in LOOSE_KEYWORDS or words[-1].endswith("key")): return "loose"
+    return None
+
+# %% ../../nbs/rules/03_failures.ipynb #d4d86ac3
+_RANDOM = re.compile(r"[A-Za-z0-9+/=_.~-]{12,}")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+def _looks_random(value: str) -> bool:
+    "A value that reads like a generated key: ≥ 12 token characters, letters and digits, ≥ 3 bits/char, no GUID."
+    v = value.strip("\\\"'")
+    if not _RANDOM.fullmatch(v) or _GUID.fullmatch(v): return False
+    if not (any(c.isdigit() for c in v) and any(c.isalpha() for c in v)): return False
+    return -sum(n / len(v) * math.log2(n / len(v)) for n in map(v.count, set(v))) >= 3.0
+
+# %% ../../nbs/rules/03_failures.ipynb #a6a1da5a
+_PAIR = re.compile(r"""(?P<name>-{0,2}[^\W\d][\w.\-]{0,63}+)(?P<sep>(?:\\?["']|\])?[ \t]*+(?:=>|:=|[:=])\s*+)""")
+_VALUE = re.compile(r"""\\"[^"\\\n]*(?:\\")?|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[^\s;&"'<>…,]+""")
+_PROSE_WORD = re.compile(r"[A-Za-z]{1,15}[.,;!?]?")
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+
+# %% ../../nbs/rules/03_failures.ipynb #6e72f2e8
+def _split_tail(value: str) -> tuple[str, str]:
+    "(`value`, '') — or, for an unquoted value, a final full stop and unmatched closing brackets split off."
+    if value[:1] in "\"'\\": return value, ""
+    end, opened = len(value), {c: value.count(c) for c in "([{"}
+    closed = {c: value.count(c) for c in _CLOSERS}
+    while end and (value[end - 1] == "." or closed.get(value[end - 1], 0) > opened.get(_CLOSERS.get(value[end - 1]), 0)):
+        if value[end - 1] in closed: closed[value[end - 1]] -= 1
+        end -= 1
+    return value[:end], value[end:]
+
+# %% ../../nbs/rules/03_failures.ipynb #579299d0
+def _keep_value(kind: str, sep: str, value: str) -> bool:
+    "Is this value of a secret-looking key prose (`Token: expired`) or, for a loose key, not random-looking?"
+    if "=" not in sep and sep[-1:].isspace() and _PROSE_WORD.fullmatch(value): return True
+    return kind == "loose" and not _looks_random(value)
+
+# %% ../../nbs/rules/03_failures.ipynb #d3e26221
+_SEPARATOR = re.compile(r"[:=]")
+_NAME_BACKWARDS = re.compile(r"[ \t]*(?:\]|[\"'](?:\\)?)?(?P<name>[\w.\-]{1,64})")  # matched on the reversed text
+
+def _pair_starts(text: str) -> list[int]:
+    "Where a secret-looking key name starts, before each `=` or `:`: the only places a secret pair can be."
+    starts, rev, n = [], text[::-1], len(text)
+    for m in _SEPARATOR.finditer(text):
+        if not (b := _NAME_BACKWARDS.match(rev, n - m.start())): continue
+        s, e = n - b.end("name"), n - b.start("name")
+        if (not s or text[s - 1] != "/") and secret_kind(text[s:e].lstrip("-")): starts.append(s)
+    return starts
+
+# %% ../../nbs/rules/03_failures.ipynb #b3531755
+def _redact_pairs(text: str) -> str:
+    "Replace the value of every secret-bearing `key=value` / `key: value` / `\"key\": \"value\"` pair."
+    out, pos = [], 0
+    for start in _pair_starts(text):
+        if start < pos or not (m := _PAIR.match(text, start)): continue
+        if not (kind := secret_kind(m["name"].lstrip("-"))) or not (v := _VALUE.match(text, m.end())): continue
+        value, _ = _split_tail(v.group())
+        if not value or _keep_value(kind, m["sep"], value): continue
+        out += [text[pos:m.end()], REDACTED]
+        pos = m.end() + len(value)
+    return "".join(out) + text[pos:] if out else text
+
+# %% ../../nbs/rules/03_failures.ipynb #c8a0fb7f
+_MARKUP = (re.compile(r"<(?:[\w.\-]+:)?(?P<name>[^\W\d][\w.\-]{0,63})(?:\s[^<>]{0,200})?>(?P<val>[^<]+)<"),
+           re.compile(r"<key>\s*(?P<name>[^<]{1,64}?)\s*</key>\s*<(?:string|data)>(?P<val>[^<]+)<"),
+           re.compile(r"""\b(?:key|name)\s*=\s*(["'])(?P<name>[^"'<>]{1,64})\1\s+value\s*=\s*["'](?P<val>[^"'<>]+)"""))
+
+# %% ../../nbs/rules/03_failures.ipynb #5015f554
+def _redact_markup(text: str) -> str:
+    "Replace the text of secret-named XML elements, property-list entries and key/value attributes."
+    def repl(m):
+        kind, (s, e) = secret_kind(m["name"]), m.span("val")
+        if not kind or not m["val"].strip() or (kind == "loose" and not _looks_random(m["val"])): return m.group()
+        return m.group()[:s - m.start()] + REDACTED + m.group()[e - m.start():]
+    for rule in _MARKUP: text = rule.sub(repl, text)
+    return text
+
+# %% ../../nbs/rules/03_failures.ipynb #f25248d1
 def _rule(pattern: str) -> tuple[re.Pattern, re.Pattern]:
     "A regex matched on lower-cased text (fast), and its case-insensitive twin for text whose length lower() changes."
     return re.compile(pattern), re.compile(pattern, re.I)
 
-_KEY_VALUE = _rule(rf"""(?P<key>(?:{_KEYWORDS})\\?["']?\s*[:=]\s*)"""
-                   r"""(?P<val>\\"[^"\\\n]*(?:\\")?|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[^\s;&"'<>…]+)""")
-_WORD = re.compile(r"[A-Za-z]{1,15}[.,;!?]?")
-
-def _key_value(key: str, val: str) -> str:
-    "`key=value` → `key=[redacted]`; after `key:` a plain word is prose, not a secret."
-    return key + val if "=" not in key and _WORD.fullmatch(val) else key + REDACTED
-
-_AUTH_HEADER = _rule(r"""(?P<key>\b(?:proxy-)?authorization\\?["']?\s*[:=]\s*\\?["']?(?:(?:bearer|basic|digest"""
+# %% ../../nbs/rules/03_failures.ipynb #9d24c6df
+_AUTH_HEADER = _rule(r"""(?P<key>\b(?:proxy-)?authorization\\?["']?\s*[:=]\s*(?:\\?["']|\[)?(?:(?:bearer|basic|digest"""
                      r"""|negotiate|ntlm|token|sharedkey|sas|aws4-hmac-sha256)\s+)?)(?P<val>[^\s"',;\\]+)""")
 _SCHEME_TOKEN = _rule(r"(?P<key>\b(?:bearer|basic)\s+)(?P<val>[a-z0-9\-._~+/]+=*)")
+_COOKIE = _rule(r"(?P<key>\b(?:set-)?cookie\s*:\s*)(?P<val>(?:[^\s;=]+=[^\s;]*;\s*)*[^\s;=]+=[^\s;]*)")
+
+# %% ../../nbs/rules/03_failures.ipynb #2b3175c3
+_URL_CREDENTIALS = re.compile(r"(?P<key>://[^\s/@:?#]*:)(?P<val>[^\s/?#]*)(?=@)")
+_PSK = re.compile(r"""(?P<key>\b(?:PSK|EAP|XAUTH)\s+)(?P<val>"[^"\n]*"?|'[^'\n]*'?)""")
+_ENTRA_SECRET = re.compile(r"\b[A-Za-z0-9_-]{3}[0-9]Q~[A-Za-z0-9_.~-]{30,}")  # Entra ID (Azure AD) client secret
+_KNOWN_TOKENS = re.compile(  # the look-ahead lets the engine skip positions no token can start at
+    r"(?=[AeyghxsrnpS1])\b(?:(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"   # AWS access key ids
+    r"|eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}"                           # JWT
+    r"|AIza[0-9A-Za-z_-]{30,}|ya29\.[0-9A-Za-z_-]{10,}|1//0[0-9A-Za-z_-]{20,}"    # Google API key, OAuth tokens
+    r"|(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"       # GitHub, GitLab
+    r"|xox[abprs]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"        # Slack, Stripe
+    r"|npm_[A-Za-z0-9]{36}|pypi-AgE[A-Za-z0-9_-]{50,}|SG\.[\w-]{22}\.[\w-]{43})")  # npm, PyPI, SendGrid
+
+# %% ../../nbs/rules/03_failures.ipynb #e877659c
+def _redacted(key: str, val: str) -> str:
+    "`key[redacted]`, keeping what ends the value (`)`, `.`) outside the marker."
+    return key + REDACTED + _split_tail(val)[1]
+
+# %% ../../nbs/rules/03_failures.ipynb #851478aa
 _PROSE = re.compile(r"[A-Za-z]{8,19}|.{0,7}")
 
 def _scheme_token(key: str, val: str) -> str:
     "`Bearer <token>` → `Bearer [redacted]`; a short or all-letter word after the scheme is prose."
-    return key + (val if _PROSE.fullmatch(val) else REDACTED)
+    return key + val if _PROSE.fullmatch(val) else _redacted(key, val)
 
-_COOKIE = _rule(r"(?P<key>\b(?:set-)?cookie\s*:\s*)(?P<val>(?:[^\s;=]+=[^\s;]*;\s*)*[^\s;=]+=[^\s;]*)")
-_URL_CREDENTIALS = re.compile(r"(?P<key>://[^\s/@:?#]*:)(?P<val>[^\s/?#]*)(?=@)")
-_KNOWN_TOKENS = re.compile(
-    r"\b(?:(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"   # AWS access key ids
-    r"|eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}"                           # JWT
-    r"|AIza[0-9A-Za-z_-]{30,}|ya29\.[0-9A-Za-z_-]{10,}|1//0[0-9A-Za-z_-]{20,}"    # Google API key, OAuth tokens
-    r"|(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"   # GitHub, Slack
-    r"|[sr]k_(?:live|test)_[A-Za-z0-9]{16,})")                                    # Stripe
-_ENTRA_SECRET = re.compile(r"\b[A-Za-z0-9_-]{3}[0-9]Q~[A-Za-z0-9_.~-]{30,}")  # Entra ID (Azure AD) client secret
-
-def _redacted(key: str, val: str) -> str: return key + REDACTED
-
+# %% ../../nbs/rules/03_failures.ipynb #a3bd2855
 def _sub(rule: tuple[re.Pattern, re.Pattern], text: str, low: str, repl) -> tuple[str, str]:
     "Replace each match by `repl(key, val)`, matching on `low` (same positions); returns (text, lower text)."
     if len(low) != len(text):  # lower() changed the length (e.g. 'İ'): use the slow case-insensitive twin
@@ -254,15 +452,18 @@ def _sub(rule: tuple[re.Pattern, re.Pattern], text: str, low: str, repl) -> tupl
     text = "".join(out) + text[pos:]
     return text, text.lower()
 
+# %% ../../nbs/rules/03_failures.ipynb #d2e45ada
 def _redact(text: str) -> str:
     "Replace every secret by `[redacted]`, keeping the key or scheme that says what it was."
     low = text.lower()
-    if "private key" in low: text = _redact_private_keys(text); low = text.lower()
+    if "private key" in low or "static key" in low: text = _redact_private_keys(text); low = text.lower()
     if "authorization" in low: text, low = _sub(_AUTH_HEADER, text, low, _redacted)
     if "cookie" in low: text, low = _sub(_COOKIE, text, low, _redacted)
     if "bearer" in low or "basic" in low: text, low = _sub(_SCHEME_TOKEN, text, low, _scheme_token)
-    if "://" in text: text = _URL_CREDENTIALS.sub(lambda m: m["key"] + REDACTED, text); low = text.lower()
-    if any(h in low for h in _KEY_HINTS): text, low = _sub(_KEY_VALUE, text, low, _key_value)
+    if "://" in text: text = _URL_CREDENTIALS.sub(lambda m: m["key"] + REDACTED, text)
+    if "<" in text: text = _redact_markup(text)
+    if "PSK" in text or "EAP" in text or "XAUTH" in text: text = _PSK.sub(lambda m: m["key"] + REDACTED, text)
+    text = _redact_pairs(text)
     if "Q~" in text: text = _ENTRA_SECRET.sub(REDACTED, text)
     return _KNOWN_TOKENS.sub(REDACTED, text)
 
@@ -281,11 +482,14 @@ def _truncate(text: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
 def _sanitize_once(text: str) -> str:
     "One pass of the pipeline over bounded text."
     if not text.isprintable(): text = _strip_invisible(text)
-    text = _reduce_traceback(text)
+    text = _reduce_stack(_reduce_traceback(text))
     if "<" in text or "{" in text: text = _strip_invisible(_strip_payloads(text))
     return _truncate(" ".join(_redact(text).split()))
 
-def sanitize_failure_message(value) -> str | None:
+
+
+# %% ../../nbs/rules/03_failures.ipynb #2eacc012
+def sanitize_failure_message(value) -> str | None:  # any value: text, bytes, an exception, a payload dict…
     "A failure message fit to store and show: one short line, no secrets, no payload dumps; None when empty."
     try:
         text = _to_text(value)
@@ -304,6 +508,7 @@ def _clean_code(value) -> str | None:
     code = sanitize_failure_message(str(value))
     return _truncate(code, MAX_CODE_LENGTH) if code else None
 
+# %% ../../nbs/rules/03_failures.ipynb #ef2c291e
 def _failure(item) -> dict | None:
     "One `{code, message}` entry from a mapping, a string, an exception or anything else; None when empty."
     if isinstance(item, Mapping):
@@ -314,6 +519,7 @@ def _failure(item) -> dict | None:
     msg = sanitize_failure_message(item)
     return {"code": None, "message": msg} if msg else None
 
+# %% ../../nbs/rules/03_failures.ipynb #721cae65
 def _items(value) -> list:
     "The failure items in `value`: a list's items, a JSON text's items, or the value itself."
     if isinstance(value, (bytes, bytearray)): value = value.decode("utf-8", "replace")
@@ -324,7 +530,8 @@ def _items(value) -> list:
     if isinstance(value, (list, tuple)): return list(value[:MAX_FAILURES * 4])
     return [] if value is None else [value]
 
-def normalize_failures(value) -> list[dict]:
+# %% ../../nbs/rules/03_failures.ipynb #d8eb54f6
+def normalize_failures(value) -> list[dict]:  # a list, a JSON text of one, one entry, or anything
     "At most MAX_FAILURES `{code, message}` dicts with sanitized messages, from anything; never raises."
     out = []
     try:
@@ -334,7 +541,8 @@ def normalize_failures(value) -> list[dict]:
     except Exception: pass
     return out
 
-def first_failure_message(value) -> str | None:
+# %% ../../nbs/rules/03_failures.ipynb #fa56a909
+def first_failure_message(value) -> str | None:  # anything `normalize_failures` accepts
     "The first failure's sanitized message (the notification suffix), or None."
     try: return next((f["message"] for f in map(_failure, _items(value)) if f is not None), None)
     except Exception: return None

@@ -12,17 +12,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from .basics import patch
 from .catalog import DEFAULT_CATALOG, UNKNOWN_LABEL, OperationCatalog
 from .failures import first_failure_message
-from .status import UxStatus, normalize
+from .status import UxStatus, legacy_map, normalize, normalize_legacy
 from .summary import normalize_summary_counts, summary_line
 from .urls import OPERATIONS_PATH, run_id_of, run_url
 
 # %% auto #0
-__all__ = ['NOTIFICATION_STATUSES', 'MAX_DURATION_SECONDS', 'MIN_ETA_ELAPSED', 'NOTIFICATION_STATUS', 'TITLE_ENDINGS',
-           'FALLBACK_BODIES', 'MAX_BODY_LENGTH', 'QUEUED_BODY', 'Toast', 'ProgressRow', 'TerminalNotification',
-           'run_fields', 'as_utc', 'format_duration', 'progress_percent', 'elapsed_seconds', 'eta_estimate',
-           'EtaSmoother', 'status_text', 'bounded', 'OperationUxPresenter']
+__all__ = ['NOTIFICATION_STATUSES', 'MAX_DURATION_SECONDS', 'MAX_CLOCK_SKEW', 'STALL_AFTER', 'MIN_ETA_ELAPSED', 'MAX_ETA_SECONDS',
+           'NOTIFICATION_STATUS', 'TITLE_ENDINGS', 'FALLBACK_BODIES', 'MAX_BODY_LENGTH', 'QUEUED_BODY', 'Toast',
+           'ProgressRow', 'TerminalNotification', 'run_fields', 'as_utc', 'format_duration', 'progress_percent',
+           'format_percent', 'elapsed_seconds', 'run_duration', 'silence_seconds', 'eta_estimate', 'EtaSmoother',
+           'status_text', 'bounded', 'OperationUxPresenter', 'widget_sort_key']
 
 # %% ../../nbs/rules/05_presenter.ipynb #ecb6263f
 @dataclass(frozen=True, slots=True)
@@ -40,13 +42,19 @@ class ProgressRow:
     run_id: int | None  # None when the run has no usable id
     label: str  # catalog label, or "Unknown operation"
     status: UxStatus  # normalized status
-    status_text: str  # e.g. "Running · 45 of 120", "Queued · waiting 12s"
-    percent: float | None  # 0–100, one decimal, floored; None without valid total/processed
+    status_text: str  # e.g. "Running · 45 of 120", "Queued · waiting 12s", "Stalled · no heartbeat for 3m 05s"
+    percent: float | None  # 0–100, one decimal, floored; None without valid total/processed or over the total
     elapsed_seconds: int | None  # running: since start; queued: waiting time; terminal: start → end
-    eta_seconds: int | None  # only while running with enough evidence; never negative
+    eta_seconds: int | None  # only while running (not stalled) with enough evidence; never negative
     elapsed_text: str | None  # format_duration(elapsed_seconds), e.g. "1m 30s"
     eta_text: str | None  # e.g. "2m 30s"
     url: str  # the canonical "View run" link
+    stalled: bool = False  # running, but no sign of life for longer than the presenter's `stall_after`
+
+    @property
+    def percent_text(self) -> str | None:
+        "The whole percent to display, floored: `format_percent(percent)`, e.g. '99%'."
+        return format_percent(self.percent)
 
 # %% ../../nbs/rules/05_presenter.ipynb #6985a5d3
 NOTIFICATION_STATUSES = ("success", "warning", "danger", "neutral")
@@ -87,7 +95,7 @@ def as_utc(value) -> datetime | None:
         return None
 
 # %% ../../nbs/rules/05_presenter.ipynb #fd3b5265
-def format_duration(seconds) -> str:
+def format_duration(seconds) -> str:  # seconds (int/float) or a timedelta; anything else gives '—'
     "Compact human duration ('42s', '1m 05s', '2h 03m', '3d 04h'); '—' when `seconds` is not a number."
     if isinstance(seconds, timedelta): seconds = seconds.total_seconds()
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)): return "—"
@@ -102,43 +110,78 @@ def format_duration(seconds) -> str:
     return f"{d}d {h:02d}h"
 
 # %% ../../nbs/rules/05_presenter.ipynb #9f6eaa52
-def progress_percent(counts: Mapping) -> float | None:
-    "Percent done (0–100, floored to one decimal) from normalized `counts`; None without a valid total and processed."
+def progress_percent(counts: Mapping) -> float | None:  # normalized summary counts
+    "Percent done (0–100, floored to one decimal) from `counts`; None without a valid total and processed, or over it."
     total, processed = counts.get("total"), counts.get("processed")
-    if not isinstance(total, int) or not isinstance(processed, int) or isinstance(total, bool) or isinstance(processed, bool):
-        return None
-    if total <= 0 or processed < 0: return None
-    if processed >= total: return 100.0
-    return (processed * 1000 // total) / 10
+    if type(total) is not int or type(processed) is not int: return None  # normalized counts are plain ints
+    if total <= 0 or processed < 0 or processed > total: return None
+    return 100.0 if processed == total else (processed * 1000 // total) / 10
 
 # %% ../../nbs/rules/05_presenter.ipynb #f0bce7b7
-MAX_DURATION_SECONDS = 365 * 86400  # longer spans (either sign) are bad timestamps, not real durations
+def format_percent(percent) -> str | None:  # a percent from `progress_percent` (or None)
+    "Whole percent for display, floored ('99%' at 99.9, '100%' only at 100.0); None when there is no percent."
+    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not math.isfinite(percent): return None
+    return f"{min(max(int(percent), 0), 100)}%"
 
+# %% ../../nbs/rules/05_presenter.ipynb #7d0a4db5
+MAX_DURATION_SECONDS = 10 * 366 * 86400  # longer spans are bad timestamps, not real durations
+MAX_CLOCK_SKEW = 86400.0  # an end this far before its start is bad data, not two clocks disagreeing
+
+def _span(start: datetime | None, end: datetime | None) -> float | None:
+    "Seconds from `start` to `end`, clamped at 0; None when either is missing or the span is absurd."
+    if start is None or end is None: return None
+    seconds = (end - start).total_seconds()
+    return None if seconds > MAX_DURATION_SECONDS or seconds < -MAX_CLOCK_SKEW else max(seconds, 0.0)
+
+# %% ../../nbs/rules/05_presenter.ipynb #cbc847b5
 def elapsed_seconds(status: UxStatus, # normalized status
                     created_at: datetime | None, started_at: datetime | None, completed_at: datetime | None,
                     now: datetime, # aware UTC
                    ) -> float | None:
     "Seconds the run has been waiting (queued), working (running) or took (terminal); None when unknown."
-    if status is UxStatus.queued: start, end = created_at, now
-    elif status is UxStatus.running: start, end = started_at, now
-    else: start, end = started_at, completed_at
-    if start is None or end is None: return None
-    seconds = (end - start).total_seconds()
-    if abs(seconds) > MAX_DURATION_SECONDS: return None
-    return max(seconds, 0.0)
+    if status is UxStatus.queued: return _span(created_at, now)
+    if status is UxStatus.running: return _span(started_at, now)
+    return _span(started_at, completed_at)
 
-# %% ../../nbs/rules/05_presenter.ipynb #7d0a4db5
+# %% ../../nbs/rules/05_presenter.ipynb #16703c76
+def _utc_now() -> datetime: return datetime.now(timezone.utc)
+
+# %% ../../nbs/rules/05_presenter.ipynb #ff03e96c
+def _status(status, outcome) -> UxStatus:
+    "`normalize`, made total against a surprise in the rule itself."
+    try: return UxStatus(normalize(status, outcome))
+    except Exception: return UxStatus.unknown
+
+# %% ../../nbs/rules/05_presenter.ipynb #2283cbf1
+def run_duration(run, # a run of any shape (mapping, ORM object, row)
+                 now: datetime | str | None = None, # defaults to the real clock
+                 status: UxStatus | None = None, # the run's status when already known (e.g. with a legacy map)
+                ) -> float | None:
+    "Seconds a run has worked: start → end once ended, start → now while active; None when it never started."
+    st, outcome, started, completed = run_fields(run, "status", "outcome", "started_at", "completed_at")
+    status = _status(st, outcome) if status is None else status
+    end = (as_utc(now) or _utc_now()) if status.is_active else as_utc(completed)
+    return _span(as_utc(started), end)
+
+# %% ../../nbs/rules/05_presenter.ipynb #d2e01a20
+STALL_AFTER = 120.0  # seconds without a sign of life before a running run is shown as stalled
+
+def silence_seconds(now: datetime, *seen: datetime | None) -> float | None:
+    "Seconds since the latest of the `seen` timestamps (heartbeat, update, start); None when there is none."
+    return _span(max((t for t in seen if t is not None), default=None), now)
+
+# %% ../../nbs/rules/05_presenter.ipynb #1ded88e3
 MIN_ETA_ELAPSED = 3.0  # seconds of running before a rate means anything
+MAX_ETA_SECONDS = 366 * 86400  # a longer estimate is not a forecast anybody can use
 
 def eta_estimate(processed: int | None, total: int | None, elapsed: float | None) -> float | None:
     "Raw seconds remaining from the whole-run average rate; None without enough evidence."
     if not isinstance(processed, int) or not isinstance(total, int) or elapsed is None: return None
     if processed < 1 or processed >= total or elapsed < MIN_ETA_ELAPSED: return None
-    try: eta = elapsed * ((total - processed) / processed)
-    except OverflowError: return None
-    return eta if eta <= MAX_DURATION_SECONDS else None
+    eta = elapsed * ((total - processed) / processed)
+    return eta if eta <= MAX_ETA_SECONDS else None
 
-# %% ../../nbs/rules/05_presenter.ipynb #16703c76
+# %% ../../nbs/rules/05_presenter.ipynb #30ae4e72
 class EtaSmoother:
     "Per-run exponential smoothing of ETA estimates in wall-clock time, with a bounded LRU memory."
     def __init__(self,
@@ -150,51 +193,75 @@ class EtaSmoother:
 
     def __len__(self): return len(self._last)
 
-    def smooth(self, key, raw: float, now: datetime, total=None) -> float:
-        "The smoothed ETA for run `key` given a `raw` estimate at `now` (for a run of `total` items)."
-        if key is None or self.memory <= 0 or self.time_constant <= 0: return raw
-        with self._lock:
-            eta, prev = raw, self._last.get(key)
-            if prev is not None and prev[2] == total:
-                dt = (now - prev[0]).total_seconds()
-                if -self.tolerance <= dt <= 0: return max(prev[1] - dt, 0.0)  # not newer: answer from memory
-                if dt > 0:
-                    w = 1.0 - math.exp(-dt / self.time_constant)
-                    eta = w * raw + (1.0 - w) * max(prev[1] - dt, 0.0)
+# %% ../../nbs/rules/05_presenter.ipynb #72c8b1ae
+@patch
+def _blend(self: EtaSmoother, prev: tuple, raw: float, now: datetime) -> tuple[float, bool]:
+    "(estimate, remember?) from the previous `(at, eta, total)` and a new raw estimate at `now`."
+    dt = (now - prev[0]).total_seconds()
+    if -self.tolerance <= dt <= 0: return max(prev[1] - dt, 0.0), False  # not newer: answer from memory
+    if dt < 0: return raw, True                                          # the clock jumped back: start afresh
+    w = 1.0 - math.exp(-dt / self.time_constant)
+    return w * raw + (1.0 - w) * max(prev[1] - dt, 0.0), True
+
+
+
+# %% ../../nbs/rules/05_presenter.ipynb #235f1d23
+@patch
+def smooth(self: EtaSmoother, key, raw: float, now: datetime, total=None) -> float:
+    "The smoothed ETA for run `key` given a `raw` estimate at `now` (for a run of `total` items)."
+    if key is None or self.memory <= 0 or self.time_constant <= 0: return raw
+    with self._lock:
+        prev = self._last.get(key)
+        eta, keep = self._blend(prev, raw, now) if prev is not None and prev[2] == total else (raw, True)
+        if keep:
             self._last[key] = (now, eta, total)
             self._last.move_to_end(key)
             while len(self._last) > self.memory: self._last.popitem(last=False)
-            return eta
+        return eta
 
-    def forget(self, key):
-        "Drop what is remembered about run `key`."
-        with self._lock: self._last.pop(key, None)
+# %% ../../nbs/rules/05_presenter.ipynb #edb5403e
+@patch
+def forget(self: EtaSmoother, key):
+    "Drop what is remembered about run `key`."
+    with self._lock: self._last.pop(key, None)
 
 # %% ../../nbs/rules/05_presenter.ipynb #5647191b
+def _progress_words(counts: Mapping) -> str | None:
+    "'45 of 120', '70 processed, over the total of 30', '7 processed'; None without a processed count."
+    processed, total = counts.get("processed"), counts.get("total")
+    if not isinstance(processed, int): return None
+    if not isinstance(total, int) or total <= 0: return f"{processed:,} processed"
+    if processed > total: return f"{processed:,} processed, over the total of {total:,}"
+    return f"{processed:,} of {total:,}"
+
+# %% ../../nbs/rules/05_presenter.ipynb #a9763192
 def status_text(status: UxStatus, # normalized status
                 counts: Mapping, # normalized summary counts
                 elapsed: float | None = None, # seconds from `elapsed_seconds`
+                stalled_for: float | None = None, # seconds without a heartbeat, when the run is stalled
                ) -> str:
-    "Short status text: the label, with counts while running ('Running · 45 of 120') or the wait while queued."
+    "Short status text: 'Running · 45 of 120', 'Queued · waiting 12s', 'Stalled · no heartbeat for 3m 05s', or the label."
     if status is UxStatus.queued and elapsed is not None: return f"Queued · waiting {format_duration(elapsed)}"
-    if status is UxStatus.running:
-        processed, total = counts.get("processed"), counts.get("total")
-        if isinstance(processed, int) and processed < 10**15:  # larger counts are bad data, not progress
-            if isinstance(total, int) and 0 < total < 10**15: return f"Running · {processed:,} of {total:,}"
-            return f"Running · {processed:,} processed"
-    return status.label
+    if status is not UxStatus.running: return status.label
+    if stalled_for is not None: return f"Stalled · no heartbeat for {format_duration(stalled_for)}"
+    words = _progress_words(counts)
+    return f"Running · {words}" if words else "Running"
 
 # %% ../../nbs/rules/05_presenter.ipynb #b37698da
 NOTIFICATION_STATUS = {UxStatus.succeeded: "success", UxStatus.partial: "warning", UxStatus.failed: "danger"}  # else neutral
 TITLE_ENDINGS = {UxStatus.succeeded: "completed", UxStatus.partial: "completed with failures",
                  UxStatus.failed: "failed", UxStatus.cancelled: "cancelled", UxStatus.queued: "queued",
                  UxStatus.running: "is running", UxStatus.unknown: "finished"}
+
+# %% ../../nbs/rules/05_presenter.ipynb #cb293f3d
 FALLBACK_BODIES = {UxStatus.succeeded: "Completed successfully.",
                    UxStatus.partial: "Completed, but some items failed.",
                    UxStatus.failed: "The operation did not complete.",
                    UxStatus.cancelled: "The operation was cancelled before it finished.",
                    UxStatus.queued: "Waiting to start.", UxStatus.running: "Still in progress.",
                    UxStatus.unknown: "Its final state was not recognized; open the run for details."}
+
+# %% ../../nbs/rules/05_presenter.ipynb #69384431
 MAX_BODY_LENGTH = 640  # a full summary line (10 counts, ≤ ~320 chars) + " — " + a sanitized failure (≤ 300) fits
 
 def bounded(text: str, limit: int = MAX_BODY_LENGTH) -> str:
@@ -202,107 +269,140 @@ def bounded(text: str, limit: int = MAX_BODY_LENGTH) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 # %% ../../nbs/rules/05_presenter.ipynb #75855995
-def _utc_now() -> datetime: return datetime.now(timezone.utc)
-
 class OperationUxPresenter:
     "Presents any run-shaped value as a toast, a progress row and a terminal notification."
     def __init__(self,
                  catalog: OperationCatalog | None = None,  # labels; DEFAULT_CATALOG when None
                  clock: Callable[[], datetime] | None = None,  # "now" (naive = UTC); the real UTC clock when None
                  *, eta_memory: int = 256,  # runs remembered for ETA smoothing; 0 disables smoothing
-                 eta_time_constant: float = 10.0):  # seconds τ of the ETA smoothing
+                 eta_time_constant: float = 10.0,  # seconds τ of the ETA smoothing
+                 stall_after: float = STALL_AFTER,  # seconds without a heartbeat before a running run is stalled
+                 legacy: Mapping | None = None):  # a legacy map (see `legacy_map`) for host tables; None: plain rules
         self.catalog = DEFAULT_CATALOG if catalog is None else catalog
         self.clock = _utc_now if clock is None else clock
         self.eta = EtaSmoother(eta_memory, eta_time_constant)
+        self.stall_after, self.legacy = stall_after, None if legacy is None else legacy_map(legacy)
 
-    def label(self, type_) -> str:
-        "Catalog label of an operation type; 'Unknown operation' for anything unregistered or odd."
-        if not isinstance(type_, str): return UNKNOWN_LABEL
-        try: label = self.catalog.label(type_)
-        except Exception: return UNKNOWN_LABEL
-        return label if isinstance(label, str) and label else UNKNOWN_LABEL
+# %% ../../nbs/rules/05_presenter.ipynb #50da6889
+@patch
+def label(self: OperationUxPresenter, type_) -> str:
+    "Catalog label of an operation type; 'Unknown operation' for anything unregistered or odd."
+    if not isinstance(type_, str): return UNKNOWN_LABEL
+    try: label = self.catalog.label(type_)
+    except Exception: return UNKNOWN_LABEL
+    return label if isinstance(label, str) and label else UNKNOWN_LABEL
 
-    def now(self, now=None) -> datetime:
-        "`now` (datetime or ISO text) as aware UTC, else the presenter's clock, else the real clock."
-        when = as_utc(now) if now is not None else None
-        if when is None:
-            try: when = as_utc(self.clock())
-            except Exception: when = None
-        return when or _utc_now()
+# %% ../../nbs/rules/05_presenter.ipynb #e731b650
+@patch
+def now(self: OperationUxPresenter, now=None) -> datetime:
+    "`now` (datetime or ISO text) as aware UTC, else the presenter's clock, else the real clock."
+    when = as_utc(now) if now is not None else None
+    if when is None:
+        try: when = as_utc(self.clock())
+        except Exception: when = None
+    return when or _utc_now()
 
-# %% ../../nbs/rules/05_presenter.ipynb #54c7dc6a
-def _status(status, outcome) -> UxStatus:
-    try: return UxStatus(normalize(status, outcome))
-    except Exception: return UxStatus.unknown
+# %% ../../nbs/rules/05_presenter.ipynb #7188969f
+@patch
+def status_of(self: OperationUxPresenter, status, outcome, counts=None, failures=None) -> UxStatus:
+    "The UxStatus of stored values: `normalize`, or `normalize_legacy` with the presenter's legacy map."
+    if self.legacy is None: return _status(status, outcome)
+    return normalize_legacy(status, outcome, counts, failures, self.legacy)
 
+# %% ../../nbs/rules/05_presenter.ipynb #88fe676a
+@patch
+def status(self: OperationUxPresenter, run) -> UxStatus:
+    "The run's UxStatus (see `status_of`)."
+    return self.status_of(*run_fields(run, "status", "outcome", "summary_counts", "failure_summary"))
+
+# %% ../../nbs/rules/05_presenter.ipynb #fabd828c
 def _counts(value) -> dict:
+    "`normalize_summary_counts`, made total against a surprise in the rule itself."
     try:
         counts = normalize_summary_counts(value)
         return counts if isinstance(counts, dict) else {}
     except Exception: return {}
 
+# %% ../../nbs/rules/05_presenter.ipynb #7c0a7c0b
 def _run_id(run) -> int | None:
+    "The run's id, or None when it has no usable one."
     try:
         run_id = run_id_of(run)
         return run_id if isinstance(run_id, int) and not isinstance(run_id, bool) else None
     except Exception: return None
 
+# %% ../../nbs/rules/05_presenter.ipynb #e6dec383
 def _url(run_id: int | None) -> str:
+    "The run's link, or the operations list when there is no id."
     if run_id is None: return OPERATIONS_PATH
     try: return run_url(run_id)
     except Exception: return OPERATIONS_PATH
 
-def _method(f):
-    "Attach `f` to OperationUxPresenter as a method (so the notebook can explain one method per section)."
-    f.__name__ = name = f.__name__.lstrip("_")
-    f.__qualname__ = f"OperationUxPresenter.{name}"
-    setattr(OperationUxPresenter, name, f)
-    return f
-
-# %% ../../nbs/rules/05_presenter.ipynb #50da6889
+# %% ../../nbs/rules/05_presenter.ipynb #921f8b66
 QUEUED_BODY = "It will run in the background; you'll be notified when it finishes."
 
-@_method
-def _toast(self: OperationUxPresenter, run,
-           existing: bool | None = None,  # an identical run was already active; None: read `run.deduplicated`
-          ) -> Toast:
+@patch
+def toast(self: OperationUxPresenter, run,
+          existing: bool | None = None,  # an identical run was already active; None: read `run.deduplicated`
+         ) -> Toast:
     "Toast for the queued intent (or for an already-active identical run)."
-    type_, status, outcome, dedup = run_fields(run, "type", "status", "outcome", "deduplicated")
+    type_, dedup = run_fields(run, "type", "deduplicated")
     label, url = self.label(type_), _url(_run_id(run))
-    if existing is None: existing = dedup is True
-    if not existing: return Toast(f"{label} queued", QUEUED_BODY, "info", url)
-    state = "is already queued" if _status(status, outcome) is UxStatus.queued else "is already in progress"
+    if not (dedup is True if existing is None else existing): return Toast(f"{label} queued", QUEUED_BODY, "info", url)
+    state = "is already queued" if self.status(run) is UxStatus.queued else "is already in progress"
     return Toast(f"{label} already running",
                  f"An identical operation {state}, so no new run was started. You'll be notified when it finishes.",
                  "info", url)
 
-# %% ../../nbs/rules/05_presenter.ipynb #921f8b66
-@_method
-def _progress_row(self: OperationUxPresenter, run,
-                  now: datetime | str | None = None,  # defaults to the presenter's clock
-                 ) -> ProgressRow:
-    "Progress widget row: label, status, percent, elapsed and (while running) a smoothed ETA."
-    type_, st, outcome, counts, created, started, completed = run_fields(
-        run, "type", "status", "outcome", "summary_counts", "created_at", "started_at", "completed_at")
-    status, counts, now, run_id = _status(st, outcome), _counts(counts), self.now(now), _run_id(run)
-    elapsed = elapsed_seconds(status, as_utc(created), as_utc(started), as_utc(completed), now)
-    eta = None
-    if status is UxStatus.running:
-        raw = eta_estimate(counts.get("processed"), counts.get("total"), elapsed)
-        if raw is not None: eta = math.ceil(self.eta.smooth(run_id, raw, now, counts.get("total")))
-    elif run_id is not None:
-        self.eta.forget(run_id)
+# %% ../../nbs/rules/05_presenter.ipynb #b397c381
+@patch
+def _eta(self: OperationUxPresenter, run_id, status: UxStatus, counts: Mapping, elapsed, now, stalled: bool):
+    "Smoothed ETA in whole seconds for a running, not stalled run; None otherwise."
+    if status is not UxStatus.running:
+        if run_id is not None: self.eta.forget(run_id)
+        return None
+    raw = None if stalled else eta_estimate(counts.get("processed"), counts.get("total"), elapsed)
+    return None if raw is None else math.ceil(self.eta.smooth(run_id, raw, now, counts.get("total")))
+
+# %% ../../nbs/rules/05_presenter.ipynb #0f5d443e
+_ROW_FIELDS = ("type", "status", "outcome", "summary_counts", "failure_summary", "created_at", "started_at",
+               "completed_at", "heartbeat_at", "updated_at")
+
+@patch
+def progress_row(self: OperationUxPresenter, run,
+                 now: datetime | str | None = None,  # defaults to the presenter's clock
+                ) -> ProgressRow:
+    "Progress widget row: label, status, percent, elapsed, stalled and (while running) a smoothed ETA."
+    type_, st, outcome, raw, failures, created, started, completed, *seen = run_fields(run, *_ROW_FIELDS)
+    status = _status(st, outcome) if self.legacy is None else self.status_of(st, outcome, raw, failures)
+    counts, now, run_id = _counts(raw), self.now(now), _run_id(run)
+    started = as_utc(started)
+    elapsed = elapsed_seconds(status, as_utc(created), started, as_utc(completed), now)
+    silent = silence_seconds(now, started, *map(as_utc, seen)) if status is UxStatus.running else None
+    stalled = silent is not None and silent > self.stall_after
+    eta = self._eta(run_id, status, counts, elapsed, now, stalled)
     elapsed = None if elapsed is None else int(elapsed)
-    elapsed_text = None if elapsed is None else format_duration(elapsed)
-    return ProgressRow(run_id, self.label(type_), status, status_text(status, counts, elapsed), progress_percent(counts),
-                       elapsed, eta, elapsed_text, None if eta is None else format_duration(eta), _url(run_id))
+    return ProgressRow(run_id, self.label(type_), status, status_text(status, counts, elapsed, silent if stalled else None),
+                       progress_percent(counts), elapsed, eta, None if elapsed is None else format_duration(elapsed),
+                       None if eta is None else format_duration(eta), _url(run_id), stalled)
+
+# %% ../../nbs/rules/05_presenter.ipynb #2df80f6b
+_RANK = {UxStatus.running: 0, UxStatus.queued: 1}
+
+def widget_sort_key(run, # a run of any shape
+                    status: UxStatus | None = None, # its status when already known (e.g. `ProgressRow.status`)
+                   ) -> tuple:
+    "Sort key for the progress widget: running (oldest start first), then queued (oldest first), then the rest."
+    st, outcome, created, started = run_fields(run, "status", "outcome", "created_at", "started_at")
+    status = _status(st, outcome) if status is None else status
+    rank = _RANK.get(status, 2)
+    when = (as_utc(started) if rank == 0 else None) or as_utc(created)
+    return rank, when is None, when.timestamp() if when else 0.0, _run_id(run) or 0
 
 # %% ../../nbs/rules/05_presenter.ipynb #b85a50ab
-@_method
-def _terminal_notification(self: OperationUxPresenter, run) -> TerminalNotification:
-    "Notification for a finished run: outcome title, summary body (+ sanitized first failure), colour, link."
-    type_, st, outcome, counts, failures = run_fields(run, "type", "status", "outcome", "summary_counts", "failure_summary")
-    status = _status(st, outcome)
+@patch
+def _body(self: OperationUxPresenter, status: UxStatus, counts, failures) -> str:
+    "Summary line (or a fallback sentence), with the sanitized first failure on failed and partial runs."
     try: body = summary_line(counts)  # normalizes the counts itself
     except Exception: body = None
     if not isinstance(body, str) or not body: body = FALLBACK_BODIES[status]
@@ -310,5 +410,13 @@ def _terminal_notification(self: OperationUxPresenter, run) -> TerminalNotificat
         try: failure = first_failure_message(failures)
         except Exception: failure = None
         if isinstance(failure, str) and failure: body = f"{body} — {failure}"
-    return TerminalNotification(f"{self.label(type_)} {TITLE_ENDINGS[status]}", bounded(body),
+    return bounded(body)
+
+# %% ../../nbs/rules/05_presenter.ipynb #c97cd625
+@patch
+def terminal_notification(self: OperationUxPresenter, run) -> TerminalNotification:
+    "Notification for a finished run: outcome title, summary body (+ sanitized first failure), colour, link."
+    type_, st, outcome, counts, failures = run_fields(run, "type", "status", "outcome", "summary_counts", "failure_summary")
+    status = self.status_of(st, outcome, counts, failures)
+    return TerminalNotification(f"{self.label(type_)} {TITLE_ENDINGS[status]}", self._body(status, counts, failures),
                                 NOTIFICATION_STATUS.get(status, "neutral"), _url(_run_id(run)))

@@ -4,10 +4,15 @@
 
 # %% ../../nbs/rules/01_status.ipynb #d98fdada
 from __future__ import annotations
+import functools
+from collections.abc import Mapping
 from enum import Enum
+from .basics import patch
+from .summary import normalize_summary_counts
 
 # %% auto #0
-__all__ = ['STATUSES', 'OUTCOMES', 'ACTIVE_STATUSES', 'UxStatus', 'normalize']
+__all__ = ['STATUSES', 'OUTCOMES', 'ACTIVE_STATUSES', 'DERIVE', 'LEGACY', 'UxStatus', 'normalize', 'derive_outcome', 'legacy_map',
+           'normalize_legacy']
 
 # %% ../../nbs/rules/01_status.ipynb #5ca99b88
 STATUSES = ("queued", "running", "completed")
@@ -29,18 +34,24 @@ class UxStatus(str, Enum):
     unknown = "unknown"
 
     def __str__(self) -> str: return self.value
-    @property
-    def label(self) -> str:
-        "Display label, e.g. `Completed` for `succeeded`."
-        return _LABELS[self.value]
-    @property
-    def is_active(self) -> bool:
-        "Still queued or running (shown in the progress widget)."
-        return self in (UxStatus.queued, UxStatus.running)
-    @property
-    def is_terminal(self) -> bool:
-        "Finished with a known result."
-        return self in (UxStatus.succeeded, UxStatus.partial, UxStatus.failed, UxStatus.cancelled)
+
+# %% ../../nbs/rules/01_status.ipynb #561bbf36
+@patch(as_prop=True)
+def label(self: UxStatus) -> str:
+    "Display label, e.g. `Completed` for `succeeded`."
+    return _LABELS[self.value]
+
+# %% ../../nbs/rules/01_status.ipynb #3427e07f
+@patch(as_prop=True)
+def is_active(self: UxStatus) -> bool:
+    "Still queued or running (shown in the progress widget)."
+    return self in (UxStatus.queued, UxStatus.running)
+
+# %% ../../nbs/rules/01_status.ipynb #b5b4a2a4
+@patch(as_prop=True)
+def is_terminal(self: UxStatus) -> bool:
+    "Finished with a known result."
+    return self in (UxStatus.succeeded, UxStatus.partial, UxStatus.failed, UxStatus.cancelled)
 
 # %% ../../nbs/rules/01_status.ipynb #e3a2ae7a
 def _word(value) -> str:
@@ -51,6 +62,7 @@ def _word(value) -> str:
     except Exception: pass
     return ""
 
+# %% ../../nbs/rules/01_status.ipynb #64cf6ccd
 def normalize(status, outcome) -> UxStatus:  # stored status and outcome: any values
     "The UxStatus for a stored (status, outcome) pair. Total: never raises."
     s, o = _word(status), _word(outcome)
@@ -60,3 +72,70 @@ def normalize(status, outcome) -> UxStatus:  # stored status and outcome: any va
     if o == "partially_succeeded": return UxStatus.partial
     if s in ACTIVE_STATUSES: return UxStatus(s)
     return UxStatus.unknown
+
+# %% ../../nbs/rules/01_status.ipynb #066231dd
+def derive_outcome(summary_counts, # anything `normalize_summary_counts` accepts
+                   failure_summary=None, # the run's recorded failures (any non-empty value counts as failures)
+                  ) -> str:
+    "succeeded / partially_succeeded / failed from the run's counts and recorded failures."
+    c = normalize_summary_counts(summary_counts)
+    failed = c.get("failed", 0) > 0 or bool(failure_summary)
+    succeeded = c.get("succeeded", 0) > 0 if "succeeded" in c else c.get("processed", 0) > c.get("failed", 0)
+    if failed: return "partially_succeeded" if succeeded else "failed"
+    return "succeeded"
+
+# %% ../../nbs/rules/01_status.ipynb #3dfca92c
+DERIVE = "derive"  # legacy-map target: the outcome follows from the run's counts
+LEGACY = {("completed", "*"): DERIVE, ("done", "*"): DERIVE, ("finished", "*"): DERIVE,
+          ("*", "canceled"): "cancelled", ("canceled", "*"): "cancelled", ("aborted", "*"): "cancelled",
+          ("error", "*"): "failed", ("errored", "*"): "failed", ("*", "error"): "failed",
+          ("pending", "*"): "queued", ("processing", "*"): "running", ("in_progress", "*"): "running"}
+
+# %% ../../nbs/rules/01_status.ipynb #4d5eeaa3
+def _pair(key) -> tuple[str, str]:
+    "A legacy-map key as a (status, outcome) pair of normalized words; `'completed/'` works as well as a tuple."
+    if isinstance(key, str) and "/" in key: key = tuple(key.split("/", 1))
+    if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key)):
+        raise ValueError(f"legacy map key {key!r}: expected (status, outcome) or 'status/outcome'")
+    return tuple("*" if k.strip() == "*" else _word(k) for k in key)
+
+# %% ../../nbs/rules/01_status.ipynb #cffb8aef
+def legacy_map(entries: Mapping | None = None) -> dict[tuple[str, str], str]:  # pair -> UxStatus value or DERIVE
+    "A validated legacy map (`LEGACY` when `entries` is None); raises ValueError naming a bad entry."
+    out = {}
+    for key, target in (LEGACY if entries is None else entries).items():
+        t = _word(target.value if isinstance(target, UxStatus) else target)
+        if t != DERIVE and t not in UxStatus.__members__:
+            raise ValueError(f"legacy map {key!r} -> {target!r}: expected one of {', '.join(UxStatus.__members__)} "
+                             f"or {DERIVE!r}")
+        out[_pair(key)] = t
+    return out
+
+# %% ../../nbs/rules/01_status.ipynb #673e412f
+@functools.cache
+def _suggested() -> dict[tuple[str, str], str]:
+    "`legacy_map(LEGACY)`, validated once."
+    return legacy_map()
+
+# %% ../../nbs/rules/01_status.ipynb #78fe9c0b
+def _legacy_target(legacy: Mapping, s: str, o: str) -> str | None:
+    "The legacy map's answer for words (s, o): exact pair, then any status, then any outcome."
+    for key in ((s, o), ("*", o), (s, "*")):
+        if key in legacy: return legacy[key]
+    return None
+
+# %% ../../nbs/rules/01_status.ipynb #0f3a6879
+def normalize_legacy(status, outcome, # stored status and outcome: any values
+                     counts=None, # the run's summary_counts (anything `normalize_summary_counts` accepts)
+                     failures=None, # the run's failure_summary
+                     legacy: Mapping | None = None, # from `legacy_map`; None: the suggested `LEGACY`
+                    ) -> UxStatus:
+    "`normalize`, with the pairs it leaves `unknown` filled from a legacy map. Total: never raises."
+    base = normalize(status, outcome)
+    if base is not UxStatus.unknown: return base
+    try:
+        target = _legacy_target(_suggested() if legacy is None else legacy, _word(status), _word(outcome))
+        if target != DERIVE: return UxStatus(target) if target else base
+        if not normalize_summary_counts(counts) and not failures: return base
+        return normalize("completed", derive_outcome(counts, failures))
+    except Exception: return base

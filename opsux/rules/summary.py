@@ -6,61 +6,70 @@
 from __future__ import annotations
 import json, math, re
 from collections.abc import Mapping
-from decimal import Decimal
-from numbers import Real
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 # %% auto #0
-__all__ = ['SUMMARY_KEYS', 'MAX_COUNT', 'MAX_TEXT', 'normalize_summary_counts', 'summary_line']
+__all__ = ['SUMMARY_KEYS', 'MAX_COUNT', 'MAX_EXACT_FLOAT', 'MAX_TEXT', 'normalize_summary_counts', 'summary_line']
 
 # %% ../../nbs/rules/02_summary.ipynb #7cf2392a
-SUMMARY_KEYS = ("total", "processed", "succeeded", "failed", "skipped", "created", "updated", "deleted", "items", "tenants")
-MAX_COUNT = 2**53 - 1      # largest integer that survives JSON in every consumer (JavaScript included)
+SUMMARY_KEYS = ("total", "processed", "succeeded", "failed", "skipped", "created", "updated", "deleted", "items",
+                "tenants")
+MAX_COUNT = 2**63 - 1      # the largest count: PostgreSQL's bigint, SQLite's INTEGER
+MAX_EXACT_FLOAT = 2**53    # beyond it a float is already rounded: it is not a count any more
 MAX_TEXT = 100_000         # longest JSON text we agree to parse; real summaries are a few hundred bytes
-_NUMBER = re.compile(r"\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 # %% ../../nbs/rules/02_summary.ipynb #7fc05138
-def _count(value) -> int | None:
-    "`value` as a non-negative int count, or None when it is not one."
-    if isinstance(value, bool) or value is None: return None
-    if isinstance(value, int): n = int(value)
-    elif isinstance(value, (float, Decimal, Real)):
-        try: d = Decimal(value) if not isinstance(value, Decimal) else value
-        except Exception: return None
-        if not d.is_finite() or d < 0 or d > MAX_COUNT: return None
-        n = int(d)
-    elif isinstance(value, str):
-        text = str.strip(str(value))
-        if len(text) > 64 or not _NUMBER.fullmatch(text): return None
-        d = Decimal(text)
-        if d > MAX_COUNT: return None
-        n = int(d)
-    else: return None
-    return n if 0 <= n <= MAX_COUNT else None
+_NUMBER = re.compile(r"\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
-# %% ../../nbs/rules/02_summary.ipynb #fb6bda7d
+def _decimal_count(d: Decimal) -> int | None:
+    "An exact decimal as a count: finite, integral, in range; None otherwise."
+    if not d.is_finite() or d < 0 or d > MAX_COUNT or d != d.to_integral_value(): return None
+    return int(d)
+
+# %% ../../nbs/rules/02_summary.ipynb #9cb99261
+def _text_count(text: str) -> int | None:
+    "A numeric string as a count (`' 7 '`, `'+4'`, `'1e3'`, `'12.0'`), parsed exactly; None otherwise."
+    text = str.strip(str(text))
+    if len(text) > 64 or not _NUMBER.fullmatch(text): return None
+    try: return _decimal_count(Decimal(text))
+    except InvalidOperation: return None
+
+# %% ../../nbs/rules/02_summary.ipynb #ee70ae5c
+def _count(value) -> int | None:
+    "`value` as an exact non-negative int count in range, or None when it is not one."
+    if type(value) is int: return value if 0 <= value <= MAX_COUNT else None  # the common case, first
+    if isinstance(value, bool) or value is None: return None
+    if isinstance(value, int): return int(value) if 0 <= value <= MAX_COUNT else None
+    if isinstance(value, float):
+        ok = math.isfinite(value) and value.is_integer() and 0 <= value <= MAX_EXACT_FLOAT
+        return int(value) if ok else None
+    if isinstance(value, Decimal): return _decimal_count(value)
+    if isinstance(value, Fraction): return _count(int(value)) if value.denominator == 1 else None
+    if isinstance(value, str): return _text_count(value)
+    return None
+
+# %% ../../nbs/rules/02_summary.ipynb #12327144
 def _as_mapping(value) -> Mapping | None:
     "A mapping from a dict or a JSON text (str/bytes) of one; None otherwise."
     if isinstance(value, Mapping): return value
     if isinstance(value, (bytes, bytearray)):
         if len(value) > MAX_TEXT: return None
         value = bytes(value).decode("utf-8", "replace")
-    if isinstance(value, str):
-        if len(value) > MAX_TEXT: return None
-        try: value = json.loads(value)
-        except Exception: return None  # invalid JSON, absurd nesting (RecursionError), ...
-        return value if isinstance(value, dict) else None
-    return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT: return None
+    try: value = json.loads(value)
+    except Exception: return None  # invalid JSON, absurd nesting (RecursionError), ...
+    return value if isinstance(value, dict) else None
 
+# %% ../../nbs/rules/02_summary.ipynb #b01912c6
 def normalize_summary_counts(value) -> dict[str, int]:  # a dict or JSON text; anything else gives {}
-    "The allowed, valid counts of `value` as ints, in `SUMMARY_KEYS` order. Total: never raises."
+    "The allowed, valid counts of `value` as exact ints, in `SUMMARY_KEYS` order. Total: never raises."
     try:
         data = _as_mapping(value)
         if data is None: return {}
         out = {}
         for key in SUMMARY_KEYS:
-            if key in data:
-                n = _count(data[key])
-                if n is not None: out[key] = n
+            if key in data and (n := _count(data[key])) is not None: out[key] = n
         return out
     except Exception: return {}
 
@@ -68,5 +77,4 @@ def normalize_summary_counts(value) -> dict[str, int]:  # a dict or JSON text; a
 def summary_line(value) -> str | None:  # anything `normalize_summary_counts` accepts
     "A readable one-line summary such as `120 total · 118 succeeded · 2 failed`; None when nothing valid remains."
     counts = normalize_summary_counts(value)
-    if not counts: return None
-    return " · ".join(f"{n:,} {key}" for key, n in counts.items())
+    return " · ".join(f"{n:,} {key}" for key, n in counts.items()) if counts else None

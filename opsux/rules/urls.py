@@ -31,6 +31,7 @@ def _id_from(value) -> int | None:
     else: return None
     return n if 0 < n <= MAX_RUN_ID else None
 
+# %% ../../nbs/rules/04_urls.ipynb #97e8f160
 def run_id_of(run_or_id) -> int:  # an int, numeric str, object with `.id`, or mapping with "id"
     "The run id of `run_or_id`; raises ValueError when there is none."
     value = run_or_id
@@ -68,6 +69,7 @@ def _param(value):
     text = str(value)
     return text if text != "" else None
 
+# %% ../../nbs/rules/04_urls.ipynb #8ae3a02d
 def operations_url(base: str = "", **filters) -> str:  # origin/prefix; filters such as type=, status=, initiator=
     "A link to the operations list with `filters` as the (url-encoded) query; None and empty values are dropped."
     query = []
