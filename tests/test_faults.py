@@ -301,7 +301,7 @@ def test_killed_worker_is_reaped_with_a_reason_and_one_notification(any_db):
         assert (now.status, now.outcome) == ("completed", "failed")
         assert now.summary_counts == {"total": 100, "processed": 10, "succeeded": 10}
         reason = now.failure_summary[-1]
-        assert reason["code"] == "opsux.reaped"
+        assert reason["code"] == "opsux.no_heartbeat"
         assert reason["message"].startswith("No heartbeat for ") and "the worker probably stopped" in reason["message"]
         notes = ops.viewer(u).notifications()
         assert len(notes) == 1 and notes[0].run_id == run.id

@@ -8,15 +8,15 @@ import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # %% auto #0
-__all__ = ['JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'RUN_FIELDS', 'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User',
-           'Membership', 'OperationRun', 'Notification', 'Run', 'id_of']
+__all__ = ['JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'write_health', 'RUN_FIELDS', 'utcnow', 'UtcDateTime', 'Base',
+           'Tenant', 'User', 'Membership', 'OperationRun', 'Notification', 'Run', 'id_of']
 
 # %% ../../nbs/store/10_models.ipynb #4d176302
 def utcnow() -> datetime:
@@ -106,6 +106,10 @@ class OperationRun(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     identity: Mapped[str | None]
     heartbeat_at: Mapped[datetime | None]
+    attempt: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+    attempts: Mapped[list[Any] | None]  # earlier attempts of a retried run: counts, failures, outcome
+    job_id: Mapped[str | None]
+    cancel_requested_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_operation_runs_tenant_id_id", "tenant_id", "id"),
@@ -116,6 +120,8 @@ class OperationRun(Base):
               sqlite_where=text(ACTIVE_SQL + " AND identity IS NOT NULL"),
               postgresql_where=text(ACTIVE_SQL + " AND identity IS NOT NULL")),
         Index("ix_operation_runs_updated_at", "updated_at"),
+        Index("ix_operation_runs_job_id", "job_id", sqlite_where=text("job_id IS NOT NULL"),
+              postgresql_where=text("job_id IS NOT NULL")),
     )
 
     def __repr__(self):
@@ -151,6 +157,16 @@ operation_run_writes = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# %% ../../nbs/store/10_models.ipynb #72afe82e
+write_health = Table(
+    "opsux_write_health", Base.metadata,
+    Column("source", String(255), primary_key=True),  # host:pid of the process that saw it
+    Column("ok", Boolean, nullable=False),
+    Column("detail", String(500), nullable=True),  # one line, no SQL
+    Column("failed_at", UtcDateTime(), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
 # %% ../../nbs/store/10_models.ipynb #0f54e25d
 @dataclasses.dataclass(frozen=True, slots=True)
 class Run:
@@ -171,6 +187,10 @@ class Run:
     updated_at: datetime | None = None
     identity: str | None = None
     heartbeat_at: datetime | None = None
+    attempt: int | None = None
+    attempts: Any = None
+    job_id: str | None = None
+    cancel_requested_at: datetime | None = None
     deduplicated: bool = False  # True when `enqueue` returned an identical run that was already active
 
     @classmethod
