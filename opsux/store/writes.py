@@ -23,6 +23,7 @@ class Writer:
     acked: tuple = ()  # writes acknowledged to the caller
     errors: tuple = ()  # writes the caller got an error for
 
+# %% ../../nbs/store/11a_writes.ipynb #219c531b
 @dataclass(frozen=True)
 class World:
     "Writers, the server's stored tokens and effects, copies in flight, and what may still go wrong."
@@ -39,6 +40,7 @@ def stored_token(world: World, wid: str) -> int:
     "The token the server holds for writer `wid` (0: none yet)."
     return dict(world.stored).get(wid, 0)
 
+# %% ../../nbs/store/11a_writes.ipynb #004bfad9
 def execute(world: World, copy: tuple, durable: bool) -> tuple[World, bool]:
     "The server runs one copy (writer index, write, writer id, token): (new world, whether it answers 'stored')."
     i, write, wid, tok = copy
@@ -59,6 +61,7 @@ def crash(world: World) -> World:
 def _set(world: World, i: int, writer: Writer) -> World:
     return replace(world, writers=world.writers[:i] + (writer,) + world.writers[i + 1:])
 
+# %% ../../nbs/store/11a_writes.ipynb #d02ab0bd
 def send(world: World, i: int) -> World:
     "Writer `i` sends its caller's next write under its next token."
     wr = world.writers[i]
@@ -66,6 +69,7 @@ def send(world: World, i: int) -> World:
     world = _set(world, i, replace(wr, next_write=job[0] + 1, next_tok=job[1] + 1, waiting=job, tries=1))
     return replace(world, net=world.net + ((i, *job[:1], wr.wid, job[1]),))
 
+# %% ../../nbs/store/11a_writes.ipynb #4b49b0ea
 def answer(world: World, copy: tuple, stored: bool) -> World:
     "The writer of `copy` gets its answer: acknowledged when it says 'stored' for the write it waits for."
     i, write, _, tok = copy
