@@ -222,8 +222,10 @@ def main():
         if "timeout" in parts: step("timeout in advance", lambda: bench_timeout(fresh(kind, admin)))
     out = HERE / "bench" / "results"
     out.mkdir(exist_ok=True)
-    name = "queues.json" if ROOT == HERE else "queues-before.json"
-    (out / name).write_text(json.dumps(results, indent=1))
+    path = out / ("queues.json" if ROOT == HERE else "queues-before.json")
+    old = json.loads(path.read_text()) if path.exists() else {}  # runs of some parts only: keep the others
+    for k, v in results.items(): old[k] = {**old.get(k, {}), **v} if isinstance(v, dict) else v
+    path.write_text(json.dumps(old, indent=1))
 
 
 if __name__ == "__main__":
