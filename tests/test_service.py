@@ -213,7 +213,8 @@ def test_reap(world):
     assert sorted(r.id for r in reaped) == sorted([dead.id, stuck.id])
     d = runs.get(dead)
     assert (d.status, d.outcome) == ("completed", "failed")
-    assert d.failure_summary[-1] == {"code": "opsux.reaped", "message": "No heartbeat for 12 minutes; the worker probably stopped"}
+    assert d.failure_summary[-1] == {"code": "opsux.no_heartbeat", "message": "No heartbeat for 12 minutes; the worker probably stopped"}
+    assert runs.get(stuck).failure_summary[-1]["code"] == "opsux.not_started"
     assert runs.get(stuck).failure_summary[-1]["message"].startswith("Not started after 30 minutes")
     assert runs.get(alive).status == "running"
     assert runs.reap(timedelta(minutes=10)) == []

@@ -4,23 +4,21 @@
 
 # %% ../../nbs/store/11_db.ipynb #243f18e7
 from __future__ import annotations
-import logging, os, re, sqlite3, time
+import logging, os, re, sqlite3, threading, time, weakref
 from contextlib import contextmanager
 from importlib.resources import files
 from functools import cached_property
 from pathlib import Path
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import Column, MetaData, String, Table, create_engine, event, func, inspect, literal, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from ..rules.basics import patch
 
 # %% auto #0
-__all__ = ['SQLITE_BUSY_TIMEOUT_MS', 'CONNECT_TIMEOUT', 'RETRY_SECONDS', 'log', 'MIGRATIONS', 'MIGRATION_LOCK', 'default_url',
-           'normalize_url', 'make_engine', 'DatabaseUnavailable', 'explained', 'is_transient', 'retrying',
-           'alembic_config', 'head_revision', 'current_revision', 'upgrade', 'ReadOnlyError', 'Database']
+__all__ = ['log', 'SQLITE_BUSY_TIMEOUT_MS', 'CONNECT_TIMEOUT', 'PG_OPTIONS', 'RETRY_SECONDS', 'MIGRATIONS', 'HEAD_REVISION',
+           'MIGRATION_LOCK', 'default_url', 'normalize_url', 'make_engine', 'DatabaseUnavailable', 'explained',
+           'is_transient', 'retrying', 'alembic_config', 'head_revision', 'alembic_head', 'current_revision', 'upgrade',
+           'ReadOnlyError', 'Database']
 
 # %% ../../nbs/store/11_db.ipynb #1b05d25a
 def default_url() -> str:
@@ -29,6 +27,7 @@ def default_url() -> str:
     home = Path(os.environ.get("OPSUX_HOME") or Path.home() / ".opsux").expanduser()
     return f"sqlite:///{home / 'opsux.sqlite'}"
 
+# %% ../../nbs/store/11_db.ipynb #d555e1a2
 def normalize_url(url: str | None = None) -> str:
     "A SQLAlchemy URL for `url`: default when None, `sqlite:///` for a bare path, psycopg 3 for `postgresql://`."
     url = str(url) if url else default_url()
@@ -38,8 +37,35 @@ def normalize_url(url: str | None = None) -> str:
     return url
 
 # %% ../../nbs/store/11_db.ipynb #0e980104
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+log = logging.getLogger(__name__)
+
+def _cancel(con) -> None:
+    "Ask the server to stop the statement a client gave up on (best effort, PostgreSQL only)."
+    raw = getattr(getattr(con, "connection", None), "dbapi_connection", None)
+    cancel = getattr(raw, "cancel_safe", None)
+    if cancel is None: return
+    try: cancel(timeout=2.0)
+    except Exception as e: log.debug("opsux: cancel failed: %s", e)
+
+# %% ../../nbs/store/11_db.ipynb #62f2c262
+def _on_error(ctx) -> None:
+    "SQLAlchemy `handle_error` hook of every opsux engine."
+    if ctx.sqlalchemy_exception is not None:  # the database said no: keep the reason, drop the SQL
+        ctx.sqlalchemy_exception.statement, ctx.sqlalchemy_exception.params = None, None
+    elif ctx.connection is not None:  # interrupted mid-statement (signal, timeout): discard this connection only
+        _cancel(ctx.connection)
+        ctx.is_disconnect, ctx.invalidate_pool_on_disconnect = True, False
+
+# %% ../../nbs/store/11_db.ipynb #fd2ca18d
+def _guarded(engine: Engine) -> Engine:
+    "`engine` with the error hook installed."
+    event.listen(engine, "handle_error", _on_error)
+    return engine
+
+# %% ../../nbs/store/11_db.ipynb #2475a598
+SQLITE_BUSY_TIMEOUT_MS = 5_000  # one attempt waits this long for a lock; `retrying` tries again up to RETRY_SECONDS
 CONNECT_TIMEOUT = 10  # seconds; an unreachable PostgreSQL host fails start-up promptly instead of hanging
+PG_OPTIONS = "-c synchronous_commit=on"  # an acknowledged write is durable, whatever the server's default
 
 def _use_wal(cur) -> None:
     "Put the file in WAL mode (it stays so); the first openers of a new file race for that switch, so retry it."
@@ -53,6 +79,7 @@ def _use_wal(cur) -> None:
             if "locked" not in str(e) or time.monotonic() > deadline: raise
             time.sleep(0.01)
 
+# %% ../../nbs/store/11_db.ipynb #8ae74759
 def _sqlite_events(engine: Engine, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_con, record):
@@ -70,6 +97,7 @@ def _sqlite_events(engine: Engine, read_only: bool) -> None:
         write = con.get_execution_options().get("opsux_write", False)
         con.exec_driver_sql("BEGIN IMMEDIATE" if write and not read_only else "BEGIN")
 
+# %% ../../nbs/store/11_db.ipynb #e55a0de8
 def make_engine(url: str | None = None, read_only: bool = False) -> Engine:
     "A configured SQLAlchemy engine for `url` (SQLite pragmas; read-only SQLite opens the file `mode=ro`)."
     u = make_url(normalize_url(url))
@@ -82,12 +110,17 @@ def make_engine(url: str | None = None, read_only: bool = False) -> Engine:
                 Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(u, connect_args={"check_same_thread": False})
         _sqlite_events(engine, read_only)
-        return engine
+        return _guarded(engine)
     # no pool_pre_ping: it costs a round trip per checkout; a dropped connection fails one request and the
     # pool then replaces every connection older than the failure
-    kw = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
-    if read_only: kw["execution_options"] = {"postgresql_readonly": True}
-    return create_engine(u, **kw)
+    if read_only: return _guarded(create_engine(u, **_pg_pool(), execution_options={"postgresql_readonly": True}))
+    return _guarded(create_engine(u, **_pg_pool()))
+
+# %% ../../nbs/store/11_db.ipynb #ef3363bd
+def _pg_pool(**kw) -> dict:
+    "Pool and connect arguments of every PostgreSQL engine."
+    args = {"connect_timeout": CONNECT_TIMEOUT, "options": PG_OPTIONS}
+    return {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800, "connect_args": args, **kw}
 
 # %% ../../nbs/store/11_db.ipynb #d21e2879
 class DatabaseUnavailable(OperationalError):
@@ -100,11 +133,13 @@ class DatabaseUnavailable(OperationalError):
         return f"cannot reach the database {self.url.render_as_string(hide_password=True)}: {self.reason}"
     def __reduce__(self): return type(self), (self.url.render_as_string(hide_password=True), self.orig)
 
+# %% ../../nbs/store/11_db.ipynb #f32dd7f3
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = " ".join(str(orig).split()) or type(orig).__name__
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
+# %% ../../nbs/store/11_db.ipynb #0823db0d
 @contextmanager
 def explained(engine: Engine):
     "Turn an `OperationalError` raised inside the block into `DatabaseUnavailable` for `engine`'s database."
@@ -113,8 +148,7 @@ def explained(engine: Engine):
     except OperationalError as e: raise DatabaseUnavailable(engine.url, e.orig or e) from e
 
 # %% ../../nbs/store/11_db.ipynb #c95d8c96
-RETRY_SECONDS = 30.0
-log = logging.getLogger(__name__)
+RETRY_SECONDS = 60.0  # > a 40 s lock held by another program plus one busy timeout
 _TRANSIENT_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}  # shutdown, cannot connect now, too many connections, serialization/deadlock
 
 def is_transient(exc: BaseException) -> bool:
@@ -129,6 +163,7 @@ def is_transient(exc: BaseException) -> bool:
     # psycopg raises a bare OperationalError (no SQLSTATE) when it cannot connect or the socket dies
     return type(exc).__module__.startswith("psycopg") and type(exc).__name__ == "OperationalError"
 
+# %% ../../nbs/store/11_db.ipynb #87535bad
 def retrying(fn, # called as fn(attempt): attempt 0 first, then 1, 2, … after each transient failure
              seconds: float = RETRY_SECONDS, # give up (re-raise) once the next wait would pass this budget
              what: str = "database call", # named in the log line
@@ -145,33 +180,55 @@ def retrying(fn, # called as fn(attempt): attempt 0 first, then 1, 2, … after 
 
 # %% ../../nbs/store/11_db.ipynb #88edb67a
 MIGRATIONS = Path(str(files("opsux.store") / "migrations"))
+HEAD_REVISION = "0003"  # the newest migration shipped; checked against Alembic's own answer by a test
 
-def alembic_config(url: str | None = None) -> Config:
+def alembic_config(url: str | None = None):
     "An Alembic `Config` for the migrations shipped in the package."
+    from alembic.config import Config
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return cfg
 
+# %% ../../nbs/store/11_db.ipynb #8c671e32
 def head_revision() -> str:
-    "The newest migration revision shipped with this opsux."
+    "The newest migration revision shipped with this opsux (without importing Alembic)."
+    return HEAD_REVISION
+
+# %% ../../nbs/store/11_db.ipynb #23fe2697
+def alembic_head() -> str:
+    "The head as Alembic computes it from the scripts (imports Alembic)."
+    from alembic.script import ScriptDirectory
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
+_version = Table("alembic_version", MetaData(), Column("version_num", String(32)))
+
+# %% ../../nbs/store/11_db.ipynb #ee31266c
+def _no_table(e: DBAPIError) -> bool:
+    return getattr(e.orig, "sqlstate", None) == "42P01" or "no such table" in str(e.orig)
+
+# %% ../../nbs/store/11_db.ipynb #8b3bf13e
 def current_revision(engine: Engine) -> str | None:
-    "The revision the database is at (None for an empty or foreign database)."
+    "The revision the database is at (None for an empty or foreign database); one SELECT."
     with engine.connect() as con:
-        return MigrationContext.configure(con).get_current_revision()
+        try: return con.execute(select(_version.c.version_num)).scalar()
+        except (OperationalError, ProgrammingError) as e:
+            if _no_table(e): return None
+            raise
 
 MIGRATION_LOCK = 0x6F707375  # "opsu": serializes concurrent migrations on one PostgreSQL database
 
+# %% ../../nbs/store/11_db.ipynb #29bfc4d7
 def _upgrade_engine(engine: Engine) -> None:
+    from alembic import command
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.execution_options(opsux_write=True).begin() as con:
         # two processes connecting to a fresh database at once: the second waits, then finds it at head
-        if con.dialect.name == "postgresql": con.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        if con.dialect.name == "postgresql": con.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         cfg.attributes["connection"] = con
         command.upgrade(cfg, "head")
 
+# %% ../../nbs/store/11_db.ipynb #9e49dec1
 def upgrade(url: str | None = None) -> str:
     "Migrate the database at `url` to the newest schema; returns the revision."
     engine = make_engine(url)
@@ -185,6 +242,9 @@ def upgrade(url: str | None = None) -> str:
 class ReadOnlyError(PermissionError):
     "A write was attempted through a read-only connection."
 
+_open_databases: weakref.WeakSet = weakref.WeakSet()
+
+# %% ../../nbs/store/11_db.ipynb #d2b1c4e2
 class Database:
     "The engines of one opsux database, its dialect and what its schema holds."
     def __init__(self, engine: Engine, read_only: bool = False, retry_seconds: float = RETRY_SECONDS):
@@ -194,14 +254,14 @@ class Database:
         self.tables = frozenset(insp.get_table_names())
         self.run_columns = (tuple(c["name"] for c in insp.get_columns("operation_runs"))
                             if "operation_runs" in self.tables else ())
+        _open_databases.add(self)
 
     @cached_property
     def reader(self) -> Engine:
         "The engine for single statements: its own autocommit pool on PostgreSQL (no BEGIN/ROLLBACK round trips)."
         if self.is_postgres and not self.read_only:
-            return create_engine(self.engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                                 pool_size=10, max_overflow=20, pool_recycle=1800,
-                                 connect_args={"connect_timeout": CONNECT_TIMEOUT})
+            return _guarded(create_engine(self.engine.url, isolation_level="AUTOCOMMIT",
+                                          **_pg_pool(pool_reset_on_return=None)))
         return self.engine
     @cached_property
     def writer(self) -> Engine:
@@ -214,16 +274,49 @@ class Database:
     @property
     def is_postgres(self) -> bool: return self.dialect == "postgresql"
 
-    def check_writable(self) -> None:
-        "Raise `ReadOnlyError` when this handle is read-only."
-        if self.read_only: raise ReadOnlyError(f"{self.url} was opened read-only")
     def retrying(self, fn, what: str = "database call"):
         "`fn(attempt)` retried on transient connection errors for up to `retry_seconds` (see `retrying`)."
         return retrying(fn, seconds=self.retry_seconds, what=what)
-    def close(self) -> None:
-        "Release the connections."
-        if "reader" in self.__dict__ and self.reader is not self.engine: self.reader.dispose()
-        self.engine.dispose()
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     def __repr__(self): return f"{type(self).__name__}({self.url!r}, read_only={self.read_only})"
+
+# %% ../../nbs/store/11_db.ipynb #8df7ac9d
+@patch
+def check_writable(self: Database) -> None:
+    "Raise `ReadOnlyError` when this handle is read-only."
+    if self.read_only: raise ReadOnlyError(f"{self.url} was opened read-only")
+
+# %% ../../nbs/store/11_db.ipynb #7173ea59
+@patch
+def close(self: Database) -> None:
+    "Release the connections."
+    _open_databases.discard(self)
+    if "reader" in self.__dict__ and self.reader is not self.engine: self.reader.dispose()
+    self.engine.dispose()
+
+# %% ../../nbs/store/11_db.ipynb #e7c01e25
+@patch
+def _after_fork(self: Database) -> None:
+    "In a forked child: forget the parent's pooled connections without closing them."
+    if "reader" in self.__dict__ and self.reader is not self.engine: self.reader.dispose(close=False)
+    self.engine.dispose(close=False)
+
+# %% ../../nbs/store/11_db.ipynb #7007afda
+def _reset_after_fork() -> None:
+    for db in list(_open_databases): db._after_fork()
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+# %% ../../nbs/store/11_db.ipynb #61acd68f
+@patch
+def ping(self: Database) -> tuple[bool, str]:
+    "(True, 'ok') when the database answers a `SELECT 1`, else (False, one-line reason)."
+    for attempt in range(2):
+        try:
+            with self.reader.connect() as con: con.execute(select(literal(1)))
+            return True, "ok"
+        except Exception as e:
+            reason = _one_line(e, 200)
+            if not is_transient(e): break
+    return False, f"database unreachable: {reason}"

@@ -8,25 +8,27 @@ import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # %% auto #0
-__all__ = ['JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'RUN_FIELDS', 'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User',
-           'Membership', 'OperationRun', 'Notification', 'Run', 'id_of']
+__all__ = ['JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'write_health', 'RUN_FIELDS', 'utcnow', 'UtcDateTime', 'Base',
+           'Tenant', 'User', 'Membership', 'OperationRun', 'Notification', 'Run', 'id_of']
 
 # %% ../../nbs/store/10_models.ipynb #4d176302
 def utcnow() -> datetime:
     "The current time, timezone-aware UTC."
     return datetime.now(timezone.utc)
 
+# %% ../../nbs/store/10_models.ipynb #64f53666
 class _SqliteTextDateTime(SQLITE_DATETIME):
     "SQLite's DATETIME, but its stored text is parsed by `UtcDateTime` (which never raises), not by the driver layer."
     def result_processor(self, dialect, coltype): return None
 
+# %% ../../nbs/store/10_models.ipynb #67a2518f
 class UtcDateTime(TypeDecorator):
     "A datetime that is always timezone-aware UTC in Python (naive values are taken as UTC)."
     impl = DateTime(timezone=True)
@@ -66,6 +68,7 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     def __repr__(self): return f"Tenant(id={self.id!r}, name={self.name!r})"
 
+# %% ../../nbs/store/10_models.ipynb #a2305f1e
 class User(Base):
     "A person who starts runs and reads the dashboard."
     __tablename__ = "users"
@@ -76,6 +79,7 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     def __repr__(self): return f"User(id={self.id!r}, name={self.name!r}, email={self.email!r})"
 
+# %% ../../nbs/store/10_models.ipynb #d5672dd1
 class Membership(Base):
     "A user belongs to a tenant."
     __tablename__ = "tenant_memberships"
@@ -87,6 +91,20 @@ class Membership(Base):
 # %% ../../nbs/store/10_models.ipynb #ea64be34
 ACTIVE_SQL = "status IN ('queued', 'running')"
 
+_RUN_INDEXES = (
+    Index("ix_operation_runs_tenant_id_id", "tenant_id", "id"),
+    Index("ix_operation_runs_tenant_id_type_id", "tenant_id", "type", "id"),
+    Index("ix_operation_runs_active_user_id", "user_id", "id",
+          sqlite_where=text(ACTIVE_SQL), postgresql_where=text(ACTIVE_SQL)),
+    Index("uq_operation_runs_active_identity", "tenant_id", "type", "identity", unique=True,
+          sqlite_where=text(ACTIVE_SQL + " AND identity IS NOT NULL"),
+          postgresql_where=text(ACTIVE_SQL + " AND identity IS NOT NULL")),
+    Index("ix_operation_runs_updated_at", "updated_at"),
+    Index("ix_operation_runs_job_id", "job_id", sqlite_where=text("job_id IS NOT NULL"),
+          postgresql_where=text("job_id IS NOT NULL")),
+)
+
+# %% ../../nbs/store/10_models.ipynb #6eac4042
 class OperationRun(Base):
     "One background operation: the seed's `operation_runs` columns plus `identity` and `heartbeat_at`."
     __tablename__ = "operation_runs"
@@ -106,17 +124,12 @@ class OperationRun(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     identity: Mapped[str | None]
     heartbeat_at: Mapped[datetime | None]
+    attempt: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+    attempts: Mapped[list[Any] | None]  # earlier attempts of a retried run: counts, failures, outcome
+    job_id: Mapped[str | None]
+    cancel_requested_at: Mapped[datetime | None]
 
-    __table_args__ = (
-        Index("ix_operation_runs_tenant_id_id", "tenant_id", "id"),
-        Index("ix_operation_runs_tenant_id_type_id", "tenant_id", "type", "id"),
-        Index("ix_operation_runs_active_user_id", "user_id", "id",
-              sqlite_where=text(ACTIVE_SQL), postgresql_where=text(ACTIVE_SQL)),
-        Index("uq_operation_runs_active_identity", "tenant_id", "type", "identity", unique=True,
-              sqlite_where=text(ACTIVE_SQL + " AND identity IS NOT NULL"),
-              postgresql_where=text(ACTIVE_SQL + " AND identity IS NOT NULL")),
-        Index("ix_operation_runs_updated_at", "updated_at"),
-    )
+    __table_args__ = _RUN_INDEXES
 
     def __repr__(self):
         return (f"OperationRun(id={self.id!r}, tenant_id={self.tenant_id!r}, type={self.type!r}, "
@@ -151,6 +164,16 @@ operation_run_writes = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# %% ../../nbs/store/10_models.ipynb #72afe82e
+write_health = Table(
+    "opsux_write_health", Base.metadata,
+    Column("source", String(255), primary_key=True),  # host:pid of the process that saw it
+    Column("ok", Boolean, nullable=False),
+    Column("detail", String(500), nullable=True),  # one line, no SQL
+    Column("failed_at", UtcDateTime(), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
 # %% ../../nbs/store/10_models.ipynb #0f54e25d
 @dataclasses.dataclass(frozen=True, slots=True)
 class Run:
@@ -171,6 +194,10 @@ class Run:
     updated_at: datetime | None = None
     identity: str | None = None
     heartbeat_at: datetime | None = None
+    attempt: int | None = None
+    attempts: Any = None
+    job_id: str | None = None
+    cancel_requested_at: datetime | None = None
     deduplicated: bool = False  # True when `enqueue` returned an identical run that was already active
 
     @classmethod

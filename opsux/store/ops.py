@@ -48,6 +48,11 @@ class Ops(Database):
         if self._watcher is not None: self._watcher.release(); self._watcher = None
         super().close()
 
+    def _after_fork(self) -> None:
+        "In a forked child: fresh pools (see `Database`), and no watcher: its thread stayed in the parent."
+        super()._after_fork()
+        self._watcher, self._lock = None, threading.Lock()
+
 # %% ../../nbs/store/17_ops.ipynb #3ce24524
 def connect(url: str | None = None, # SQLAlchemy URL or SQLite path; default `$OPSUX_DATABASE_URL` or the embedded file
             read_only: bool = False, # never write or migrate; works on a foreign `operation_runs` table
