@@ -97,9 +97,9 @@ def test_derive_outcome(counts, failures, expected):
 
 
 def test_the_service_derives_the_same_outcome():
+    "The service applies the rule; it has no copy of its own."
     service = pytest.importorskip("opsux.store.service")
-    for counts in ({"succeeded": 3, "failed": 1}, {"failed": 2}, {"processed": 4}, {"succeeded": 2**60, "failed": 1}):
-        assert service.derive_outcome(counts) == derive_outcome(counts)
+    assert service.derive_outcome is derive_outcome
 
 
 @pytest.mark.parametrize("status,outcome,counts,expected", [

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from ..rules.basics import patch
 from ..rules.failures import sanitize_failure_message
 from ..rules.presenter import OperationUxPresenter
-from ..rules.status import ACTIVE_STATUSES
+from ..rules.status import ACTIVE_STATUSES, derive_outcome
 from ..rules.summary import SUMMARY_KEYS, normalize_summary_counts
 from .events import CHANNEL, RunEvent
 from .health import note_failure, note_ok
@@ -25,8 +25,8 @@ from .models import (Notification, OperationRun, Run, Tenant, User, UtcDateTime,
 
 # %% auto #0
 __all__ = ['MAX_STORED_FAILURES', 'MAX_COUNT', 'MAX_TEXT', 'MAX_CONTEXT_BYTES', 'log', 'TERMINAL_NOTIFICATION', 'OUTCOMES',
-           'FLUSH_SECONDS', 'HEARTBEAT_SECONDS', 'NOT_STARTED', 'NO_HEARTBEAT', 'WRITER_TTL', 'derive_outcome',
-           'RunEnded', 'RunCancelled', 'OperationRunService', 'RunHandle', 'idle_reason']
+           'FLUSH_SECONDS', 'HEARTBEAT_SECONDS', 'NOT_STARTED', 'NO_HEARTBEAT', 'WRITER_TTL', 'RunEnded',
+           'RunCancelled', 'OperationRunService', 'RunHandle', 'idle_reason']
 
 # %% ../../nbs/store/12_service.ipynb #5c777df8
 MAX_STORED_FAILURES = 50  # failure_summary keeps the first 50; the rest are counted in context["failures_omitted"]
@@ -126,15 +126,6 @@ def _failure_values(dialect: str) -> dict:
     omitted = func.coalesce(func.json_extract(ctx, "$.failures_omitted"), 0) + 1
     return {"failure_summary": case((room, func.json_insert(fs, "$[#]", func.json(bindparam("entry")))), else_=fs),
             "context": case((room, ctx), else_=func.json_set(ctx, "$.failures_omitted", omitted))}
-
-# %% ../../nbs/store/12_service.ipynb #b645506a
-def derive_outcome(summary_counts, failure_summary=None) -> str:
-    "succeeded / partially_succeeded / failed from the run's counts and recorded failures."
-    c = normalize_summary_counts(summary_counts)
-    failed = c.get("failed", 0) > 0 or bool(failure_summary)
-    succeeded = c.get("succeeded", 0) > 0 if "succeeded" in c else c.get("processed", 0) > c.get("failed", 0)
-    if failed: return "partially_succeeded" if succeeded else "failed"
-    return "succeeded"
 
 # %% ../../nbs/store/12_service.ipynb #95d250fe
 class RunEnded(RuntimeError):
