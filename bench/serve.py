@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
-from browser_support import free_port, wait_http  # noqa: E402  (the tests' own helpers)
+from browser_support import free_port, wait_ready  # noqa: E402  (the tests' own helpers)
 
 # A browser's BokehJS sends this once the document is rendered; until then Panel treats the session as still
 # loading and defers every update to a callback of its own (one message per change instead of one per round).
@@ -226,7 +226,7 @@ class Server:
         # its own process group: `--num-procs` forks children that outlive a terminated parent
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(tmp),
                                      start_new_session=True)
-        try: wait_http(self.base + "/operations", self.proc, timeout=120.0)
+        try: wait_ready(self.base, self.proc, timeout=180.0)
         except Exception:
             self.stop(); raise
 

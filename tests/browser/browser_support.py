@@ -34,6 +34,31 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{url} did not come up within {timeout}s")
 
 
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Wait until the server at `base` answers HTTP at all (or its process dies).
+
+    It asks for `/healthz` (no session is built; an older server without it answers 404, which is as good): a
+    full page would build a Bokeh session per poll, and under load a poll that times out is followed by another
+    page build, which slows the server further. Any HTTP status means the routes are being served."""
+    import http.client
+    from urllib.parse import urlsplit
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{proc.stdout.read() if proc.stdout else ''}")
+        con = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            con.request("GET", "/healthz"); con.getresponse().read()
+            return
+        except OSError:
+            pass
+        finally:
+            con.close()
+        time.sleep(0.1)  # polling a condition with a deadline
+    raise TimeoutError(f"{base} did not come up within {timeout}s")
+
+
 def prepare_database(url: str, runs: int) -> dict:
     "Seed the demo data and store the XSS payloads; returns ids the tests need."
     from opsux.store.ops import connect
@@ -76,7 +101,7 @@ class DemoServer:
         self.log = open(tmp / "server.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=str(ROOT))
-        try: wait_http(self.base + "/operations", self.proc)
+        try: wait_ready(self.base, self.proc)
         except Exception:
             self.stop(); raise
 
