@@ -17,7 +17,7 @@ from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, Progr
 from .components import (html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
                                  ReconnectingBanner, Toasts, banner_html)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
-from .auth import current_user
+from .auth import current_user as signed_in_user
 
 # %% auto #0
 __all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'HEADER_CSS', 'action_label', 'back_url', 'toast_html', 'notify',
@@ -325,7 +325,7 @@ def factory(self: DashboardApp, route: str):
 @patch
 def current_user(self: DashboardApp, cookies: dict):
     "The opsux user of this session (the demo lets the visitor pick a persona)."
-    if not self.demo: return current_user(self.ops, self.as_user)
+    if not self.demo: return signed_in_user(self.ops, self.as_user)
     persona = _int(cookies.get("opsux_persona"))
     user = self.ops.directory.get_user(persona) if persona else None
     return user or (self.ops.directory.get_user(self.as_user) if self.as_user else None)

@@ -75,12 +75,18 @@ class WriteHealth:
         if self.problem and str(statement).lstrip()[:6].lower().startswith(WRITES): self.problem, self.since = "", None
 
 # %% ../../nbs/ui/22_push.ipynb #1fbdfc14
+@patch(as_prop=True)
+def engines(self: WriteHealth) -> list:
+    "The engines of `ops` (the transaction engine and, on PostgreSQL, the autocommit one)."
+    return list({id(e): e for e in (self.ops.engine, self.ops.reader)}.values())
+
 @patch
 def start(self: WriteHealth) -> WriteHealth:
-    "Listen to the engine's errors and writes."
+    "Listen to the engines' errors and writes."
     if not self._attached:
-        event.listen(self.ops.engine, "handle_error", self._error)
-        event.listen(self.ops.engine, "after_cursor_execute", self._done)
+        for e in self.engines:
+            event.listen(e, "handle_error", self._error)
+            event.listen(e, "after_cursor_execute", self._done)
         self._attached = True
     return self
 
@@ -88,8 +94,9 @@ def start(self: WriteHealth) -> WriteHealth:
 def stop(self: WriteHealth):
     "Stop listening."
     if self._attached:
-        event.remove(self.ops.engine, "handle_error", self._error)
-        event.remove(self.ops.engine, "after_cursor_execute", self._done)
+        for e in self.engines:
+            event.remove(e, "handle_error", self._error)
+            event.remove(e, "after_cursor_execute", self._done)
         self._attached = False
 
 # %% ../../nbs/ui/22_push.ipynb #79d52973

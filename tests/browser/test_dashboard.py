@@ -120,6 +120,32 @@ def test_toasts_sit_in_the_corner_and_fade_out_on_their_own(page, server):
     expect(second).to_be_visible()
 
 
+def test_a_newer_toast_never_moves_an_older_one(page, server):
+    """A toast someone is about to click stays where it is when another one arrives (here: the end of a run of the
+    same user, driven by another process). Toasts stack oldest first; newest-first stacking pushed the older toast
+    down by a toast's height (seen as y=196 instead of 72 when a previous test's run ended meanwhile)."""
+    ops = server.ops()
+    try:
+        persona = ops.directory.get_user(server.info["persona_email"])
+        tenant = ops.viewer(persona).tenants()[0]
+        other = ops.runs.enqueue(tenant, "restore.execute", user=persona, identity="toast-order")
+        page.goto(server.base + "/actions")
+        expect(page.locator(f'.ox-progress-widget .ox-row[data-run-id="{other.id}"]')).to_be_visible()
+        page.get_by_role("button", name="Start bulk restore policies").click()
+        first = page.locator(".ox-toast").filter(has_text=re.compile(r"Bulk restore policies (queued|already)"))
+        expect(first).to_be_visible()
+        page.wait_for_timeout(300)                                       # (it slides in)
+        before = first.bounding_box()
+        ops.runs.start(other); ops.runs.complete(other)                  # its terminal toast arrives now
+        ended = page.locator(".ox-toast").filter(has=page.locator(f'a[href="/operations/run?id={other.id}"]'))
+        expect(ended).to_be_visible()
+        page.wait_for_timeout(300)
+        assert first.bounding_box()["y"] == before["y"], (before, first.bounding_box())
+        assert ended.bounding_box()["y"] > before["y"]                   # the newer one comes below
+    finally:
+        ops.close()
+
+
 def test_list_filters_paging_and_url_state(page, server):
     page.goto(server.base + "/operations")
     rows = page.locator(".ox-table tbody tr")
@@ -147,6 +173,17 @@ def test_list_filters_paging_and_url_state(page, server):
     page.reload()
     expect(badges.first).to_have_text("Failed")
     expect(badges.filter(has_not_text="Failed")).to_have_count(0)
+
+    page.locator(".ox-f-status select").select_option(label="Partial")
+    page.wait_for_function("location.search.includes('status=partial')")
+    page.go_back()                                                     # back: the previous filters, on screen
+    page.wait_for_function("location.search.includes('status=failed')")
+    expect(page.locator(".ox-f-status select")).to_have_value("Failed")
+    expect(badges.filter(has_not_text="Failed")).to_have_count(0)
+    page.go_forward()
+    expect(page.locator(".ox-f-status select")).to_have_value("Partial")
+    page.go_back()
+    expect(page.locator(".ox-f-status select")).to_have_value("Failed")
 
     # a detail opened from the filtered list goes back to the filtered list
     rows.first.locator("a").first.click()
