@@ -101,8 +101,8 @@ def _show(value) -> str: return repr(clean_text(value, 40))
 def _read(key: str, text: str):
     "(typed value, problem) for one query value; the value is None when it was ignored."
     if key in ("type", "initiator"):
-        name = "Operation type" if key == "type" else "Initiator"
-        return (text, None) if _text_filter(text) is not None else (None, f"{name} {_show(text)} is not valid; ignored.")
+        what = "Operation type {} is not a valid type" if key == "type" else "Initiator {} is not a valid name"
+        return (text, None) if _text_filter(text) is not None else (None, what.format(_show(text)) + "; ignored.")
     if key == "status":
         if text in STATUS_CHOICES: return text, None
         return None, f"Status {_show(text)} is not one of {', '.join(STATUS_CHOICES)}; ignored."
