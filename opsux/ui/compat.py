@@ -39,6 +39,7 @@ def unchecked(installed: dict | None = None, # name -> version; default: what is
         if not version_tuple(low)[:2] <= v < version_tuple(high)[:2]: out.append(f"{name} {installed[name]}")
     return out
 
+# %% ../../nbs/ui/19_compat.ipynb #6fb50695
 def check_versions() -> list[str]:
     "Warn about libraries outside the checked range (done once, at import); returns them."
     found = unchecked()
@@ -46,6 +47,7 @@ def check_versions() -> list[str]:
         warnings.warn(f"opsux.ui.compat was checked with {CHECKED}; re-check it for {', '.join(found)}")
     return found
 
+# %% ../../nbs/ui/19_compat.ipynb #830c25ad
 UNCHECKED = check_versions()
 
 # %% ../../nbs/ui/19_compat.ipynb #cbb55309
@@ -54,12 +56,14 @@ def model_text(markup: str) -> str:
     "What an HTML pane sends as its model's text for `markup` (the browser unescapes it)."
     return html.escape(markup)
 
+# %% ../../nbs/ui/19_compat.ipynb #9d9e3c62
 def _panel_escapes_like_us() -> bool:
     probe = '<b class="x">A & B</b>'
     try: sent = pn.pane.HTML()._transform_object(probe)["object"]
     except Exception: return False
     return sent == model_text(probe) and callable(getattr(pn.pane.HTML, "_update", None))
 
+# %% ../../nbs/ui/19_compat.ipynb #cfbffe36
 SHARED_HTML = _panel_escapes_like_us()   # False: SharedHTML behaves exactly like pn.pane.HTML
 
 # %% ../../nbs/ui/19_compat.ipynb #823d7731
@@ -93,6 +97,7 @@ def client_script(name: str, **constants) -> str:
     head = "".join(f"const {k} = {int(v)};\n" for k, v in constants.items())
     return head + (CLIENT / f"{name}.js").read_text(encoding="utf-8")
 
+# %% ../../nbs/ui/19_compat.ipynb #ca8ecbbb
 def install_client(doc) -> None:
     "Let the page of `doc` survive server restarts and follow back/forward (CustomJS on document events)."
     doc.js_on_event("connection_lost", CustomJS(code=client_script("connection_lost", **RECONNECT)))

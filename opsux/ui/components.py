@@ -31,6 +31,7 @@ def html_pane(text="", **kw) -> pn.pane.HTML:
     "An HTML pane with the dashboard stylesheet, for markup rendered by `opsux.ui.markup` (or a bound function of it)."
     return SharedHTML(text, stylesheets=[CSS], sizing_mode=kw.pop("sizing_mode", "stretch_width"), **kw)
 
+# %% ../../nbs/ui/21_components.ipynb #87d1f6e6
 def text_pane(text="", **kw) -> pn.pane.HTML:
     "A pane that shows `text` as text, whatever it contains."
     return html_pane(pn.bind(text_html, text) if callable(text) else text_html(text), **kw)
@@ -40,6 +41,7 @@ def badge_html(status: UxStatus) -> str:
     "A coloured status badge with the UX label."
     return macros().badge(status if isinstance(status, UxStatus) else UxStatus.unknown)
 
+# %% ../../nbs/ui/21_components.ipynb #52518ce9
 def bar_html(percent) -> str:
     "A progress bar; empty when the percent is unknown."
     return macros().bar(percent)
@@ -56,10 +58,12 @@ def notice_html(text: str) -> str:
     "A one-line notice (e.g. ignored filter values); empty when there is nothing to say."
     return render("notice.html", text=text)
 
+# %% ../../nbs/ui/21_components.ipynb #e9b2c27b
 def banner_html(text: str, title: str = "Reconnecting…") -> str:
     "The banner shown while the database cannot be reached."
     return render("banner.html", title=title, text=text)
 
+# %% ../../nbs/ui/21_components.ipynb #0483b84a
 def health_html(problem: str) -> str:
     "The line shown while workers' writes fail; empty when they do not."
     return render("health.html", problem=problem)
@@ -69,10 +73,12 @@ def progress_rows_html(rows) -> str:
     "The global progress widget: one block per presenter `ProgressRow`."
     return render("progress_rows.html", rows=rows)
 
+# %% ../../nbs/ui/21_components.ipynb #8e32f7aa
 def more_runs_html(more: int) -> str:
     "The widget's last line when it shows only some runs: how many more, and where to see them all."
     return render("more_runs.html", more=more, url=f"{OPERATIONS_PATH}?status=running")
 
+# %% ../../nbs/ui/21_components.ipynb #301455d9
 def notification_html(item: dict) -> str:
     "One inbox entry (a `notification_item` dict)."
     return render("notification.html", item=item)
@@ -87,6 +93,7 @@ def shared_html(memo, render_rows, rows) -> str:
     "`render_rows(rows)`, made once for all sessions that hold this very `rows` object (per `memo`)."
     return memo.get(render_rows.__name__, (rows,), (), lambda: render_rows(rows))
 
+# %% ../../nbs/ui/21_components.ipynb #764f38f1
 def set_html(pane, text: str) -> bool:
     "Give `pane` new markup only when it differs (Panel sends the browser a patch for every change)."
     if pane.object == text: return False
@@ -117,6 +124,7 @@ def _choices(first: str, known: dict, current: str) -> dict:
     if current and current not in out.values(): out[clean_text(current, MAX_NAME)] = current
     return out
 
+# %% ../../nbs/ui/21_components.ipynb #9e85e54c
 def filter_widgets(f: ListFilters, catalog, initiators) -> dict:
     "The list's filter widgets, bound to `f` (option labels are shown as text by Bokeh; cleaned and bounded)."
     types = {label: t for t, label in sorted(catalog.items(), key=lambda kv: kv[1])}
@@ -134,7 +142,7 @@ def filter_widgets(f: ListFilters, catalog, initiators) -> dict:
         run_id=pn.widgets.TextInput(name="Run id", placeholder="e.g. 1234", css_classes=["ox-f-run_id"],
                                     value=str(f.run_id or ""), **w))
 
-# %% ../../nbs/ui/21_components.ipynb #9e85e54c
+# %% ../../nbs/ui/21_components.ipynb #e269d5f1
 def bind_run_id(box, f: ListFilters):
     "Keep the run-id text `box` and the typed `f.run_id` in step; text that is no run id becomes a notice."
     def typed(text):
@@ -145,6 +153,7 @@ def bind_run_id(box, f: ListFilters):
     pn.bind(typed, box.param.value, watch=True)
     pn.bind(shown, f.param.run_id, watch=True)
 
+# %% ../../nbs/ui/21_components.ipynb #f107f6c2
 def _run_id(text): return _read("run_id", text)
 
 # %% ../../nbs/ui/21_components.ipynb #40c3965f
@@ -173,18 +182,23 @@ class OperationsList(Viewer):
 def _clear(self: OperationsList, _=None):
     self.model.filters.param.update(**{k: ListFilters.param[k].default for k in ListFilters.FILTERS}, problems=[])
 
+# %% ../../nbs/ui/21_components.ipynb #e2b078ad
 @patch
 def _newer(self: OperationsList, _=None): self.model.previous_page()
 
+# %% ../../nbs/ui/21_components.ipynb #90089c31
 @patch
 def _older(self: OperationsList, _=None): self.model.next_page()
 
+# %% ../../nbs/ui/21_components.ipynb #c3096d80
 @patch
 def _page_label(self: OperationsList, after, trail): return f"Page {page_number(self.model.filters)}"
 
+# %% ../../nbs/ui/21_components.ipynb #1029b792
 @patch
 def _table_html(self: OperationsList, rows): return shared_html(self.model.memo, runs_table_html, rows)
 
+# %% ../../nbs/ui/21_components.ipynb #1b0af9ab
 @patch
 def __panel__(self: OperationsList):
     w = self.widgets
@@ -229,12 +243,15 @@ class Inbox(Viewer):
 @patch
 def _mark_all(self: Inbox, _=None): self.model.mark_all_read()
 
+# %% ../../nbs/ui/21_components.ipynb #a3fade40
 @patch
 def _more(self: Inbox, _=None): self.model.next_page()
 
+# %% ../../nbs/ui/21_components.ipynb #5c6d6acf
 @patch
 def _first(self: Inbox, _=None): self.model.first_page()
 
+# %% ../../nbs/ui/21_components.ipynb #dd90ac52
 @patch
 def _item(self: Inbox, item):
     note = html_pane(notification_html(item))
@@ -243,10 +260,12 @@ def _item(self: Inbox, item):
     b.on_click(lambda e, i=item["id"]: self.model.mark_read(i))
     return pn.Row(note, b, sizing_mode="stretch_width")
 
+# %% ../../nbs/ui/21_components.ipynb #b568203b
 @patch
 def _items(self: Inbox, items):
     return [self._item(i) for i in items] or [text_pane("No notifications.", css_classes=["ox-empty"])]
 
+# %% ../../nbs/ui/21_components.ipynb #e91cb97b
 @patch
 def __panel__(self: Inbox):
     return pn.Column(pn.Row(pn.pane.Markdown("### Notifications"), self.unread_only, self.mark_all),

@@ -17,9 +17,11 @@ __all__ = ['environment', 'render', 'macros', 'text_html']
 def _finalize(value):
     return value if isinstance(value, Markup) else clean_text(value)
 
+# %% ../../nbs/ui/20a_markup.ipynb #b08b4552
 def _clamp(value, low: float = 0.0, high: float = 100.0) -> float:
     return max(low, min(high, float(value)))
 
+# %% ../../nbs/ui/20a_markup.ipynb #a72196fd
 @functools.cache
 def environment() -> jinja2.Environment:
     "The process's template environment: package templates, autoescape on, undefined names an error."

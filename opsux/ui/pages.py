@@ -49,6 +49,7 @@ def toast_html(toast) -> str:
     "Toast markup for a presenter `Toast` or `TerminalNotification` (escaped text plus a View run link)."
     return render("toast.html", title=toast.title, body=getattr(toast, "body", None), url=toast.url)
 
+# %% ../../nbs/ui/23_pages.ipynb #a38d4ff8
 def notify(toasts: Toasts, message, seconds: float = 6.0):
     "Show a presenter `Toast` or `TerminalNotification` among a session's `toasts`."
     level = _LEVELS.get(str(getattr(message, "level", None) or getattr(message, "status", None)), "info")
@@ -80,11 +81,12 @@ class DashboardSession:
         self._scheduled = self.served = self.closed = self.inbox_open = self._queued = False
         self.doc = self._unsubscribe = self._unhealth = self._late_health = self._round = None
 
+# %% ../../nbs/ui/23_pages.ipynb #288b862e
 def _int(value):
     try: return int(value)
     except (TypeError, ValueError): return None
 
-# %% ../../nbs/ui/23_pages.ipynb #288b862e
+# %% ../../nbs/ui/23_pages.ipynb #c2006ac1
 @patch
 def load(self: DashboardSession):
     "The initial reads (every later read is triggered by a push)."
@@ -94,6 +96,7 @@ def load(self: DashboardSession):
     self.connection.ok()
     return self
 
+# %% ../../nbs/ui/23_pages.ipynb #da0fa333
 @patch
 def attach(self: DashboardSession, doc):
     "Subscribe to the process's pushes and its database health for the Bokeh document `doc`."
@@ -103,7 +106,7 @@ def attach(self: DashboardSession, doc):
     self._apply_health(self.app.push.health.state, resync=False)
     return self
 
-# %% ../../nbs/ui/23_pages.ipynb #c2006ac1
+# %% ../../nbs/ui/23_pages.ipynb #d41104a9
 @patch
 def _served(self: DashboardSession):
     "Document thread, once the page is served: from now on hand refreshes to the document; catch up."
@@ -111,6 +114,7 @@ def _served(self: DashboardSession):
     if health is not None: self._apply_health(health)
     if ask: self.app.push.rounds.request(self)
 
+# %% ../../nbs/ui/23_pages.ipynb #264c6a68
 @patch
 def close(self: DashboardSession, *_):
     "Unsubscribe (called when the browser session ends)."
@@ -134,11 +138,13 @@ def failed(self: DashboardSession, exc: BaseException, doing: str = "That did no
         log.error("opsux: a dashboard action failed: %s", type(exc).__name__)
         self.say_error(f"{doing}: {clean_text(exc, 300)}")
 
+# %% ../../nbs/ui/23_pages.ipynb #79b1bf4b
 @patch
 def say_error(self: DashboardSession, text: str):
     "An error toast with `text` (shown as text) for 8 seconds."
     if self.toasts is not None: self.toasts.show(text_html(text), "error", 8)
 
+# %% ../../nbs/ui/23_pages.ipynb #e1757fbf
 def reported_as(doing: str):
     "Decorator for session actions: an exception goes to `self.failed(exc, doing)`."
     def wrap(method):
@@ -159,6 +165,7 @@ def _on_health(self: DashboardSession, state: Health):
     try: self.doc.add_next_tick_callback(functools.partial(self._apply_health, state))
     except Exception: self.close()
 
+# %% ../../nbs/ui/23_pages.ipynb #aeaf17fe
 @patch
 def _apply_health(self: DashboardSession, state: Health, resync: bool = True):
     with curdoc(self.doc):
@@ -168,7 +175,7 @@ def _apply_health(self: DashboardSession, state: Health, resync: bool = True):
         try: self.apply({"user", "tenant"}, {None}, {"resync"}); self.connection.ok()
         except Exception as e: self.failed(e, "Reconnecting")
 
-# %% ../../nbs/ui/23_pages.ipynb #aeaf17fe
+# %% ../../nbs/ui/23_pages.ipynb #01b2a1bd
 @patch
 def _on_event(self: DashboardSession, event):
     "Watcher thread: note what changed; ask for one refresh on the session's document."
@@ -176,6 +183,7 @@ def _on_event(self: DashboardSession, event):
     parts = event_concerns(event, self.user.id, self.mine.tenant_ids)
     if parts: self._note(getattr(event, "kind", None), parts, {getattr(event, "run_id", None)})
 
+# %% ../../nbs/ui/23_pages.ipynb #6d079522
 @patch
 def _note(self: DashboardSession, kind, parts=frozenset(), run_ids=frozenset()):
     "Add to what the next round refreshes; ask for that round unless it is already asked for."
@@ -186,6 +194,7 @@ def _note(self: DashboardSession, kind, parts=frozenset(), run_ids=frozenset()):
         if not self.served: return                   # _served asks for the round
     self.app.push.rounds.request(self)
 
+# %% ../../nbs/ui/23_pages.ipynb #bc27ccb1
 @patch
 def _take(self: DashboardSession, started: float, now):
     "Rounds thread: move the pending events into this round (reads started at or after `started`; clock `now`)."
@@ -233,6 +242,7 @@ def tick(self: DashboardSession):
     if self.closed or not (self.widget.rows or (self.detail and self.detail.ticking)): return
     self._note("tick")
 
+# %% ../../nbs/ui/23_pages.ipynb #3fd0145f
 @patch
 def enqueue(self: DashboardSession, type_: str):
     "Start a run of `type_` for this user in the selected (or first) tenant; returns (run, presenter toast)."
@@ -242,6 +252,7 @@ def enqueue(self: DashboardSession, type_: str):
                                 context={"source": "Actions page", "requested_by": self.user.name})
     return run, self.presenter.toast(run, existing=bool(getattr(run, "deduplicated", False)))
 
+# %% ../../nbs/ui/23_pages.ipynb #331ff5c1
 @patch
 @reported_as("Could not start")
 def start_run(self: DashboardSession, type_: str):
@@ -279,28 +290,32 @@ def push(self: DashboardApp) -> Push:
         if self._push is None: self._push = Push(self.ops, writes=self.writes).start()
         return self._push
 
+# %% ../../nbs/ui/23_pages.ipynb #dd9fa0e3
 @patch(as_prop=True)
 def health(self: DashboardApp):
     "The process's `DatabaseHealth`."
     return self.push.health
 
+# %% ../../nbs/ui/23_pages.ipynb #a0109f88
 @patch(as_prop=True)
 def rounds(self: DashboardApp):
     "The process's `Rounds`."
     return self.push.rounds
 
+# %% ../../nbs/ui/23_pages.ipynb #704cedd3
 @patch
 def watcher(self: DashboardApp):
     "The process's change watcher (started on first use)."
     return self.ops.watcher()
 
+# %% ../../nbs/ui/23_pages.ipynb #edaff38b
 @patch
 def close(self: DashboardApp):
     "Stop the push machinery (the `Ops` stays open when it was handed in)."
     with self._lock:
         if self._push is not None: self._push.stop(); self._push = None
 
-# %% ../../nbs/ui/23_pages.ipynb #dd9fa0e3
+# %% ../../nbs/ui/23_pages.ipynb #0db40afd
 @patch(as_prop=True)
 def presenter(self: DashboardApp) -> OperationUxPresenter:
     "The process's one presenter (its ETA smoothing is per run, the same for every session showing the run)."
@@ -309,12 +324,14 @@ def presenter(self: DashboardApp) -> OperationUxPresenter:
         if self._presenter is None: self._presenter = OperationUxPresenter(catalog=ops.catalog, eta_memory=10_000)
         return self._presenter
 
+# %% ../../nbs/ui/23_pages.ipynb #acab8878
 @patch
 def routes(self: DashboardApp) -> dict:
     "Route → page factory, for `pn.serve`."
     paths = [OPERATIONS_PATH, RUN_PATH] + ([ACTIONS_PATH] if self.demo and not self.read_only else [])
     return {p.lstrip("/"): self.factory(p) for p in paths}
 
+# %% ../../nbs/ui/23_pages.ipynb #a3596fea
 @patch
 def factory(self: DashboardApp, route: str):
     "A function building the page of `route` (Panel serves functions, not partials)."
@@ -322,6 +339,7 @@ def factory(self: DashboardApp, route: str):
     page.__name__ = f"opsux_{route.strip('/').replace('/', '_') or 'root'}"
     return page
 
+# %% ../../nbs/ui/23_pages.ipynb #46fa324d
 @patch
 def current_user(self: DashboardApp, cookies: dict):
     "The opsux user of this session (the demo lets the visitor pick a persona)."
@@ -344,6 +362,7 @@ def page(self: DashboardApp, route: str):
                      link="Back to operations")
         return page_shell([], [], [html_pane(box)])
 
+# %% ../../nbs/ui/23_pages.ipynb #425afc30
 @patch
 def _page(self: DashboardApp, route: str):
     args = {k: (v[0].decode("utf-8", "replace") if v else "") for k, v in (pn.state.session_args or {}).items()}
@@ -377,6 +396,7 @@ def page_shell(header: list, sidebar: list, main: list):
     return pn.template.FastListTemplate(title=PRODUCT, header=header, sidebar=sidebar, main=main, sidebar_width=320,
                                         accent_base_color="#0969da", header_background="#24292f")
 
+# %% ../../nbs/ui/23_pages.ipynb #9b1fbdec
 HEADER_CSS = "label { color: #f6f8fa !important; } select { color: #1f2328 !important; background: #fff; }"
 
 def cookie_select(name, options: dict, value: str, cookie: str, css: str):
@@ -389,12 +409,13 @@ def cookie_select(name, options: dict, value: str, cookie: str, css: str):
                          "window.location.reload();")
     return sel
 
-# %% ../../nbs/ui/23_pages.ipynb #9b1fbdec
+# %% ../../nbs/ui/23_pages.ipynb #a2e87d72
 def nav_html(demo: bool, route: str) -> str:
     "Sidebar navigation (fixed, our own links)."
     items = [("Operations", OPERATIONS_PATH)] + ([("Actions", ACTIONS_PATH)] if demo else [])
     return render("nav.html", items=items, route=route)
 
+# %% ../../nbs/ui/23_pages.ipynb #229b6cf3
 def keep_in_url(filters: ListFilters, location):
     "Mirror the list's filter and page state into the address bar (non-default values only)."
     def push(*_):
@@ -415,9 +436,10 @@ def page_header(s: DashboardSession) -> list:
     s.toasts = Toasts()      # in the header: the main area is a CSS containment box, where fixed is not fixed
     return header + [s.bell, s.toasts]
 
+# %% ../../nbs/ui/23_pages.ipynb #6a01b1c8
 def _bell(unread: int) -> str: return f"Inbox ({unread})"
 
-# %% ../../nbs/ui/23_pages.ipynb #6a01b1c8
+# %% ../../nbs/ui/23_pages.ipynb #3a9ad957
 def page_main(s: DashboardSession) -> list:
     "Banner and health line, the inbox (shown by the bell) and the route's body."
     inbox = pn.Card(Inbox(s.inbox, can_write=not s.ops.read_only), title="Notifications", visible=False,
@@ -432,12 +454,13 @@ def page_main(s: DashboardSession) -> list:
     else: body = actions_page(s)
     return [pn.Column(ReconnectingBanner(s.connection), inbox, body, sizing_mode="stretch_width")]
 
+# %% ../../nbs/ui/23_pages.ipynb #472ec9df
 def page_sidebar(s: DashboardSession) -> list:
     "Navigation, who is signed in, and the global progress widget."
     who = text_pane(f"Signed in as {s.user.name}", styles={"color": "#57606a"}, margin=(10, 10), css_classes=["ox-who"])
     return [html_pane(nav_html(s.app.demo, s.route)), who, ProgressWidget(s.widget)]
 
-# %% ../../nbs/ui/23_pages.ipynb #3a9ad957
+# %% ../../nbs/ui/23_pages.ipynb #00d4dbfd
 def build_page(s: DashboardSession):
     "The page for session `s`, wired to the process's pushes, the clock and the browser's connection."
     header, main, sidebar = page_header(s), page_main(s), page_sidebar(s)
@@ -451,6 +474,7 @@ def build_page(s: DashboardSession):
     install_client(doc)
     return page_shell(header, sidebar, main)
 
+# %% ../../nbs/ui/23_pages.ipynb #6d4368d4
 def _finished(s: DashboardSession, runs):
     for r in runs: notify(s.toasts, s.presenter.terminal_notification(r))
 
@@ -466,4 +490,5 @@ def actions_page(s: DashboardSession):
     return pn.Column(pn.pane.Markdown("## Actions"), text_pane(f"Runs start in tenant: {where}", css_classes=["ox-where"]),
                      pn.FlexBox(*buttons), sizing_mode="stretch_width")
 
+# %% ../../nbs/ui/23_pages.ipynb #ba7549d2
 def _start(s: DashboardSession, type_: str, _event=None): s.start_run(type_)

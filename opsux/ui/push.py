@@ -80,6 +80,7 @@ def engines(self: WriteHealth) -> list:
     "The engines of `ops` (the transaction engine and, on PostgreSQL, the autocommit one)."
     return list({id(e): e for e in (self.ops.engine, self.ops.reader)}.values())
 
+# %% ../../nbs/ui/22_push.ipynb #5defdaa2
 @patch
 def start(self: WriteHealth) -> WriteHealth:
     "Listen to the engines' errors and writes."
@@ -90,6 +91,7 @@ def start(self: WriteHealth) -> WriteHealth:
         self._attached = True
     return self
 
+# %% ../../nbs/ui/22_push.ipynb #9c835e5f
 @patch
 def stop(self: WriteHealth):
     "Stop listening."
@@ -106,6 +108,7 @@ class Health:
     online: bool = True
     write_problem: str = ""
 
+# %% ../../nbs/ui/22_push.ipynb #bb9d3910
 def is_database_error(exc: BaseException) -> bool:
     "True for errors that mean the database could not be used (connection lost or refused, server shut down)."
     return isinstance(exc, DBAPIError)
@@ -137,6 +140,7 @@ def start(self: DatabaseHealth) -> DatabaseHealth:
         self._thread.start()
     return self
 
+# %% ../../nbs/ui/22_push.ipynb #b59bb8c0
 @patch
 def stop(self: DatabaseHealth):
     "Stop the health thread and wait for it."
@@ -144,17 +148,19 @@ def stop(self: DatabaseHealth):
     if self._thread is not None: self._thread.join(5)
     self._thread = None
 
+# %% ../../nbs/ui/22_push.ipynb #d2300b43
 @patch
 def report(self: DatabaseHealth, exc: BaseException):
     "A session's read failed: go offline now (the thread probes until the database answers again)."
     log.warning("opsux: database read failed (%s); showing the last data and reconnecting", type(exc).__name__)
     self._failed.set(); self._wake.set()
 
-# %% ../../nbs/ui/22_push.ipynb #b59bb8c0
+# %% ../../nbs/ui/22_push.ipynb #82ac7ee4
 @patch
 def _ready(self: DatabaseHealth) -> bool:
     return (self._watcher or self.ops.watcher()).ready.is_set()
 
+# %% ../../nbs/ui/22_push.ipynb #072d8a1d
 @patch
 def _probe(self: DatabaseHealth) -> bool:
     self.probes += 1
@@ -163,6 +169,7 @@ def _probe(self: DatabaseHealth) -> bool:
         return True
     except Exception: return False
 
+# %% ../../nbs/ui/22_push.ipynb #2f63fb3a
 @patch
 def _set(self: DatabaseHealth, **change):
     for k, v in change.items(): setattr(self, k, v)
@@ -171,7 +178,7 @@ def _set(self: DatabaseHealth, **change):
         log.warning("opsux: database %s", "is back" if self.online else "lost; sessions show 'Reconnecting…'")
     self.emit(self.state)
 
-# %% ../../nbs/ui/22_push.ipynb #d2300b43
+# %% ../../nbs/ui/22_push.ipynb #74cfb1b0
 @patch
 def _check_writes(self: DatabaseHealth):
     try: ok, detail = self.writes()
@@ -179,6 +186,7 @@ def _check_writes(self: DatabaseHealth):
     problem = "" if ok else (str(detail or "writes are refused")[:300])
     if problem != self.write_problem: self._set(write_problem=problem)
 
+# %% ../../nbs/ui/22_push.ipynb #533c7ff1
 @patch
 def _main(self: DatabaseHealth):
     was_ready, delay, next_writes = False, self.interval, 0.0
@@ -230,6 +238,7 @@ class SharedViewer:
     def active_runs(self): return self._reads.get(self._key("active"), self._v.active_runs)
     def unread_count(self): return self._reads.get(self._key("unread"), self._v.unread_count)
 
+# %% ../../nbs/ui/22_push.ipynb #46eed948
 def clock_reading():
     "The time a round or tick shows, in whole seconds (what the pages display), so sessions share their rows."
     return utcnow().replace(microsecond=0)
@@ -262,6 +271,7 @@ def start(self: Rounds) -> Rounds:
             self._thread.start()
     return self
 
+# %% ../../nbs/ui/22_push.ipynb #33ee533e
 @patch
 def stop(self: Rounds):
     "Stop the rounds thread and wait for it; pending sessions are dropped."
@@ -270,13 +280,14 @@ def stop(self: Rounds):
     if self._thread is not None: self._thread.join(5)
     self._thread = None
 
-# %% ../../nbs/ui/22_push.ipynb #33ee533e
+# %% ../../nbs/ui/22_push.ipynb #a3e320d2
 @patch
 def request(self: Rounds, session):
     "Flush `session` (its `_flush` on its own document) in the next round."
     with self._cv:
         self._pending.add(session); self._cv.notify()
 
+# %% ../../nbs/ui/22_push.ipynb #6eff7898
 @patch
 def done(self: Rounds, session):
     "`session` was flushed, or ended: the current round need not wait for it any more."
@@ -284,13 +295,14 @@ def done(self: Rounds, session):
         self._open.discard(session)
         if len(self._open) <= self._slack: self._flushed.set()
 
+# %% ../../nbs/ui/22_push.ipynb #20b24ff4
 @patch
 def _flush(self: Rounds, session):
     session._queued = False
     try: session._flush()
     finally: self.done(session)
 
-# %% ../../nbs/ui/22_push.ipynb #a3e320d2
+# %% ../../nbs/ui/22_push.ipynb #6840a208
 @patch
 def _next_batch(self: Rounds) -> set | None:
     "Wait for pending sessions, the grid and the previous round; take the batch (None when stopping)."
@@ -306,6 +318,7 @@ def _next_batch(self: Rounds) -> set | None:
         if len(batch) > self._slack: self._flushed.clear()
     return None if self._stop.is_set() else batch
 
+# %% ../../nbs/ui/22_push.ipynb #0ed7a040
 @patch
 def _main(self: Rounds):
     while (batch := self._next_batch()) is not None:
@@ -328,6 +341,7 @@ class Push(Subscribers):
         self.health = DatabaseHealth(ops, writes=writes or default_writes(ops, self.own_writes), **health)
         self._unsubscribe, self.started = None, False
 
+# %% ../../nbs/ui/22_push.ipynb #6470d216
 def default_writes(ops, own: WriteHealth):
     "Writes' health as `(ok, detail)`: the store's `ops.write_health()` when it has one, and this process's own."
     def writes():
@@ -336,7 +350,7 @@ def default_writes(ops, own: WriteHealth):
         return (ok, detail) if not ok else own()
     return writes
 
-# %% ../../nbs/ui/22_push.ipynb #6470d216
+# %% ../../nbs/ui/22_push.ipynb #fce4658f
 @patch
 def start(self: Push) -> Push:
     "Subscribe to the watcher and start health and rounds (once)."
@@ -346,6 +360,7 @@ def start(self: Push) -> Push:
         self.started = True
     return self
 
+# %% ../../nbs/ui/22_push.ipynb #82806ee5
 @patch
 def stop(self: Push):
     "Unsubscribe and stop every thread this started."

@@ -90,11 +90,13 @@ def _text_filter(value: str) -> str | None:
     "A usable text filter value, or None when it cannot be a stored value (too long, NUL)."
     return value if len(value) <= MAX_FILTER_LENGTH and "\x00" not in value else None   # PostgreSQL text has no NUL
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #fff0990f
 def _date(text: str) -> date | None:
     text = str(text).strip()
     try: return date.fromisoformat(text) if len(text) == 10 else None
     except ValueError: return None
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #c423b22e
 def _show(value) -> str: return repr(clean_text(value, 40))
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #9c97cb48
@@ -131,6 +133,7 @@ def _from_query(cls, args: dict, # query values as text, e.g. {"status": "failed
         if problem: problems.append(problem)
     return cls(problems=problems, **values)
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #c90b7c7e
 ListFilters.from_query = classmethod(_from_query)
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #163dda4e
@@ -144,6 +147,7 @@ def query(self: ListFilters) -> dict[str, str]:
         out[key] = ",".join(map(str, v)) if key == "trail" else v.isoformat() if isinstance(v, date) else str(v)
     return out
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #8ac57223
 @patch
 def url(self: ListFilters, base: str = "") -> str:
     "The list URL that reproduces this state."
@@ -158,6 +162,7 @@ def notices(self: ListFilters) -> list[str]:
     clash = self.since and self.until and self.since > self.until
     return self.problems + bad + (["From date is after To date, so no run can match."] if clash else [])
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #2246e621
 @patch
 def query_kwargs(self: ListFilters) -> dict:
     "Keyword arguments for `Viewer.runs` (without `limit`)."
@@ -175,17 +180,20 @@ def reset_paging(self: ListFilters):
     "Back to the first page (every filter change does this)."
     self.param.update(after=None, trail=[])
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #f977e3f2
 @patch
 def next_page(self: ListFilters, next_after: int):
     "Move to the page that starts after `next_after`."
     self.param.update(after=next_after, trail=self.trail + ([self.after] if self.after else []))
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #32e2d205
 @patch
 def previous_page(self: ListFilters):
     "Move back one page (a no-op on the first page)."
     if self.after is None: return
     self.param.update(after=self.trail[-1] if self.trail else None, trail=self.trail[:-1])
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #50f02723
 def page_number(filters: ListFilters) -> int:
     "1-based number of the page `filters` points at."
     return len(filters.trail) + 2 if filters.after else 1
@@ -239,24 +247,28 @@ def refresh(self: OperationsListModel, now: datetime | None = None):
     self.param.update(rows=rows, next_after=page.next_after, error=" ".join(self.filters.notices()))
     return self
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #bade2272
 OperationsListModel.reload = reported(OperationsListModel.refresh)
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #bade2272
+# %% ../../nbs/ui/20_viewmodels.ipynb #dd075636
 @patch(as_prop=True)
 def ids(self: OperationsListModel) -> set[int]:
     "Ids of the runs on the current page."
     return {r["id"] for r in self.rows}
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #206d5723
 @patch(as_prop=True)
 def has_previous(self: OperationsListModel) -> bool:
     "Whether there is a newer page."
     return self.filters.after is not None
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #7e59934f
 @patch
 def next_page(self: OperationsListModel):
     "Go to the next (older) page."
     if self.next_after is not None: self.filters.next_page(self.next_after)
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #1b7f5b6c
 @patch
 def previous_page(self: OperationsListModel):
     "Go to the previous (newer) page."
@@ -271,6 +283,7 @@ def _context_text(value) -> str:
         except (ValueError, RecursionError): return f"<{type(value).__name__}>"
     return "" if value is None else str(value)
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #24293792
 def _context_url(key, value) -> str | None:
     if str(key).endswith("run_id") and isinstance(value, (int, str)) and not isinstance(value, bool):
         n = parse_run_id(value)
@@ -313,21 +326,24 @@ def refresh(self: RunDetailModel):
     self.param.update(found=self.run is not None, changed=True)
     return self
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #03f434e9
 @patch(as_prop=True)
 def status(self: RunDetailModel) -> UxStatus:
     "The run's UX status (unknown when not found)."
     return normalize(self.run.status, self.run.outcome) if self.run else UxStatus.unknown
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #c35d7a70
 @patch(as_prop=True)
 def ticking(self: RunDetailModel) -> bool:
     "Whether the page's clock moves (an active run is shown)."
     return self.found and self.status.is_active
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #03f434e9
+# %% ../../nbs/ui/20_viewmodels.ipynb #84c868d1
 def _failures(value) -> list[dict]:
     return [dict(code=clean_text(f["code"], MAX_NAME) if f.get("code") else None,
                  message=clean_text(f.get("message"), MAX_TEXT)) for f in normalize_failures(value)]
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #c02b5acc
 @patch
 def facts(self: RunDetailModel, now: datetime | None = None) -> dict | None:
     "Everything the detail page shows, as text (None when the run is not found)."
@@ -361,6 +377,7 @@ def stalled_for(run, now: datetime, after: float) -> float | None:
     silent = (as_utc(now) - last).total_seconds() if last else None
     return silent if silent is not None and silent > after else None
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #5ab84cc4
 def mark_stalled(row, seconds: float):
     "`row` (a presenter ProgressRow) saying the run is stalled, without an ETA."
     text = f"Stalled · no sign of life for {format_duration(seconds)}"
@@ -402,6 +419,7 @@ def _note_finished(self: ProgressWidgetModel, active, now) -> list:
         self._ended.pop(r.id, None)
     return finished
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #2426ba57
 @patch
 def refresh(self: ProgressWidgetModel, now: datetime | None = None):
     "Re-read the active runs (the only database access of the widget)."
@@ -410,14 +428,16 @@ def refresh(self: ProgressWidgetModel, now: datetime | None = None):
     if finished: self.finished = finished
     return self.tick(now)
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #6143db80
 ProgressWidgetModel.reload = reported(ProgressWidgetModel.refresh)
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #2426ba57
+# %% ../../nbs/ui/20_viewmodels.ipynb #0797f601
 @patch
 def _row(self: ProgressWidgetModel, run, now):
     row, silent = self.presenter.progress_row(run, now), stalled_for(run, now, self.stalled_after)
     return mark_stalled(row, silent) if silent is not None else row
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #e0ccc1d8
 @patch
 def tick(self: ProgressWidgetModel, now: datetime | None = None):
     "Recompute clocks from memory and retire finished runs whose linger time is over. No database access."
@@ -433,6 +453,7 @@ def tick(self: ProgressWidgetModel, now: datetime | None = None):
     self.param.update(rows=rows, more=max(0, len(active) - self.limit), visible=bool(rows))
     return self
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #7c296069
 @patch(as_prop=True)
 def run_ids(self: ProgressWidgetModel) -> set[int]:
     "Ids of the runs the widget holds (shown or not)."
@@ -475,6 +496,7 @@ def refresh_count(self: InboxModel):
     self.unread = self.viewer.unread_count()
     return self
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #5ec3c40d
 @patch
 def refresh(self: InboxModel):
     "Re-read the current page and the unread count."
@@ -483,7 +505,7 @@ def refresh(self: InboxModel):
                       has_more=len(page) > self.page_size, unread=self.viewer.unread_count())
     return self
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #5ec3c40d
+# %% ../../nbs/ui/20_viewmodels.ipynb #6ed20db5
 @patch
 @reported
 def first_page(self: InboxModel):
@@ -491,6 +513,7 @@ def first_page(self: InboxModel):
     self._after = None
     return self.refresh()
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #0e3ded7b
 @patch
 @reported
 def next_page(self: InboxModel):
@@ -498,7 +521,7 @@ def next_page(self: InboxModel):
     if self.items and self.has_more: self._after = self.items[-1]["id"]
     return self.refresh()
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #6ed20db5
+# %% ../../nbs/ui/20_viewmodels.ipynb #56ba0ea9
 @patch
 @reported
 def mark_read(self: InboxModel, notification_id: int) -> bool:
@@ -507,6 +530,7 @@ def mark_read(self: InboxModel, notification_id: int) -> bool:
     self.refresh()
     return ok
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #a49d05b3
 @patch
 @reported
 def mark_all_read(self: InboxModel) -> int:
