@@ -11,11 +11,13 @@ from pathlib import Path
 import bokeh
 import panel as pn
 from bokeh.models import CustomJS
+from bokeh.util.warnings import BokehUserWarning
 from panel.io.state import set_curdoc
 
 # %% auto #0
 __all__ = ['CHECKED', 'UNCHECKED', 'SHARED_HTML', 'curdoc', 'hold', 'CLIENT', 'RECONNECT', 'version_tuple', 'unchecked',
-           'check_versions', 'model_text', 'SharedHTML', 'background_clock', 'client_script', 'install_client']
+           'check_versions', 'model_text', 'SharedHTML', 'background_clock', 'client_script', 'quiet_reconnects',
+           'install_client']
 
 # %% ../../nbs/ui/19_compat.ipynb #8acf93e6
 CHECKED = {"panel": ("1.9", "1.10"), "bokeh": ("3.8", "3.10")}   # [lowest, first unchecked) minor versions
@@ -98,8 +100,14 @@ def client_script(name: str, **constants) -> str:
     return head + (CLIENT / f"{name}.js").read_text(encoding="utf-8")
 
 # %% ../../nbs/ui/19_compat.ipynb #ca8ecbbb
+def quiet_reconnects():
+    "A reconnected tab re-sends models the server already has (harmless); keep that out of the server log."
+    warnings.filterwarnings("ignore", message="reference already known", category=BokehUserWarning)
+
+# %% ../../nbs/ui/19_compat.ipynb #2ec68267
 def install_client(doc) -> None:
     "Let the page of `doc` survive server restarts and follow back/forward (CustomJS on document events)."
+    quiet_reconnects()
     doc.js_on_event("connection_lost", CustomJS(code=client_script("connection_lost", **RECONNECT)))
     doc.js_on_event("client_reconnected", CustomJS(code=client_script("client_reconnected")))
     doc.js_on_event("document_ready", CustomJS(code=client_script("history")))
