@@ -371,7 +371,8 @@ def prepare(url: str, runs: int):
 def measure_push(ops, swarm, tenant, operator, seconds: float, samples_every: float = 1.0):
     "Advance a probe run of the operator about once a second; per sample, each session's commit→patch latency."
     # the operator has at most 7 worker runs active at once (workers 0, 3, ..., 18; the others start runs for the
-    # tenant's other members), so the probe stays among the newest runs the widget shows (ProgressWidgetModel.limit)
+    # tenant's other members), so the probe stays among the runs the widget shows (ProgressWidgetModel.limit;
+    # running runs first, the longest running on top: the probe runs for the whole phase)
     run = ops.runs.enqueue(tenant, "inventory.sync", user=operator, context={"source": "bench probe"})
     ops.runs.start(run); ops.runs.set_total(run, 100)
     swarm.watched.add(run.id)

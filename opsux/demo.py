@@ -187,7 +187,8 @@ def demo(db=None, # database URL; default: a fresh SQLite file in $OPSUX_HOME
                               f"`opsux serve --auth basic` to share a dashboard") from None
     ops, persona = prepare_demo(db, runs=runs)
     worker = DemoWorker(ops, speed=speed, background=background).start()
-    print(f"opsux demo: open http://{host}:{port}{OPERATIONS_PATH} (acting as {persona.name} <{persona.email}>)", flush=True)
+    who = f"{persona.name} <{persona.email}>"
+    print(f"opsux demo: open http://{host}:{port}{OPERATIONS_PATH} (acting as {who})", flush=True)
     try:
         return serve(ops, host=host, port=port, as_user=persona.email, demo=True, show=show, start=start)
     finally:

@@ -129,12 +129,13 @@ def filter_widgets(f: ListFilters, catalog, initiators) -> dict:
     "The list's filter widgets, bound to `f` (option labels are shown as text by Bokeh; cleaned and bounded)."
     types = {label: t for t, label in sorted(catalog.items(), key=lambda kv: kv[1])}
     names = {clean_text(n, MAX_NAME): n for n in initiators if n}
+    statuses = {UxStatus(s).label: s for s in STATUS_CHOICES}
     w = dict(width=190)
     return dict(
-        type=pn.widgets.Select.from_param(f.param.type, name="Operation", options=_choices("Any operation", types, f.type),
-                                          css_classes=["ox-f-type"], **w),
+        type=pn.widgets.Select.from_param(f.param.type, name="Operation", css_classes=["ox-f-type"], **w,
+                                          options=_choices("Any operation", types, f.type)),
         status=pn.widgets.Select.from_param(f.param.status, name="Status", css_classes=["ox-f-status"], **w,
-                                            options=_choices("Any status", {UxStatus(s).label: s for s in STATUS_CHOICES}, "")),
+                                            options=_choices("Any status", statuses, "")),
         initiator=pn.widgets.Select.from_param(f.param.initiator, name="Initiator", css_classes=["ox-f-initiator"],
                                                options=_choices("Anyone", names, f.initiator), **w),
         since=pn.widgets.DatePicker.from_param(f.param.since, name="From", css_classes=["ox-f-since"], **w),
@@ -147,7 +148,8 @@ def bind_run_id(box, f: ListFilters):
     "Keep the run-id text `box` and the typed `f.run_id` in step; text that is no run id becomes a notice."
     def typed(text):
         n, problem = (None, None) if not text.strip() else _run_id(text)
-        f.param.update(run_id=n, problems=[p for p in f.problems if not p.startswith("Run id")] + ([problem] if problem else []))
+        others = [p for p in f.problems if not p.startswith("Run id")]
+        f.param.update(run_id=n, problems=others + ([problem] if problem else []))
     def shown(n):
         if _run_id(box.value)[0] != n: box.value = str(n or "")
     pn.bind(typed, box.param.value, watch=True)
@@ -168,8 +170,10 @@ class OperationsList(Viewer):
         bind_run_id(self.widgets["run_id"], f)
         self.clear = pn.widgets.Button(name="Clear filters", button_type="light", align="end")
         self.clear.on_click(self._clear)
-        self.newer = pn.widgets.Button(name="← Newer", css_classes=["ox-newer"], disabled=f.param.after.rx().rx.is_(None))
-        self.older = pn.widgets.Button(name="Older →", css_classes=["ox-older"], disabled=model.param.next_after.rx().rx.is_(None))
+        self.newer = pn.widgets.Button(name="← Newer", css_classes=["ox-newer"],
+                                       disabled=f.param.after.rx().rx.is_(None))
+        self.older = pn.widgets.Button(name="Older →", css_classes=["ox-older"],
+                                       disabled=model.param.next_after.rx().rx.is_(None))
         self.newer.on_click(self._newer); self.older.on_click(self._older)
         self.page = text_pane(pn.bind(self._page_label, f.param.after, f.param.trail), css_classes=["ox-page"],
                               margin=(12, 10), sizing_mode=None, width=80)
@@ -278,7 +282,8 @@ class ReconnectingBanner(Viewer):
 
     def __init__(self, model: ConnectionModel, **params):
         super().__init__(model=model, **params)
-        self.pane = html_pane(pn.bind(self._banner, model.param.online, model.param.last_ok), visible=model.param.online.rx().rx.not_(),
+        self.pane = html_pane(pn.bind(self._banner, model.param.online, model.param.last_ok),
+                              visible=model.param.online.rx().rx.not_(),
                               css_classes=["ox-reconnecting-banner"])
         self.health = html_pane(pn.bind(health_html, model.param.write_problem), css_classes=["ox-health-line"],
                                 visible=model.param.write_problem.rx().rx.bool())

@@ -73,7 +73,8 @@ class DashboardSession:
         self.inbox, self.connection = InboxModel(self.mine, **shared), ConnectionModel()
         self.list = self.detail = None
         if route == OPERATIONS_PATH:
-            self.list = OperationsListModel(self.viewer, self.presenter, ListFilters.from_query(args), push.memo, **shared)
+            filters = ListFilters.from_query(args)
+            self.list = OperationsListModel(self.viewer, self.presenter, filters, push.memo, **shared)
         elif route == RUN_PATH:
             self.detail = RunDetailModel(self.mine, args.get("id"), self.presenter)
         self.back_url, self.toasts, self.clock = back_url(referer), None, None
@@ -487,8 +488,8 @@ def actions_page(s: DashboardSession):
         b.on_click(functools.partial(_start, s, t))
         buttons.append(b)
     where = s.tenant.name if s.tenant else (s.tenants[0].name if s.tenants else "no tenant")
-    return pn.Column(pn.pane.Markdown("## Actions"), text_pane(f"Runs start in tenant: {where}", css_classes=["ox-where"]),
-                     pn.FlexBox(*buttons), sizing_mode="stretch_width")
+    where = text_pane(f"Runs start in tenant: {where}", css_classes=["ox-where"])
+    return pn.Column(pn.pane.Markdown("## Actions"), where, pn.FlexBox(*buttons), sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/23_pages.ipynb #ba7549d2
 def _start(s: DashboardSession, type_: str, _event=None): s.start_run(type_)

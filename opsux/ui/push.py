@@ -125,7 +125,8 @@ class DatabaseHealth(Subscribers):
         self.ops, self.interval, self.max_delay, self.writes_every = ops, interval, max_delay, writes_every
         self._watcher, self.writes = watcher, writes or (lambda: (True, ""))
         self.online, self.write_problem, self.probes, self.changes = True, "", 0, 0
-        self._failed, self._wake, self._stop, self._thread = threading.Event(), threading.Event(), threading.Event(), None
+        self._failed, self._wake, self._stop = threading.Event(), threading.Event(), threading.Event()
+        self._thread = None
 
     @property
     def state(self) -> Health: return Health(self.online, self.write_problem)

@@ -351,7 +351,8 @@ def facts(self: RunDetailModel, now: datetime | None = None) -> dict | None:
     if run is None: return None
     dur, name = run_duration(run, now), lambda v: clean_text(v, MAX_NAME)
     return dict(id=run.id, label=name(self.presenter.label(run.type)), type=name(run.type or ""),
-                status=self.status, status_label=self.status.label, tenant=name(self.tenant_names.get(run.tenant_id, "")),
+                status=self.status, status_label=self.status.label,
+                tenant=name(self.tenant_names.get(run.tenant_id, "")),
                 initiator=name(run.initiator_name or "—"), queued=format_time(run.created_at),
                 started=format_time(run.started_at), completed=format_time(run.completed_at),
                 duration=format_duration(dur) if dur is not None else "—",
