@@ -92,7 +92,7 @@ def background_clock(callback, # called every `period` milliseconds on the sessi
 
 # %% ../../nbs/ui/19_compat.ipynb #7ea4d3fb
 CLIENT = Path(str(files("opsux.ui") / "client"))
-RECONNECT = dict(STILL_DOWN_SECONDS=30, FIRST_DELAY_MS=250, MAX_DELAY_MS=4000)
+RECONNECT = dict(STILL_DOWN_SECONDS=30, FIRST_DELAY_MS=250, MAX_DELAY_MS=2000)
 
 def client_script(name: str, **constants) -> str:
     "The browser script `name` (a file in `opsux/ui/client`), with `constants` declared in front."
