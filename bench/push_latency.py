@@ -36,7 +36,7 @@ FIND_PERCENT = """([runId, want]) => {
 
 def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float]:
     from playwright.sync_api import sync_playwright
-    from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, wait_http
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, wait_ready
     from opsux.store.ops import connect
     ops = connect(url)
     tenant = ops.directory.add_tenant(f"Bench {label}")
@@ -51,7 +51,7 @@ def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float
                             env=dict(os.environ, OPSUX_HOME=tmp), cwd=str(ROOT))
     latencies = []
     try:
-        wait_http(f"http://127.0.0.1:{port}/operations", proc)
+        wait_ready(f"http://127.0.0.1:{port}", proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             others = []

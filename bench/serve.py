@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
-from browser_support import free_port, wait_http  # noqa: E402  (the tests' own helpers)
+from browser_support import free_port, wait_ready  # noqa: E402  (the tests' own helpers)
 
 # A browser's BokehJS sends this once the document is rendered; until then Panel treats the session as still
 # loading and defers every update to a callback of its own (one message per change instead of one per round).
@@ -226,7 +226,7 @@ class Server:
         # its own process group: `--num-procs` forks children that outlive a terminated parent
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(tmp),
                                      start_new_session=True)
-        try: wait_http(self.base + "/operations", self.proc, timeout=120.0)
+        try: wait_ready(self.base, self.proc, timeout=180.0)
         except Exception:
             self.stop(); raise
 
@@ -371,7 +371,8 @@ def prepare(url: str, runs: int):
 def measure_push(ops, swarm, tenant, operator, seconds: float, samples_every: float = 1.0):
     "Advance a probe run of the operator about once a second; per sample, each session's commit→patch latency."
     # the operator has at most 7 worker runs active at once (workers 0, 3, ..., 18; the others start runs for the
-    # tenant's other members), so the probe stays among the newest runs the widget shows (ProgressWidgetModel.limit)
+    # tenant's other members), so the probe stays among the runs the widget shows (ProgressWidgetModel.limit;
+    # running runs first, the longest running on top: the probe runs for the whole phase)
     run = ops.runs.enqueue(tenant, "inventory.sync", user=operator, context={"source": "bench probe"})
     ops.runs.start(run); ops.runs.set_total(run, 100)
     swarm.watched.add(run.id)

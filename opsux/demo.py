@@ -8,6 +8,7 @@ import logging, os, queue, random, threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from .rules.basics import patch
 from .rules.urls import OPERATIONS_PATH
 from .store.ops import connect
 from .store.seed import seed
@@ -28,6 +29,8 @@ FAILURES = {
     "restore.execute": [("restore.conflict", "Assignment target group 'Pilot devices' was deleted; assignment skipped")],
     "backup_set.add_policies": [("backup.too_large", "Policy payload exceeds the 4 MB backup item limit")],
 }
+
+# %% ../nbs/tools/32_demo.ipynb #d62375c3
 GENERIC_FAILURES = [("item.locked", "Item is locked by another operation; skipped"),
                     ("api.timeout", "Upstream API timed out after 30s")]
 CRASHES = ["Token refresh failed: POST https://login.example.test/token?client_secret=s3cr3t-value returned 401",
@@ -35,6 +38,7 @@ CRASHES = ["Token refresh failed: POST https://login.example.test/token?client_s
            "Database deadlock detected while archiving policy versions; the batch was rolled back",
            "Tenant consent was revoked for application 'opsux worker' (AADSTS65001)"]
 
+# %% ../nbs/tools/32_demo.ipynb #f583b007
 @dataclass
 class RunPlan:
     "What a simulated run will do."
@@ -44,6 +48,7 @@ class RunPlan:
     crash_at: int | None = None
     crash_message: str | None = None
 
+# %% ../nbs/tools/32_demo.ipynb #a3575bac
 def plan_run(type_: str, # operation type
              rng: random.Random, speed: float = 1.0, # >1 is faster
             ) -> RunPlan:
@@ -73,59 +78,76 @@ class DemoWorker:
         self.queue, self._stop, self._threads, self._unsub = queue.Queue(), threading.Event(), [], None
         self.processed = 0
 
-    def start(self) -> "DemoWorker":
-        self._unsub = self.ops.events.subscribe(self._on_event)
-        for i in range(self.threads):
-            self._threads.append(threading.Thread(target=self._work, name=f"opsux-demo-worker-{i}", daemon=True))
-        if self.background: self._threads.append(threading.Thread(target=self._timer, name="opsux-demo-timer", daemon=True))
-        for t in self._threads: t.start()
-        return self
+# %% ../nbs/tools/32_demo.ipynb #c1753995
+@patch
+def start(self: DemoWorker) -> DemoWorker:
+    "Listen for enqueued runs and start the worker threads (and the timer)."
+    self._unsub = self.ops.events.subscribe(self._on_event)
+    for i in range(self.threads):
+        self._threads.append(threading.Thread(target=self._work, name=f"opsux-demo-worker-{i}", daemon=True))
+    if self.background:
+        self._threads.append(threading.Thread(target=self._timer, name="opsux-demo-timer", daemon=True))
+    for t in self._threads: t.start()
+    return self
 
-    def stop(self, timeout: float = 5.0):
-        "Stop taking work, interrupt running simulations and wait for the threads."
-        self._stop.set()
-        if self._unsub: self._unsub(); self._unsub = None
-        for _ in self._threads: self.queue.put(None)
-        for t in self._threads: t.join(timeout)
+# %% ../nbs/tools/32_demo.ipynb #7b5d380a
+@patch
+def stop(self: DemoWorker, timeout: float = 5.0):
+    "Stop taking work, interrupt running simulations and wait for the threads."
+    self._stop.set()
+    if self._unsub: self._unsub(); self._unsub = None
+    for _ in self._threads: self.queue.put(None)
+    for t in self._threads: t.join(timeout)
 
-    def _on_event(self, event):
-        if event.kind == "enqueued" and event.run_id is not None: self.queue.put(event.run_id)
+# %% ../nbs/tools/32_demo.ipynb #705fdee0
+@patch
+def _on_event(self: DemoWorker, event):
+    if event.kind == "enqueued" and event.run_id is not None: self.queue.put(event.run_id)
 
-    def _work(self):
-        while not self._stop.is_set():
-            run_id = self.queue.get()
-            if run_id is None: return
-            try: self.process(run_id)
-            except Exception: log.exception("opsux demo worker: run %s", run_id)
+# %% ../nbs/tools/32_demo.ipynb #0cc429de
+@patch
+def _work(self: DemoWorker):
+    while not self._stop.is_set():
+        run_id = self.queue.get()
+        if run_id is None: return
+        try: self.process(run_id)
+        except Exception: log.exception("opsux demo worker: run %s", run_id)
 
-    def process(self, run_id: int):
-        "Run one queued run to its end through the service API."
-        run = self.ops.runs.get(run_id)
-        if run is None or run.status != "queued": return
-        with self._rng_lock: plan = plan_run(run.type, self.rng, self.speed)
-        try:
-            with self.ops.runs.track(run) as r:
-                r.set_total(plan.total)
-                for i in range(plan.total):
-                    if self._stop.wait(plan.step_seconds): raise RuntimeError("The demo worker was stopped")
-                    if i == plan.crash_at: raise RuntimeError(plan.crash_message)
-                    if i in plan.failures:
-                        r.advance(processed=1, failed=1)
-                        self.ops.runs.record_failure(run, plan.failures[i][1], code=plan.failures[i][0])
-                    else: r.advance(processed=1, succeeded=1)
-        except RuntimeError: pass          # `track` has failed the run with the sanitized message
-        self.processed += 1
+# %% ../nbs/tools/32_demo.ipynb #5503d7fc
+@patch
+def _step(self: DemoWorker, run, r, plan, i):
+    if self._stop.wait(plan.step_seconds): raise RuntimeError("The demo worker was stopped")
+    if i == plan.crash_at: raise RuntimeError(plan.crash_message)
+    if i not in plan.failures: return r.advance(processed=1, succeeded=1)
+    r.advance(processed=1, failed=1)
+    self.ops.runs.record_failure(run, plan.failures[i][1], code=plan.failures[i][0])
 
-    def _timer(self):
-        pairs = [(u, t) for u in self.ops.directory.users() for t in self.ops.viewer(u).tenants()]
-        types = list(self.ops.catalog.types())
-        while pairs and not self._stop.is_set():
-            with self._rng_lock:
-                wait = self.rng.uniform(*self.background_every) / self.speed
-                user, tenant = self.rng.choice(pairs); type_ = self.rng.choice(types)
-            if self._stop.wait(wait): return
-            try: self.ops.runs.enqueue(tenant, type_, user=user, context={"source": "scheduled (demo timer)"})
-            except Exception: log.exception("opsux demo worker: background enqueue failed")
+# %% ../nbs/tools/32_demo.ipynb #11231770
+@patch
+def process(self: DemoWorker, run_id: int):
+    "Run one queued run to its end through the service API."
+    run = self.ops.runs.get(run_id)
+    if run is None or run.status != "queued": return
+    with self._rng_lock: plan = plan_run(run.type, self.rng, self.speed)
+    try:
+        with self.ops.runs.track(run) as r:
+            r.set_total(plan.total)
+            for i in range(plan.total): self._step(run, r, plan, i)
+    except RuntimeError: pass          # `track` has failed the run with the sanitized message
+    self.processed += 1
+
+# %% ../nbs/tools/32_demo.ipynb #56a16a52
+@patch
+def _timer(self: DemoWorker):
+    pairs = [(u, t) for u in self.ops.directory.users() for t in self.ops.viewer(u).tenants()]
+    types = list(self.ops.catalog.types())
+    while pairs and not self._stop.is_set():
+        with self._rng_lock:
+            wait = self.rng.uniform(*self.background_every) / self.speed
+            user, tenant = self.rng.choice(pairs); type_ = self.rng.choice(types)
+        if self._stop.wait(wait): return
+        try: self.ops.runs.enqueue(tenant, type_, user=user, context={"source": "scheduled (demo timer)"})
+        except Exception: log.exception("opsux demo worker: background enqueue failed")
 
 # %% ../nbs/tools/32_demo.ipynb #f8facd00
 DEMO_PERSONA = ("Olivia Operator", "olivia@opsux.demo")
@@ -138,6 +160,7 @@ def demo_database_url() -> str:
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")): p.unlink(missing_ok=True)
     return f"sqlite:///{path}"
 
+# %% ../nbs/tools/32_demo.ipynb #ec747ad1
 def prepare_demo(db=None, # database URL; None: a fresh demo SQLite file
                  runs: int = 2000, # historical runs to seed into an empty database
                 ):
@@ -164,7 +187,8 @@ def demo(db=None, # database URL; default: a fresh SQLite file in $OPSUX_HOME
                               f"`opsux serve --auth basic` to share a dashboard") from None
     ops, persona = prepare_demo(db, runs=runs)
     worker = DemoWorker(ops, speed=speed, background=background).start()
-    print(f"opsux demo: open http://{host}:{port}{OPERATIONS_PATH} (acting as {persona.name} <{persona.email}>)", flush=True)
+    who = f"{persona.name} <{persona.email}>"
+    print(f"opsux demo: open http://{host}:{port}{OPERATIONS_PATH} (acting as {who})", flush=True)
     try:
         return serve(ops, host=host, port=port, as_user=persona.email, demo=True, show=show, start=start)
     finally:

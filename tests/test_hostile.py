@@ -127,7 +127,7 @@ def test_a_whole_session_over_hostile_rows_loads(hostile):
             if s.detail and args["id"] != str(hostile.runs["markup"]): assert not s.detail.found
             s.close()
     finally:
-        if app._health: app._health.stop()
+        app.close()
 
 
 # ------------------------------------------------------------------ filters from the URL
@@ -143,27 +143,42 @@ FILTER_VALUES = st.fixed_dictionaries({k: URL_TEXT for k in (*ListFilters.FILTER
 def test_any_filter_values_give_a_page_or_a_clear_message(world, values):
     "Whatever the URL holds, the list shows a page (maybe empty) and says which values it ignored."
     ops = world.ops
-    filters = ListFilters(**values)
+    filters = ListFilters.from_query(values)                                         # typed, or a notice
     model = OperationsListModel(ops.viewer(world.cy), filters=filters).refresh()   # must not raise
     assert isinstance(model.rows, list)
-    for problem in filters.problems():
+    for problem in filters.notices():
         assert problem.endswith((".", "ignored.", "page.")) and len(problem) < 300 and "\x00" not in problem
     kw = filters.query_kwargs()
-    if values["run_id"] and "run_id" not in kw: assert any("Run id" in p for p in filters.problems())
-    if values["status"] and "status" not in kw: assert any("Status" in p for p in filters.problems())
+    if values["run_id"] and "run_id" not in kw: assert any("Run id" in p for p in filters.notices())
+    if values["status"] and "status" not in kw: assert any("Status" in p for p in filters.notices())
+    assert ListFilters.from_query(filters.query()).query() == filters.query()      # what the URL gets reads back
 
 
 def test_filters_a_user_changes_in_the_page_never_raise(world):
-    "Changing a filter widget to a hostile value (what a forged websocket message could do) keeps the session."
-    s = DashboardSession(DashboardApp(world.ops), world.ada, OPERATIONS_PATH, {}, {}, None).load()
+    """Changing a filter widget to a hostile value (what a forged websocket message could do) keeps the session:
+    text widgets take any text (a bad run id becomes a notice), typed widgets refuse a value of the wrong kind."""
+    from datetime import date
+    from opsux.ui.components import OperationsList
+    app = DashboardApp(world.ops)
+    s = DashboardSession(app, world.ada, OPERATIONS_PATH, {}, {}, None).load()
     try:
-        for key in ListFilters.FILTERS:
-            for value in ("\x00", str(10**30), "x" * 5000, "9999-12-31", MARKUP):
-                setattr(s.list.filters, key, value)           # the watchers refresh; no exception may escape
-            setattr(s.list.filters, key, "")
-        assert s.connection.online
+        widgets = OperationsList(s.list).widgets
+        for value in ("\x00", str(10**30), "x" * 5000, "9999-12-31", MARKUP, " 7 "):
+            widgets["run_id"].value = value                  # the binding parses; no exception may escape
+        assert s.list.filters.run_id == 7
+        widgets["run_id"].value = ""
+        for key in ("since", "until"):
+            for value in (date(9999, 12, 31), date(1, 1, 1), None):
+                widgets[key].value = value
+        for key in ("type", "status", "initiator"):
+            for value in ("\x00", str(10**30), "x" * 5000, MARKUP):
+                try: widgets[key].value = value                  # not one of the options
+                except ValueError: assert key == "status"        # a typed filter refuses it outright
+                assert "\x00" not in repr(s.list.filters.query_kwargs())   # nothing a database chokes on
+            widgets[key].value = ""
+        assert s.connection.online and s.list.rows is not None and s.list.error == ""
     finally:
-        s.close(); s.app._health and s.app._health.stop()
+        s.close(); app.close()
 
 
 def test_mark_read_of_someone_elses_notification_changes_nothing(world):

@@ -4,43 +4,40 @@
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #1c7bf410
 from __future__ import annotations
-import threading, time
-from collections import OrderedDict
-from dataclasses import replace
+import functools, json, re
+from dataclasses import fields, replace
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from urllib.parse import urlencode
 import param
+from ..rules.basics import patch
 from ..rules.presenter import OperationUxPresenter, as_utc, format_duration
-from ..store.models import utcnow
 from ..rules.status import UxStatus, normalize
 from ..rules.summary import normalize_summary_counts, summary_line
 from ..rules.failures import normalize_failures
-from ..rules.catalog import default_catalog
 from ..rules.urls import run_url, parse_run_id, OPERATIONS_PATH
+from ..store.models import utcnow
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'SHARED', 'MAX_CONTEXT_ITEMS', 'format_time',
-           'run_duration', 'clean_text', 'ListFilters', 'page_number', 'list_row', 'Guarded', 'SharedMemo',
-           'OperationsListModel', 'context_items', 'RunDetailModel', 'ProgressWidgetModel', 'notification_item',
-           'InboxModel', 'ConnectionModel', 'event_concerns']
+__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_CONTEXT_ITEMS', 'format_time',
+           'run_duration', 'clean_text', 'reported', 'Unshared', 'ListFilters', 'page_number', 'list_row',
+           'OperationsListModel', 'context_items', 'RunDetailModel', 'widget_order', 'stalled_for', 'mark_stalled',
+           'ProgressWidgetModel', 'notification_item', 'InboxModel', 'ConnectionModel', 'event_concerns']
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #fc5bf5c0
 def format_time(value: datetime | None) -> str:
     "A timestamp the way every page shows it: `2026-01-18 14:50:15 UTC`, or an em dash when missing."
     value = as_utc(value)
-    return value.isoformat(sep=" ", timespec="seconds")[:19] + " UTC" if value else "—"   # strftime drops year 0001's zeros
+    return value.isoformat(sep=" ", timespec="seconds")[:19] + " UTC" if value else "—"
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #beac4368
 def run_duration(run, now: datetime | None = None) -> float | None:
     "Seconds a run took (or has been running so far); None when it never started."
     started, completed = as_utc(getattr(run, "started_at", None)), as_utc(getattr(run, "completed_at", None))
     if started is None: return None
-    end = completed or (now or utcnow())
-    return max(0.0, (end - started).total_seconds())
+    return max(0.0, ((completed or now or utcnow()) - started).total_seconds())
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #8d6645e7
-import re as _re
-_INVISIBLE = _re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 MAX_NAME = 200      # characters of a name, type or label shown in a list or header
 MAX_TEXT = 2000     # characters of one context value or message on the detail page
 
@@ -54,386 +51,515 @@ def clean_text(value, # anything; None becomes ""
     return _INVISIBLE.sub("\ufffd", text)
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #9c1c0f02
-STATUS_CHOICES = tuple(s.value for s in UxStatus if s is not UxStatus.unknown) + (UxStatus.unknown.value,)
-
-MAX_FILTER_LENGTH = 500   # characters of a text filter; anything longer cannot match a stored value we show
-
-def _parse_date(text: str) -> date | None:
-    try: return date.fromisoformat(str(text).strip()[:10]) if len(str(text).strip()) == 10 else None
-    except (TypeError, ValueError): return None
-
-def _parse_int(text) -> int | None:
-    return parse_run_id(str(text)) if text else None
-
-def _text_filter(value: str) -> str | None:
-    "A usable text filter value, or None when it cannot be a stored value (too long, NUL or other controls)."
-    return value if len(value) <= MAX_FILTER_LENGTH and "\x00" not in value else None   # PostgreSQL text has no NUL
-
-class ListFilters(param.Parameterized):
-    "Filter and page state of the Operations list, as URL-friendly strings."
-    type = param.String(default="", doc="operation type, '' for any")
-    status = param.String(default="", doc="UxStatus value, '' for any")
-    initiator = param.String(default="", doc="initiator name, '' for any")
-    since = param.String(default="", doc="first day (YYYY-MM-DD), inclusive")
-    until = param.String(default="", doc="last day (YYYY-MM-DD), inclusive")
-    run_id = param.String(default="", doc="a run id")
-    after = param.String(default="", doc="keyset cursor: last id of the previous page")
-    trail = param.String(default="", doc="comma-separated cursors of the pages before this one")
-
-    FILTERS = ("type", "status", "initiator", "since", "until", "run_id")
-
-    def query_kwargs(self) -> dict:
-        "Keyword arguments for `Viewer.runs` (without `limit`); values that do not parse are left out. Never raises."
-        since, until = _parse_date(self.since), _parse_date(self.until)
-        kw = dict(type=_text_filter(self.type) or None,
-                  status=self.status if self.status in STATUS_CHOICES else None,
-                  initiator=_text_filter(self.initiator) or None,
-                  since=datetime.combine(since, dtime.min, tzinfo=timezone.utc) if since else None,
-                  until=(datetime.combine(until + timedelta(days=1), dtime.min, tzinfo=timezone.utc)
-                         if until and until < date.max else None),
-                  run_id=_parse_int(self.run_id), after=_parse_int(self.after))
-        return {k: v for k, v in kw.items() if v is not None}
-
-    def problems(self) -> list[str]:
-        "One clear sentence per filter value that was ignored (shown above the list instead of an error page)."
-        out, show = [], lambda v: repr(clean_text(v, 40))
-        if self.type and _text_filter(self.type) is None: out.append(f"Operation type {show(self.type)} is not a valid type; ignored.")
-        if self.status and self.status not in STATUS_CHOICES:
-            out.append(f"Status {show(self.status)} is not one of {', '.join(STATUS_CHOICES)}; ignored.")
-        if self.initiator and _text_filter(self.initiator) is None: out.append(f"Initiator {show(self.initiator)} is not a valid name; ignored.")
-        for key, label in (("since", "From date"), ("until", "To date")):
-            if getattr(self, key) and _parse_date(getattr(self, key)) is None:
-                out.append(f"{label} {show(getattr(self, key))} is not a date (YYYY-MM-DD); ignored.")
-        since, until = _parse_date(self.since), _parse_date(self.until)
-        if since and until and since > until: out.append("From date is after To date, so no run can match.")
-        if self.run_id and _parse_int(self.run_id) is None:
-            out.append(f"Run id {show(self.run_id)} is not a run id (a whole number from 1); ignored.")
-        if self.after and _parse_int(self.after) is None: out.append("The page link was not valid; showing the first page.")
-        return out
-
-    def query(self) -> dict:
-        "The non-empty state as a dict of strings (for URLs and back links)."
-        return {k: getattr(self, k) for k in self.FILTERS + ("after", "trail") if getattr(self, k)}
-
-    def url(self, base: str = "") -> str:
-        "The list URL that reproduces this state."
-        q = urlencode(self.query())
-        return f"{base}{OPERATIONS_PATH}" + (f"?{q}" if q else "")
-
-    def reset_paging(self):
-        "Back to the first page (every filter change does this)."
-        self.param.update(after="", trail="")
-
-    def next_page(self, next_after: int):
-        "Move to the page that starts after `next_after`."
-        trail = [c for c in self.trail.split(",") if c] + ([self.after] if self.after else [])
-        self.param.update(after=str(next_after), trail=",".join(trail))
-
-    def previous_page(self):
-        "Move back one page (a no-op on the first page)."
-        trail = [c for c in self.trail.split(",") if c]
-        if not self.after: return
-        self.param.update(after=trail.pop() if trail else "", trail=",".join(trail))
+def reported(method):
+    "Decorator: an exception raised by `method` goes to `self.on_error` when it is set (else it propagates)."
+    @functools.wraps(method)
+    def run(self, *args, **kw):
+        try: return method(self, *args, **kw)
+        except Exception as e:
+            if getattr(self, "on_error", None) is None: raise
+            self.on_error(e)
+    return run
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #31491aa5
-def page_number(filters: ListFilters) -> int:
-    "1-based number of the page `filters` points at."
-    return (len([c for c in filters.trail.split(",") if c]) + 2) if filters.after else 1
+class Unshared:
+    "A memo that shares nothing: `get` calls `make()`."
+    def get(self, name, same, equal, make): return make()
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #c214002e
-def list_row(run, presenter: OperationUxPresenter, tenant_names: dict | None = None, now: datetime | None = None) -> dict:
+STATUS_CHOICES = tuple(s.value for s in UxStatus if s is not UxStatus.unknown) + (UxStatus.unknown.value,)
+MAX_FILTER_LENGTH = 500   # characters of a text filter; anything longer cannot match a stored value we show
+MAX_ID = 2**63 - 1
+
+class ListFilters(param.Parameterized):
+    "Filter and page state of the Operations list (what the URL holds)."
+    type = param.String(default="", doc="operation type, '' for any")
+    status = param.Selector(default="", objects=["", *STATUS_CHOICES], doc="UxStatus value, '' for any")
+    initiator = param.String(default="", doc="initiator name, '' for any")
+    since = param.CalendarDate(default=None, allow_None=True, doc="first day, inclusive")
+    until = param.CalendarDate(default=None, allow_None=True, doc="last day, inclusive")
+    run_id = param.Integer(default=None, allow_None=True, bounds=(1, MAX_ID), doc="one run")
+    after = param.Integer(default=None, allow_None=True, bounds=(1, MAX_ID), doc="last id of the previous page")
+    trail = param.List(default=[], item_type=int, doc="cursors of the pages before this one")
+    problems = param.List(default=[], item_type=str, doc="values from the URL that were ignored, and why")
+    FILTERS = ("type", "status", "initiator", "since", "until", "run_id")
+    QUERY = FILTERS + ("after", "trail")
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #463b5d65
+def _text_filter(value: str) -> str | None:
+    "A usable text filter value, or None when it cannot be a stored value (too long, NUL)."
+    return value if len(value) <= MAX_FILTER_LENGTH and "\x00" not in value else None   # PostgreSQL text has no NUL
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #fff0990f
+def _date(text: str) -> date | None:
+    text = str(text).strip()
+    try: return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError: return None
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #c423b22e
+def _show(value) -> str: return repr(clean_text(value, 40))
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #9c97cb48
+def _read(key: str, text: str):
+    "(typed value, problem) for one query value; the value is None when it was ignored."
+    if key in ("type", "initiator"):
+        what = "Operation type {} is not a valid type" if key == "type" else "Initiator {} is not a valid name"
+        return (text, None) if _text_filter(text) is not None else (None, what.format(_show(text)) + "; ignored.")
+    if key == "status":
+        if text in STATUS_CHOICES: return text, None
+        return None, f"Status {_show(text)} is not one of {', '.join(STATUS_CHOICES)}; ignored."
+    if key in ("since", "until"):
+        label = "From date" if key == "since" else "To date"
+        d = _date(text)
+        return (d, None) if d else (None, f"{label} {_show(text)} is not a date (YYYY-MM-DD); ignored.")
+    if key == "run_id":
+        n = parse_run_id(text)
+        return (n, None) if n else (None, f"Run id {_show(text)} is not a run id (a whole number from 1); ignored.")
+    if key == "after":
+        n = parse_run_id(text)
+        return (n, None) if n else (None, "The page link was not valid; showing the first page.")
+    return [n for n in map(parse_run_id, str(text).split(",")) if n], None      # trail: bad cursors dropped
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #3fe58c73
+def _from_query(cls, args: dict, # query values as text, e.g. {"status": "failed", "since": "2026-01-01"}
+               ) -> ListFilters:
+    "Filters from a query string's values: typed, with a sentence in `problems` for each value ignored."
+    values, problems = {}, []
+    for key in ListFilters.QUERY:
+        text = args.get(key)
+        if text in (None, ""): continue
+        value, problem = _read(key, str(text))
+        if value is not None: values[key] = value
+        if problem: problems.append(problem)
+    return cls(problems=problems, **values)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #c90b7c7e
+ListFilters.from_query = classmethod(_from_query)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #163dda4e
+@patch
+def query(self: ListFilters) -> dict[str, str]:
+    "The non-default state as text (for URLs and back links); the inverse of `from_query`."
+    out = {}
+    for key in ListFilters.QUERY:
+        v = getattr(self, key)
+        if v in (None, "", []): continue
+        out[key] = ",".join(map(str, v)) if key == "trail" else v.isoformat() if isinstance(v, date) else str(v)
+    return out
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #8ac57223
+@patch
+def url(self: ListFilters, base: str = "") -> str:
+    "The list URL that reproduces this state."
+    q = urlencode(self.query())
+    return f"{base}{OPERATIONS_PATH}" + (f"?{q}" if q else "")
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #17037f18
+@patch
+def notices(self: ListFilters) -> list[str]:
+    "What the list says above its table: the ignored values, and filters that cannot match together."
+    bad = [_read(k, getattr(self, k))[1] for k in ("type", "initiator") if _text_filter(getattr(self, k)) is None]
+    clash = self.since and self.until and self.since > self.until
+    return self.problems + bad + (["From date is after To date, so no run can match."] if clash else [])
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #2246e621
+@patch
+def query_kwargs(self: ListFilters) -> dict:
+    "Keyword arguments for `Viewer.runs` (without `limit`)."
+    kw = dict(type=_text_filter(self.type) or None, status=self.status or None,
+              initiator=_text_filter(self.initiator) or None,
+              since=datetime.combine(self.since, dtime.min, tzinfo=timezone.utc) if self.since else None,
+              until=(datetime.combine(self.until + timedelta(days=1), dtime.min, tzinfo=timezone.utc)
+                     if self.until and self.until < date.max else None),
+              run_id=self.run_id, after=self.after)
+    return {k: v for k, v in kw.items() if v is not None}
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #5173a1e1
+@patch
+def reset_paging(self: ListFilters):
+    "Back to the first page (every filter change does this)."
+    self.param.update(after=None, trail=[])
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #f977e3f2
+@patch
+def next_page(self: ListFilters, next_after: int):
+    "Move to the page that starts after `next_after`."
+    self.param.update(after=next_after, trail=self.trail + ([self.after] if self.after else []))
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #32e2d205
+@patch
+def previous_page(self: ListFilters):
+    "Move back one page (a no-op on the first page)."
+    if self.after is None: return
+    self.param.update(after=self.trail[-1] if self.trail else None, trail=self.trail[:-1])
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #50f02723
+def page_number(filters: ListFilters) -> int:
+    "1-based number of the page `filters` points at."
+    return len(filters.trail) + 2 if filters.after else 1
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #0f06dbb5
+def list_row(run, presenter: OperationUxPresenter, tenant_names: dict | None = None,
+             now: datetime | None = None) -> dict:
     "One Operations-list row for `run`, as plain display data."
-    status = normalize(getattr(run, "status", None), getattr(run, "outcome", None))
-    dur = run_duration(run, now)
-    return dict(id=run.id, url=run_url(run.id), label=clean_text(presenter.label(getattr(run, "type", None)), MAX_NAME),
-                type=clean_text(getattr(run, "type", None) or "", MAX_NAME), status=status, status_label=status.label,
-                initiator=clean_text(getattr(run, "initiator_name", None) or "—", MAX_NAME),
-                tenant=clean_text((tenant_names or {}).get(getattr(run, "tenant_id", None), ""), MAX_NAME),
+    status, dur = normalize(getattr(run, "status", None), getattr(run, "outcome", None)), run_duration(run, now)
+    name = lambda v: clean_text(v, MAX_NAME)
+    return dict(id=run.id, url=run_url(run.id), label=name(presenter.label(getattr(run, "type", None))),
+                type=name(getattr(run, "type", None) or ""), status=status, status_label=status.label,
+                initiator=name(getattr(run, "initiator_name", None) or "—"),
+                tenant=name((tenant_names or {}).get(getattr(run, "tenant_id", None), "")),
                 created=format_time(getattr(run, "created_at", None)),
                 duration=format_duration(dur) if dur is not None else "—",
                 summary=summary_line(getattr(run, "summary_counts", None)) or "")
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #dede748c
-class Guarded:
-    "Mixin: `safely(fn, *args)` calls `fn`, handing an exception to `self.on_error` when one is set."
-    on_error = None
-    def safely(self, fn, *args, **kw):
-        try: return fn(*args, **kw)
-        except Exception as e:
-            if self.on_error is None: raise
-            self.on_error(e)
-
-# %% ../../nbs/ui/20_viewmodels.ipynb #c98fbe5a
-class SharedMemo:
-    "Values derived from shared snapshots, computed once while the inputs are the very same objects (bounded, thread-safe)."
-    def __init__(self, size: int = 512): # entries kept; the least recently used go first
-        self.size, self.hits, self.misses = size, 0, 0
-        self._entries, self._lock = OrderedDict(), threading.Lock()
-
-    def get(self, name: str, # what is computed (part of the key)
-            same: tuple, # objects the value is derived from, compared with `is`
-            equal: tuple, # small hashable values it also depends on, compared with `==`
-            make): # computes the value
-        "`make()`, or what it returned before for `name` over these very objects and equal values."
-        key = (name, tuple(map(id, same)), equal)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and all(a is b for a, b in zip(hit[0], same)):
-                self._entries.move_to_end(key); self.hits += 1
-                return hit[1]
-        value = make()
-        with self._lock:
-            self._entries[key] = (same, value); self._entries.move_to_end(key); self.misses += 1
-            while len(self._entries) > self.size: self._entries.popitem(last=False)
-        return value
-
-SHARED = SharedMemo()   # the process's memo: list rows, widget rows and their markup
-
-# %% ../../nbs/ui/20_viewmodels.ipynb #897a4a84
-class OperationsListModel(Guarded, param.Parameterized):
+class OperationsListModel(param.Parameterized):
     "The Operations list: filters, one page of rows, and the cursor of the next page."
+    filters = param.ClassSelector(class_=ListFilters)
     rows = param.List(default=[], doc="display rows of the current page")
     next_after = param.Integer(default=None, allow_None=True, doc="cursor of the next page, None on the last")
     page_size = param.Integer(default=25, bounds=(1, 500))
     error = param.String(default="", doc="why some filter values were ignored (shown above the table)")
+    on_error = param.Callable(default=None, doc="the session's error handler (see `reported`)")
 
-    def __init__(self, viewer, presenter: OperationUxPresenter | None = None, filters: ListFilters | None = None, **kw):
-        super().__init__(**kw)
-        self.viewer, self.presenter = viewer, presenter or OperationUxPresenter()
-        self.filters = filters or ListFilters()
+    def __init__(self, viewer, presenter: OperationUxPresenter | None = None, filters: ListFilters | None = None,
+                 memo=None, **kw):
+        super().__init__(filters=filters or ListFilters(), **kw)
+        self.viewer, self.presenter, self.memo = viewer, presenter or OperationUxPresenter(), memo or Unshared()
         self.tenant_names = {t.id: t.name for t in viewer.tenants()}
-        self.filters.param.watch(self._filters_changed, list(ListFilters.FILTERS))
-        self.filters.param.watch(lambda e: self.safely(self.refresh), ["after"])
 
-    def _filters_changed(self, *events):
-        if self.filters.after or self.filters.trail: self.filters.reset_paging()   # refreshes via the `after` watcher
-        else: self.safely(self.refresh)
+    @param.depends(*(f"filters.{k}" for k in ListFilters.FILTERS), watch=True)
+    def _filters_changed(self):
+        if self.filters.after is not None or self.filters.trail: self.filters.reset_paging()
+        else: self.reload()
 
-    def refresh(self, now: datetime | None = None):
-        "Re-read the current page from the database (on failure the previous rows stay)."
-        page = self.viewer.runs(limit=self.page_size, **self.filters.query_kwargs())
-        now = now or utcnow()
-        rows = SHARED.get("list_rows", (page, self.presenter), (now, tuple(sorted(self.tenant_names.items()))),
-                          lambda: [list_row(r, self.presenter, self.tenant_names, now) for r in page.items])
-        self.param.update(rows=rows, next_after=page.next_after, error=" ".join(self.filters.problems()))
-        return self
+    @param.depends("filters.after", watch=True)
+    def _page_changed(self): self.reload()
 
-    @property
-    def ids(self) -> set[int]: return {r["id"] for r in self.rows}
-    @property
-    def has_previous(self) -> bool: return bool(self.filters.after)
-    def next_page(self):
-        "Go to the next (older) page."
-        if self.next_after is not None: self.filters.next_page(self.next_after)
-    def previous_page(self):
-        "Go to the previous (newer) page."
-        self.filters.previous_page()
+# %% ../../nbs/ui/20_viewmodels.ipynb #02f9b68e
+@patch
+def refresh(self: OperationsListModel, now: datetime | None = None):
+    "Re-read the current page from the database (on failure the previous rows stay)."
+    page, now = self.viewer.runs(limit=self.page_size, **self.filters.query_kwargs()), now or utcnow()
+    names = tuple(sorted(self.tenant_names.items()))
+    rows = self.memo.get("list_rows", (page, self.presenter), (now, names),
+                         lambda: [list_row(r, self.presenter, self.tenant_names, now) for r in page.items])
+    self.param.update(rows=rows, next_after=page.next_after, error=" ".join(self.filters.notices()))
+    return self
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #0589240c
+# %% ../../nbs/ui/20_viewmodels.ipynb #bade2272
+OperationsListModel.reload = reported(OperationsListModel.refresh)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #dd075636
+@patch(as_prop=True)
+def ids(self: OperationsListModel) -> set[int]:
+    "Ids of the runs on the current page."
+    return {r["id"] for r in self.rows}
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #206d5723
+@patch(as_prop=True)
+def has_previous(self: OperationsListModel) -> bool:
+    "Whether there is a newer page."
+    return self.filters.after is not None
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #7e59934f
+@patch
+def next_page(self: OperationsListModel):
+    "Go to the next (older) page."
+    if self.next_after is not None: self.filters.next_page(self.next_after)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #1b7f5b6c
+@patch
+def previous_page(self: OperationsListModel):
+    "Go to the previous (newer) page."
+    self.filters.previous_page()
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #c98fbe5a
 MAX_CONTEXT_ITEMS = 50   # context keys shown; the rest are counted
 
+def _context_text(value) -> str:
+    if isinstance(value, (dict, list)):
+        try: return json.dumps(value, ensure_ascii=False, default=str)
+        except (ValueError, RecursionError): return f"<{type(value).__name__}>"
+    return "" if value is None else str(value)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #24293792
+def _context_url(key, value) -> str | None:
+    if str(key).endswith("run_id") and isinstance(value, (int, str)) and not isinstance(value, bool):
+        n = parse_run_id(value)
+        return run_url(n) if n else None
+    ok = (isinstance(value, str) and len(value) <= MAX_TEXT and value.lower().startswith(("https://", "http://"))
+          and not any(c.isspace() or not c.isprintable() for c in value))
+    return value if ok else None
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #adca2f16
 def context_items(context) -> list[dict]:
     "Context as bounded display items `{key, text, url}`; `url` only for run ids and http(s) links."
-    import json
     if isinstance(context, str):
         try: context = json.loads(context)
         except ValueError:
             return [dict(key="context", text=clean_text(context, MAX_TEXT), url=None)] if context.strip() else []
     if not isinstance(context, dict): return []
-    items = []
-    for key, value in list(context.items())[:MAX_CONTEXT_ITEMS]:
-        url = None
-        if isinstance(value, (dict, list)):
-            try: text = json.dumps(value, ensure_ascii=False, default=str)
-            except (ValueError, RecursionError): text = f"<{type(value).__name__}>"
-        else: text = "" if value is None else str(value)
-        if str(key).endswith("run_id") and parse_run_id(value if isinstance(value, (int, str)) and not isinstance(value, bool) else None):
-            url = run_url(parse_run_id(value))
-        elif (isinstance(value, str) and len(value) <= MAX_TEXT and value.lower().startswith(("https://", "http://"))
-              and not any(c.isspace() or not c.isprintable() for c in value)):
-            url = value
-        items.append(dict(key=clean_text(key, MAX_NAME), text=clean_text(text, MAX_TEXT), url=url))
+    items = [dict(key=clean_text(k, MAX_NAME), text=clean_text(_context_text(v), MAX_TEXT), url=_context_url(k, v))
+             for k, v in list(context.items())[:MAX_CONTEXT_ITEMS]]
     if len(context) > MAX_CONTEXT_ITEMS:
         items.append(dict(key="…", text=f"{len(context) - MAX_CONTEXT_ITEMS:,} more keys not shown", url=None))
     return items
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #6527ee95
+# %% ../../nbs/ui/20_viewmodels.ipynb #73f6c371
 class RunDetailModel(param.Parameterized):
     "State of the run-detail page for one run id, as seen by one viewer."
     run_id = param.Integer(default=None, allow_None=True)
     found = param.Boolean(default=False)
-    version = param.Integer(default=0, doc="bumped on every refresh, for renderers to watch")
+    changed = param.Event(doc="fires on every refresh and clock tick; renderers depend on it")
 
     def __init__(self, viewer, run_id, presenter: OperationUxPresenter | None = None, **kw):
-        from opsux.rules.urls import parse_run_id
         super().__init__(run_id=parse_run_id(run_id) if run_id is not None else None, **kw)
         self.viewer, self.presenter, self.run = viewer, presenter or OperationUxPresenter(), None
         self.tenant_names = {t.id: t.name for t in viewer.tenants()}
 
-    def refresh(self):
-        "Re-read the run through the viewer (None when missing or not visible)."
-        self.run = self.viewer.run(self.run_id) if self.run_id is not None else None
-        self.param.update(found=self.run is not None, version=self.version + 1)
-        return self
+# %% ../../nbs/ui/20_viewmodels.ipynb #0dbcb8ba
+@patch
+def refresh(self: RunDetailModel):
+    "Re-read the run through the viewer (None when missing or not visible)."
+    self.run = self.viewer.run(self.run_id) if self.run_id is not None else None
+    self.param.update(found=self.run is not None, changed=True)
+    return self
 
-    @property
-    def status(self) -> UxStatus: return normalize(self.run.status, self.run.outcome) if self.run else UxStatus.unknown
+# %% ../../nbs/ui/20_viewmodels.ipynb #03f434e9
+@patch(as_prop=True)
+def status(self: RunDetailModel) -> UxStatus:
+    "The run's UX status (unknown when not found)."
+    return normalize(self.run.status, self.run.outcome) if self.run else UxStatus.unknown
 
-    def facts(self, now: datetime | None = None) -> dict:
-        "Everything the detail page shows, as text (None when the run is not found)."
-        run = self.run
-        if run is None: return None
-        dur = run_duration(run, now)
-        return dict(id=run.id, label=clean_text(self.presenter.label(run.type), MAX_NAME),
-                    type=clean_text(run.type or "", MAX_NAME), status=self.status, status_label=self.status.label,
-                    tenant=clean_text(self.tenant_names.get(run.tenant_id, ""), MAX_NAME),
-                    initiator=clean_text(run.initiator_name or "—", MAX_NAME),
-                    queued=format_time(run.created_at), started=format_time(run.started_at),
-                    completed=format_time(run.completed_at),
-                    duration=format_duration(dur) if dur is not None else "—",
-                    progress=self.presenter.progress_row(run, now or utcnow()),
-                    summary=normalize_summary_counts(run.summary_counts),
-                    summary_text=summary_line(run.summary_counts),
-                    failures=[dict(code=clean_text(f["code"], MAX_NAME) if f.get("code") else None,
-                                   message=clean_text(f.get("message"), MAX_TEXT))
-                              for f in normalize_failures(run.failure_summary)],
-                    context=context_items(run.context), url=run_url(run.id))
+# %% ../../nbs/ui/20_viewmodels.ipynb #c35d7a70
+@patch(as_prop=True)
+def ticking(self: RunDetailModel) -> bool:
+    "Whether the page's clock moves (an active run is shown)."
+    return self.found and self.status.is_active
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #42ff2d76
+# %% ../../nbs/ui/20_viewmodels.ipynb #84c868d1
+def _failures(value) -> list[dict]:
+    return [dict(code=clean_text(f["code"], MAX_NAME) if f.get("code") else None,
+                 message=clean_text(f.get("message"), MAX_TEXT)) for f in normalize_failures(value)]
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #c02b5acc
+@patch
+def facts(self: RunDetailModel, now: datetime | None = None) -> dict | None:
+    "Everything the detail page shows, as text (None when the run is not found)."
+    run = self.run
+    if run is None: return None
+    dur, name = run_duration(run, now), lambda v: clean_text(v, MAX_NAME)
+    return dict(id=run.id, label=name(self.presenter.label(run.type)), type=name(run.type or ""),
+                status=self.status, status_label=self.status.label,
+                tenant=name(self.tenant_names.get(run.tenant_id, "")),
+                initiator=name(run.initiator_name or "—"), queued=format_time(run.created_at),
+                started=format_time(run.started_at), completed=format_time(run.completed_at),
+                duration=format_duration(dur) if dur is not None else "—",
+                progress=self.presenter.progress_row(run, now or utcnow()),
+                summary=normalize_summary_counts(run.summary_counts), summary_text=summary_line(run.summary_counts),
+                failures=_failures(run.failure_summary), context=context_items(run.context), url=run_url(run.id))
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #0589240c
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+def widget_order(run) -> tuple:
+    "Sort key of the widget: running (started) runs by start time, then queued runs by queue time."
+    started = as_utc(getattr(run, "started_at", None))
+    if started is not None: return (0, started, run.id)
+    return (1, as_utc(getattr(run, "created_at", None)) or _EPOCH, run.id)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #6527ee95
+def stalled_for(run, now: datetime, after: float) -> float | None:
+    "Seconds since a running run's last sign of life when that exceeds `after`; else None."
+    if normalize(getattr(run, "status", None), getattr(run, "outcome", None)) is not UxStatus.running: return None
+    beats = [as_utc(getattr(run, k, None)) for k in ("heartbeat_at", "updated_at", "started_at")]
+    last = max((b for b in beats if b is not None), default=None)
+    silent = (as_utc(now) - last).total_seconds() if last else None
+    return silent if silent is not None and silent > after else None
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #5ab84cc4
+def mark_stalled(row, seconds: float):
+    "`row` (a presenter ProgressRow) saying the run is stalled, without an ETA."
+    text = f"Stalled · no sign of life for {format_duration(seconds)}"
+    extra = {"stalled": True} if "stalled" in {f.name for f in fields(row)} else {}
+    return replace(row, status_text=text, eta_seconds=None, eta_text=None, **extra)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #dab0699d
 class ProgressWidgetModel(param.Parameterized):
     "The current user's active runs (and just-finished ones, briefly) as presenter `ProgressRow`s."
-    rows = param.List(default=[], doc="ProgressRow objects, newest run first")
+    rows = param.List(default=[], doc="ProgressRow objects in widget order")
     finished = param.List(default=[], doc="runs that finished since the previous refresh (for a toast)")
     visible = param.Boolean(default=False)
     linger = param.Number(default=6.0, bounds=(0, None), doc="seconds a finished run stays visible")
-    limit = param.Integer(default=10, bounds=(1, None), doc="active runs shown at most (the newest)")
+    limit = param.Integer(default=10, bounds=(1, None), doc="active runs shown at most (first in widget order)")
     more = param.Integer(default=0, doc="active runs not shown because of `limit`")
+    stalled_after = param.Number(default=120.0, bounds=(0, None), doc="seconds of silence before 'Stalled'")
+    on_error = param.Callable(default=None, doc="the session's error handler (see `reported`)")
 
-    def __init__(self, viewer, presenter: OperationUxPresenter | None = None, clock=None, **kw):
+    def __init__(self, viewer, presenter: OperationUxPresenter | None = None, clock=None, memo=None, **kw):
         super().__init__(**kw)
         self.viewer, self.presenter = viewer, presenter or OperationUxPresenter()
-        self.clock = clock or utcnow
-        self._runs: dict[int, object] = {}      # run id -> latest snapshot
-        self._ended: dict[int, datetime] = {}   # run id -> when we saw it finish
-        self._lock = threading.RLock()
+        self.clock, self.memo = clock or utcnow, memo or Unshared()
+        self._runs, self._ended = {}, {}      # run id -> latest snapshot; run id -> when we saw it finish
 
-    def refresh(self, now: datetime | None = None):
-        "Re-read the active runs (the only database access of the widget)."
-        now = now or self.clock()
-        active = self.viewer.active_runs()
-        finished = []
-        with self._lock:
-            ids = {r.id for r in active}
-            for rid in [i for i in self._runs if i not in ids and i not in self._ended]:
-                final = self.viewer.run(rid)
-                if final is None or not normalize(final.status, final.outcome).is_terminal:
-                    self._runs.pop(rid, None)          # vanished or no longer ours: drop silently
-                else:
-                    self._runs[rid], self._ended[rid] = final, now
-                    finished.append(final)
-            for r in active:
-                self._runs[r.id] = r; self._ended.pop(r.id, None)
-        if finished: self.finished = finished
-        return self.tick(now)
+# %% ../../nbs/ui/20_viewmodels.ipynb #ab0b09af
+@patch
+def _note_finished(self: ProgressWidgetModel, active, now) -> list:
+    "Keep `active` snapshots; look up how runs that left the active set ended. Returns the finished runs."
+    ids, finished = {r.id for r in active}, []
+    for rid in [i for i in self._runs if i not in ids and i not in self._ended]:
+        final = self.viewer.run(rid)
+        if final is None or not normalize(final.status, final.outcome).is_terminal:
+            self._runs.pop(rid, None)          # vanished or no longer ours: drop silently
+        else:
+            self._runs[rid], self._ended[rid] = final, now
+            finished.append(final)
+    for r in active:
+        self._runs[r.id] = r
+        self._ended.pop(r.id, None)
+    return finished
 
-    def tick(self, now: datetime | None = None):
-        "Recompute clocks from memory and retire finished runs whose linger time is over. No database access."
-        now = now or self.clock()
-        with self._lock:
-            for rid in [i for i, t in self._ended.items() if (now - t).total_seconds() >= self.linger]:
-                self._runs.pop(rid, None); self._ended.pop(rid, None)
-            ids = sorted(self._runs, reverse=True)
-            active = [i for i in ids if i not in self._ended]       # finished runs show briefly on top of the limit
-            shown = sorted([i for i in ids if i in self._ended] + active[:self.limit], reverse=True)
-            runs, more = tuple(self._runs[i] for i in shown), max(0, len(active) - self.limit)
-        rows = SHARED.get("widget_rows", (self.presenter, *runs), (now,),
-                          lambda: [self.presenter.progress_row(r, now) for r in runs])
-        self.param.update(rows=rows, more=more, visible=bool(rows))
-        return self
+# %% ../../nbs/ui/20_viewmodels.ipynb #2426ba57
+@patch
+def refresh(self: ProgressWidgetModel, now: datetime | None = None):
+    "Re-read the active runs (the only database access of the widget)."
+    now = now or self.clock()
+    finished = self._note_finished(self.viewer.active_runs(), now)
+    if finished: self.finished = finished
+    return self.tick(now)
 
-    @property
-    def run_ids(self) -> set[int]: return set(self._runs)
+# %% ../../nbs/ui/20_viewmodels.ipynb #6143db80
+ProgressWidgetModel.reload = reported(ProgressWidgetModel.refresh)
 
-# %% ../../nbs/ui/20_viewmodels.ipynb #6c0a8059
+# %% ../../nbs/ui/20_viewmodels.ipynb #0797f601
+@patch
+def _row(self: ProgressWidgetModel, run, now):
+    row, silent = self.presenter.progress_row(run, now), stalled_for(run, now, self.stalled_after)
+    return mark_stalled(row, silent) if silent is not None else row
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #e0ccc1d8
+@patch
+def tick(self: ProgressWidgetModel, now: datetime | None = None):
+    "Recompute clocks from memory and retire finished runs whose linger time is over. No database access."
+    now = now or self.clock()
+    for rid in [i for i, t in self._ended.items() if (now - t).total_seconds() >= self.linger]:
+        self._runs.pop(rid, None); self._ended.pop(rid, None)
+    ordered = sorted(self._runs.values(), key=widget_order)
+    active = [r for r in ordered if r.id not in self._ended]
+    shown = active[:self.limit] + [r for r in ordered if r.id in self._ended]   # a finished run keeps its place
+    runs = tuple(sorted(shown, key=widget_order))
+    rows = self.memo.get("widget_rows", (self.presenter, *runs), (now, self.stalled_after),
+                         lambda: [self._row(r, now) for r in runs])
+    self.param.update(rows=rows, more=max(0, len(active) - self.limit), visible=bool(rows))
+    return self
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #7c296069
+@patch(as_prop=True)
+def run_ids(self: ProgressWidgetModel) -> set[int]:
+    "Ids of the runs the widget holds (shown or not)."
+    return set(self._runs)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #42ff2d76
 def notification_item(n) -> dict:
     "A stored notification as display data: title, body, status, url, read flag, time."
-    data = getattr(n, "data", None) or {}
-    if not isinstance(data, dict): data = {}
-    url = data.get("url")
+    data = getattr(n, "data", None)
+    data = data if isinstance(data, dict) else {}
     rid = data.get("run_id") if data.get("run_id") is not None else getattr(n, "run_id", None)
-    if rid is not None:
-        try: url = run_url(rid)            # the one canonical link, whatever the stored data says
-        except (TypeError, ValueError): url = None
-    else: url = None
+    url = run_url(parse_run_id(rid)) if rid is not None and parse_run_id(rid) else None
     status = data.get("status") if data.get("status") in ("success", "warning", "danger", "neutral") else "neutral"
     return dict(id=n.id, title=clean_text(data.get("title") or "Operation finished", MAX_NAME),
-                body=clean_text(data.get("body") or "", MAX_TEXT),
-                status=status, url=url, read=getattr(n, "read_at", None) is not None,
-                created=format_time(getattr(n, "created_at", None)))
+                body=clean_text(data.get("body") or "", MAX_TEXT), status=status, url=url,
+                read=getattr(n, "read_at", None) is not None, created=format_time(getattr(n, "created_at", None)))
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #d2136117
-class InboxModel(Guarded, param.Parameterized):
+class InboxModel(param.Parameterized):
     "The notification inbox: one page of notifications and the unread count."
     items = param.List(default=[])
     unread = param.Integer(default=0)
     unread_only = param.Boolean(default=False)
     page_size = param.Integer(default=10, bounds=(1, 200))
     has_more = param.Boolean(default=False)
+    paged = param.Boolean(default=False, doc="showing an older page (so 'Newest' makes sense)")
+    on_error = param.Callable(default=None, doc="the session's error handler (see `reported`)")
 
     def __init__(self, viewer, **kw):
         super().__init__(**kw)
         self.viewer, self._after = viewer, None
-        self.param.watch(lambda e: self.safely(self.first_page), ["unread_only"])
 
-    def refresh_count(self):
-        "Re-read only the unread count (cheap; what a push for this user calls)."
-        self.unread = self.viewer.unread_count()
-        return self
+    @param.depends("unread_only", watch=True)
+    def _filter_changed(self): self.first_page()
 
-    def refresh(self):
-        "Re-read the current page and the unread count."
-        page = self.viewer.notifications(unread_only=self.unread_only, limit=self.page_size + 1, after=self._after)
-        self.param.update(items=[notification_item(n) for n in page[:self.page_size]],
-                          has_more=len(page) > self.page_size, unread=self.viewer.unread_count())
-        return self
+# %% ../../nbs/ui/20_viewmodels.ipynb #ad07eb32
+@patch
+def refresh_count(self: InboxModel):
+    "Re-read only the unread count (cheap; what a push for this user calls)."
+    self.unread = self.viewer.unread_count()
+    return self
 
-    def first_page(self):
-        self._after = None
-        return self.refresh()
+# %% ../../nbs/ui/20_viewmodels.ipynb #5ec3c40d
+@patch
+def refresh(self: InboxModel):
+    "Re-read the current page and the unread count."
+    page = self.viewer.notifications(unread_only=self.unread_only, limit=self.page_size + 1, after=self._after)
+    self.param.update(items=[notification_item(n) for n in page[:self.page_size]], paged=self._after is not None,
+                      has_more=len(page) > self.page_size, unread=self.viewer.unread_count())
+    return self
 
-    def next_page(self):
-        "Older notifications."
-        if self.items and self.has_more: self._after = self.items[-1]["id"]
-        return self.refresh()
+# %% ../../nbs/ui/20_viewmodels.ipynb #6ed20db5
+@patch
+@reported
+def first_page(self: InboxModel):
+    "The newest notifications."
+    self._after = None
+    return self.refresh()
 
-    def mark_read(self, notification_id: int) -> bool:
-        "Mark one notification read."
-        ok = self.viewer.mark_read(notification_id)
-        self.refresh()
-        return ok
+# %% ../../nbs/ui/20_viewmodels.ipynb #0e3ded7b
+@patch
+@reported
+def next_page(self: InboxModel):
+    "Older notifications."
+    if self.items and self.has_more: self._after = self.items[-1]["id"]
+    return self.refresh()
 
-    def mark_all_read(self) -> int:
-        "Mark every notification of this user read."
-        n = self.viewer.mark_all_read()
-        self.refresh()
-        return n
+# %% ../../nbs/ui/20_viewmodels.ipynb #56ba0ea9
+@patch
+@reported
+def mark_read(self: InboxModel, notification_id: int) -> bool:
+    "Mark one notification read."
+    ok = self.viewer.mark_read(notification_id)
+    self.refresh()
+    return ok
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #a49d05b3
+@patch
+@reported
+def mark_all_read(self: InboxModel) -> int:
+    "Mark every notification of this user read."
+    n = self.viewer.mark_all_read()
+    self.refresh()
+    return n
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #1d69c91a
 class ConnectionModel(param.Parameterized):
-    "Whether a session's data is live, or the last good data while the database is unreachable."
+    "Whether a session's data is live (or the last good data while the database is away), and write trouble."
     online = param.Boolean(default=True)
     last_ok = param.Date(default=None, allow_None=True, doc="when the data on screen was last read successfully")
+    write_problem = param.String(default="", doc="why workers' writes fail right now ('' when they do not)")
 
     def ok(self, now: datetime | None = None):
         "The data was just read successfully."
         self.param.update(online=True, last_ok=now or utcnow())
+
     def lost(self):
         "The database could not be read; what is on screen is now stale."
         self.online = False
-    @property
+
+    @param.depends("online", "last_ok")
     def message(self) -> str:
+        "The banner's text while offline."
         when = f" as of {format_time(self.last_ok)}" if self.last_ok else ""
-        return (f"Reconnecting… The database cannot be reached right now. Showing the last data{when}; "
+        return (f"The database cannot be reached right now. Showing the last data{when}; "
                 "this page updates by itself when the database is back.")
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #4519cba2

@@ -34,6 +34,31 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{url} did not come up within {timeout}s")
 
 
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Wait until the server at `base` answers HTTP at all (or its process dies).
+
+    It asks for `/healthz` (no session is built; an older server without it answers 404, which is as good): a
+    full page would build a Bokeh session per poll, and under load a poll that times out is followed by another
+    page build, which slows the server further. Any HTTP status means the routes are being served."""
+    import http.client
+    from urllib.parse import urlsplit
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{proc.stdout.read() if proc.stdout else ''}")
+        con = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            con.request("GET", "/healthz"); con.getresponse().read()
+            return
+        except OSError:
+            pass
+        finally:
+            con.close()
+        time.sleep(0.1)  # polling a condition with a deadline
+    raise TimeoutError(f"{base} did not come up within {timeout}s")
+
+
 def prepare_database(url: str, runs: int) -> dict:
     "Seed the demo data and store the XSS payloads; returns ids the tests need."
     from opsux.store.ops import connect
@@ -65,30 +90,37 @@ def prepare_database(url: str, runs: int) -> dict:
 
 class DemoServer:
     def __init__(self, url: str, tmp: Path, speed: float = 6.0, runs: int = 300):
-        self.db_url, self.port = url, free_port()
+        self.db_url, self.port, self.tmp, self.speed = url, free_port(), tmp, speed
         self.base = f"http://127.0.0.1:{self.port}"
         self.info = prepare_database(url, runs)
+        self.log = open(tmp / "server.log", "a")
+        self.start()
+
+    def start(self):
+        "Start the demo server process on this server's port and wait until it serves."
         code = textwrap.dedent(f"""
             from opsux.demo import demo
-            demo(db={url!r}, port={self.port}, speed={speed!r}, background=False)
+            demo(db={self.db_url!r}, port={self.port}, speed={self.speed!r}, background=False)
         """)
-        env = dict(os.environ, OPSUX_HOME=str(tmp), PYTHONUNBUFFERED="1")
-        self.log = open(tmp / "server.log", "w")
+        env = dict(os.environ, OPSUX_HOME=str(self.tmp), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=str(ROOT))
-        try: wait_http(self.base + "/operations", self.proc)
+        try: wait_ready(self.base, self.proc)
         except Exception:
             self.stop(); raise
+
+    def terminate(self):
+        "SIGTERM the server process (what a deploy does) and wait for it to exit."
+        self.proc.terminate()
+        try: self.proc.wait(10)
+        except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait(10)
 
     def ops(self):
         from opsux.store.ops import connect
         return connect(self.db_url)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try: self.proc.wait(10)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait(10)
+        if self.proc.poll() is None: self.terminate()
         self.log.close()
 
 

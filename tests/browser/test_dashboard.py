@@ -24,6 +24,25 @@ def bell_count(page) -> int:
     return int(re.search(r"(\d+)", text).group(1))
 
 
+def quiet_page(page, server, path: str):
+    """Open `path` once the persona has no active run left (an earlier test's run ending during this test would
+    add its terminal toast), on a fresh page (no toasts yet)."""
+    page.goto(server.base + path)
+    expect(page.locator(".ox-progress-widget")).to_be_hidden(timeout=60000)
+    page.goto(server.base + path)
+
+
+def settled_box(locator, page, timeout: float = 5.0) -> dict:
+    "The bounding box of `locator` once it stopped moving (its slide-in animation is over)."
+    box, deadline = locator.bounding_box(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+        again = locator.bounding_box()
+        if again == box: return box
+        box = again
+    return box
+
+
 def shot(page, name, locator=None, server=None):
     "Save a README screenshot when OPSUX_SCREENSHOTS=1 (SQLite run only; kept small)."
     if os.environ.get("OPSUX_SCREENSHOTS") != "1": return
@@ -100,7 +119,7 @@ def test_dedupe_toast_links_to_the_active_run(page, server):
 
 def test_toasts_sit_in_the_corner_and_fade_out_on_their_own(page, server):
     "Toasts are fixed to the viewport's top right; each leaves after its 6 s, also when a newer one re-renders them."
-    page.goto(server.base + "/actions")
+    quiet_page(page, server, "/actions")
     page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("button", name="Start directory groups sync").click()
     first = page.locator(".ox-toast").filter(has_text=re.compile(r"Directory groups sync (queued|already)"))
@@ -118,6 +137,31 @@ def test_toasts_sit_in_the_corner_and_fade_out_on_their_own(page, server):
     gone = time.monotonic() - shown
     assert 5.0 < gone < 7.5, gone                                             # its own 6 s, not restarted at 3 s
     expect(second).to_be_visible()
+
+
+def test_a_newer_toast_never_moves_an_older_one(page, server):
+    """A toast someone is about to click is not pushed down when another one arrives (here: the end of a run of the
+    same user, driven by another process). Toasts stack oldest first; newest-first stacking pushed the older toast
+    down by a toast's height (seen as y=196 instead of 72 when a previous test's run ended meanwhile)."""
+    ops = server.ops()
+    try:
+        persona = ops.directory.get_user(server.info["persona_email"])
+        tenant = ops.viewer(persona).tenants()[0]
+        quiet_page(page, server, "/actions")
+        other = ops.runs.enqueue(tenant, "restore.execute", user=persona, identity="toast-order")
+        expect(page.locator(f'.ox-progress-widget .ox-row[data-run-id="{other.id}"]')).to_be_visible()
+        page.get_by_role("button", name="Start bulk restore policies").click()
+        first = page.locator(".ox-toast").filter(has_text=re.compile(r"Bulk restore policies (queued|already)"))
+        expect(first).to_be_visible()
+        before = settled_box(first, page)                                # (it slides in)
+        ops.runs.start(other); ops.runs.complete(other)                  # its terminal toast arrives now
+        ended = page.locator(".ox-toast").filter(has=page.locator(f'a[href="/operations/run?id={other.id}"]'))
+        expect(ended).to_be_visible()
+        settled_box(ended, page)
+        assert abs(first.bounding_box()["y"] - before["y"]) < 1 and before["y"] < 100, (before, first.bounding_box())
+        assert ended.bounding_box()["y"] > before["y"]                   # the newer one comes below
+    finally:
+        ops.close()
 
 
 def test_list_filters_paging_and_url_state(page, server):
@@ -147,6 +191,17 @@ def test_list_filters_paging_and_url_state(page, server):
     page.reload()
     expect(badges.first).to_have_text("Failed")
     expect(badges.filter(has_not_text="Failed")).to_have_count(0)
+
+    page.locator(".ox-f-status select").select_option(label="Partial")
+    page.wait_for_function("location.search.includes('status=partial')")
+    page.go_back()                                                     # back: the previous filters, on screen
+    page.wait_for_function("location.search.includes('status=failed')")
+    expect(page.locator(".ox-f-status select")).to_have_value("Failed")
+    expect(badges.filter(has_not_text="Failed")).to_have_count(0)
+    page.go_forward()
+    expect(page.locator(".ox-f-status select")).to_have_value("Partial")
+    page.go_back()
+    expect(page.locator(".ox-f-status select")).to_have_value("Failed")
 
     # a detail opened from the filtered list goes back to the filtered list
     rows.first.locator("a").first.click()
