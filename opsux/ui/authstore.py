@@ -52,7 +52,7 @@ class AuthStore:
     @staticmethod
     def available(ops) -> bool:
         "True when `ops` is writable and has the tables of migration 0010."
-        return not ops.read_only and {t.name for t in TABLES} <= set(ops.tables)
+        return not getattr(ops, "read_only", True) and {t.name for t in TABLES} <= set(getattr(ops, "tables", ()))
 
     def _insert(self):
         return pg_insert if self.ops.is_postgres else sqlite_insert

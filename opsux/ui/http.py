@@ -37,7 +37,7 @@ def safe_next(value, # the `next=` parameter or cookie, as sent
 # %% ../../nbs/ui/26_http.ipynb #21529055
 def allowed_hosts(host: str, port: int, extra=()) -> tuple[str, ...]:
     "The Host values this server answers: its bind address, localhost and 127.0.0.1 on `port`, plus `extra`."
-    names = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", *extra]
+    names = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", *extra]
     return tuple(dict.fromkeys(n.strip().lower() for n in names if n and n.strip()))
 
 def host_allowed(host: str | None, # the request's Host header (or an Origin's host[:port])
