@@ -380,16 +380,15 @@ def _forged(self) -> bool:
 async def _check(self, email: str, password: str):
     "(user or None, wait): count the attempt, then check the password on the hashing threads."
     g, ip, loop = self.guard, self.request.remote_ip, IOLoop.current()
-    if g._checking(ip, +1) >= g.throttle.in_flight:
+    wait = await loop.run_in_executor(None, g.throttle.attempt, ip, email)
+    if wait: return None, wait
+    if g._checking(ip, +1) >= g.throttle.in_flight:      # counted above, but not checked: this client is flooding
         g._checking(ip, -1)
         return None, 5.0
-    try:
-        wait = await loop.run_in_executor(None, g.throttle.attempt, ip, email)
-        if wait: return None, wait
-        user = await loop.run_in_executor(hash_pool(), g.ops.directory.verify_password, email, password)
-        if user is not None: await loop.run_in_executor(None, g.throttle.success, ip, email)
-        return user, 0.0
+    try: user = await loop.run_in_executor(hash_pool(), g.ops.directory.verify_password, email, password)
     finally: g._checking(ip, -1)
+    if user is not None: await loop.run_in_executor(None, g.throttle.success, ip, email)
+    return user, 0.0
 
 OpsuxLoginHandler._forged, OpsuxLoginHandler._check = _forged, _check
 

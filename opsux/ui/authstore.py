@@ -79,8 +79,10 @@ def attempt(self, limits, # [(key, limit)]: every key counts this attempt
     "Count one login attempt under every key; 0.0 when it may be checked, else seconds until it may."
     now = self.clock()
     with self.ops.writer.begin() as con:
-        waits = [self._attempt_one(con, k, n, window, lockout, now) for k, n in limits]
-    return max(waits + [0.0])
+        for k, n in limits:                    # a refused attempt is not counted under the keys after it
+            wait = self._attempt_one(con, k, n, window, lockout, now)
+            if wait: return wait
+    return 0.0
 
 def forget(self, keys, # keys whose count starts over (after a successful login)
            ) -> None:
@@ -159,6 +161,7 @@ class MemoryAuthStore:
                 if locked and locked > now: waits.append((locked - now).total_seconds())
                 elif n > limit: locked = now + timedelta(seconds=lockout); waits.append(float(lockout))
                 self._counts[key] = (n, start, locked)
+                if waits[-1]: break
             if len(self._counts) > 100_000: self._counts.clear()
         return max(waits)
 
