@@ -28,10 +28,10 @@ __all__ = ['AUTH_MODES', 'MIN_SECRET_LENGTH', 'LOGIN_TEMPLATE', 'LOGOUT_TEMPLATE
            'AUTH_COOKIES', 'EPOCH_HEADER', 'IDENTITY_HEADER', 'VERIFIED_CLAIM_ENV', 'REDACTED_LOGGERS',
            'AuthConfigError', 'is_loopback', 'check_bind', 'opsux_home', 'cookie_secret', 'LoginThrottle', 'hash_pool',
            'CookieFlagsMixin', 'csrf_token', 'same_origin', 'session_value', 'parse_session', 'LiveSockets',
-           'session_kwargs', 'AuthGuard', 'OpsuxLoginHandler', 'OpsuxLogoutHandler', 'OpsuxBasicAuthProvider',
-           'rs256_valid', 'IdTokenError', 'verify_id_token', 'verified_email', 'oauth_login_handler',
-           'OpsuxOAuthProvider', 'oidc_endpoints', 'oidc_document', 'jwks_keys', 'redact', 'RedactingFilter',
-           'install_log_redaction', 'auth_kwargs', 'identity_email', 'current_user']
+           'session_kwargs', 'AuthGuard', 'OpsuxLoginHandler', 'set_session_cookie', 'OpsuxLogoutHandler',
+           'OpsuxBasicAuthProvider', 'rs256_valid', 'IdTokenError', 'verify_id_token', 'verified_email',
+           'oauth_login_handler', 'OpsuxOAuthProvider', 'oidc_endpoints', 'oidc_document', 'jwks_keys', 'redact',
+           'RedactingFilter', 'install_log_redaction', 'auth_kwargs', 'identity_email', 'current_user']
 
 # %% ../../nbs/ui/24_auth.ipynb #eeba99a9
 AUTH_MODES = ("none", "basic", "oauth")
@@ -412,12 +412,16 @@ async def _post(self):
     _log.info("opsux login: user id %s from %s", getattr(user, "id", "?"), self.request.remote_ip)
     self.redirect(self.guard.next_url(self.get_cookie("next_url")))
 
+async def set_session_cookie(handler, guard: AuthGuard, email: str):
+    "Set the signed session cookie for `email` in its current session epoch."
+    epoch = await IOLoop.current().run_in_executor(None, guard.store.epoch, email)
+    handler.set_secure_cookie(SESSION_COOKIE, session_value(email, epoch), expires_days=_panel_config.oauth_expiry,
+                              path=_panel_config.cookie_path)
+
 async def _signed_in(self, email: str):
-    "Set the login cookies for `email` in its current session epoch."
-    epoch = await IOLoop.current().run_in_executor(None, self.guard.store.epoch, email)
+    "Set the login cookies for `email`."
     self.set_current_user(email)
-    self.set_secure_cookie(SESSION_COOKIE, session_value(email, epoch), expires_days=_panel_config.oauth_expiry,
-                           path=_panel_config.cookie_path)
+    await set_session_cookie(self, self.guard, email)
     self.clear_cookie("next_url", path=_panel_config.cookie_path)
 
 OpsuxLoginHandler.post, OpsuxLoginHandler._signed_in = _post, _signed_in
@@ -572,7 +576,7 @@ async def _oauth_admit(self):
     except IdTokenError as e:
         _log.warning("opsux OIDC sign-in refused: %s", e)
         raise HTTPError(403, str(e), reason="Sign-in refused")
-    await OpsuxLoginHandler._signed_in(self, email)
+    await set_session_cookie(self, g, email)
 
 # %% ../../nbs/ui/24_auth.ipynb #52d6b14f
 class OpsuxOAuthProvider(OAuthProvider):
