@@ -9,8 +9,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from security_support import ALICE, BOB, Client, Served, make_world
-from opsux.ui.auth import LoginThrottle
-from opsux.ui.authstore import AuthStore
 
 
 class Clock:
@@ -20,6 +18,7 @@ class Clock:
 
 
 def test_store_counts_exactly_under_concurrent_attempts(ops):
+    from opsux.ui.authstore import AuthStore
     store = AuthStore(ops)
     barrier, waits, lock = threading.Barrier(8), [], threading.Lock()
     def hammer():
@@ -34,6 +33,8 @@ def test_store_counts_exactly_under_concurrent_attempts(ops):
 
 
 def test_throttle_windows_lockouts_and_success(ops):
+    from opsux.ui.auth import LoginThrottle
+    from opsux.ui.authstore import AuthStore
     clock = Clock()
     th = LoginThrottle(AuthStore(ops, clock=clock), max_failures=3, window=60, lockout=120, per_account=6, per_ip=10)
     assert [th.attempt("10.0.0.1", "ada@x.test") for _ in range(4)] == [0.0, 0.0, 0.0, 120.0]
