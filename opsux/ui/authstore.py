@@ -6,11 +6,11 @@
 from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
-from sqlalchemy import (Column, ForeignKey, Index, Integer, MetaData, String, Table, UniqueConstraint, case, delete, select,
+from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint, case, delete, select,
                         update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from ..store.models import UtcDateTime
+from ..store.models import Base, UtcDateTime
 
 # %% auto #0
 __all__ = ['metadata', 'login_throttle', 'auth_epochs', 'oidc_subjects', 'TABLES', 'AuthStore', 'attempt', 'forget', 'attempts',
@@ -18,7 +18,7 @@ __all__ = ['metadata', 'login_throttle', 'auth_epochs', 'oidc_subjects', 'TABLES
            'auth_store']
 
 # %% ../../nbs/ui/24a_authstore.ipynb #677c84ad
-metadata = MetaData()
+metadata = Base.metadata          # the schema migrations build: migration 0010 creates these three tables
 
 login_throttle = Table("opsux_login_throttle", metadata,
     Column("key", String(400), primary_key=True),           # "pair:ip|email", "account:email" or "ip:ip"
