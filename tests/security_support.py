@@ -183,5 +183,7 @@ class BokehSocket:
 
 
 def run(coro, timeout: float = 120):
-    "Run `coro` on a fresh event loop (the tests are synchronous)."
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    "Run `coro` on a fresh event loop in a thread of its own (Playwright's sync API may hold this thread's loop)."
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coro, timeout)).result()

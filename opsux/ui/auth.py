@@ -243,6 +243,10 @@ class LiveSockets:
         self._by[identity][handler] = (epoch, time.monotonic())
         return True
 
+    def identities(self) -> list[str]:
+        "The identities holding live sockets in this process."
+        return [i for i in list(self._by) if self._live(i)]
+
     def close(self, identity: str, epoch: int) -> int:
         "Close the sockets of `identity` opened in an epoch before `epoch`; returns how many."
         d, n = self._by.get(identity.lower(), {}), 0

@@ -14,8 +14,8 @@ from ..store.models import Base, UtcDateTime
 
 # %% auto #0
 __all__ = ['metadata', 'login_throttle', 'auth_epochs', 'oidc_subjects', 'TABLES', 'AuthStore', 'attempt', 'forget', 'attempts',
-           'epoch', 'end_sessions', 'ended_since', 'subject_user', 'user_subject', 'bind_subject', 'MemoryAuthStore',
-           'auth_store']
+           'epoch', 'end_sessions', 'ended_since', 'epochs', 'subject_user', 'user_subject', 'bind_subject',
+           'MemoryAuthStore', 'auth_store']
 
 # %% ../../nbs/ui/24a_authstore.ipynb #677c84ad
 metadata = Base.metadata          # the schema migrations build: migration 0010 creates these three tables
@@ -120,7 +120,14 @@ def ended_since(self, since: datetime) -> list[tuple[str, int, datetime]]:
         q = select(t.c.identity, t.c.epoch, t.c.updated_at).where(t.c.updated_at > since).order_by(t.c.updated_at)
         return [tuple(r) for r in con.execute(q)]
 
-AuthStore.epoch, AuthStore.end_sessions, AuthStore.ended_since = epoch, end_sessions, ended_since
+def epochs(self, identities) -> dict[str, int]:
+    "The current epochs of `identities` that have one (identities never signed out are left out)."
+    t, ids = auth_epochs, sorted({i.lower() for i in identities})
+    if not ids: return {}
+    with self.ops.reader.connect() as con:
+        return dict(con.execute(select(t.c.identity, t.c.epoch).where(t.c.identity.in_(ids))).all())
+
+AuthStore.epoch, AuthStore.end_sessions, AuthStore.ended_since, AuthStore.epochs = epoch, end_sessions, ended_since, epochs
 
 # %% ../../nbs/ui/24a_authstore.ipynb #fd4c5737
 def subject_user(self, issuer: str, subject: str) -> int | None:
@@ -190,6 +197,7 @@ def _m_bind(self, issuer, subject, user_id):
 
 MemoryAuthStore.epoch, MemoryAuthStore.end_sessions, MemoryAuthStore.ended_since = _m_epoch, _m_end, _m_since
 MemoryAuthStore.bind_subject = _m_bind
+MemoryAuthStore.epochs = lambda self, ids: {i.lower(): self._epochs[i.lower()][0] for i in ids if i.lower() in self._epochs}
 
 # %% ../../nbs/ui/24a_authstore.ipynb #3c08aebb
 def auth_store(ops):

@@ -5,7 +5,6 @@
 # %% ../../nbs/ui/25_server.ipynb #ea7f9897
 from __future__ import annotations
 import gc, logging
-from datetime import datetime, timedelta, timezone
 import panel as pn
 import tornado.web
 from sqlalchemy import literal, select
@@ -42,13 +41,12 @@ def readiness(ops):
 def revocation_poller(guard, # the `AuthGuard` of the server's login provider
                       every: float = 2.0): # seconds between reads of the session epochs
     "A callback that closes this process's websockets of users who signed out in another process."
-    state = {"since": datetime.now(timezone.utc) - timedelta(seconds=5)}
     async def poll():
-        try: rows = await IOLoop.current().run_in_executor(None, guard.store.ended_since, state["since"])
+        live = guard.sockets.identities()
+        if not live: return
+        try: current = await IOLoop.current().run_in_executor(None, guard.store.epochs, live)
         except Exception: return                       # the database is away: the next poll catches up
-        for identity, epoch, when in rows:
-            guard.sockets.close(identity, epoch)
-            state["since"] = max(state["since"], when - timedelta(seconds=1))
+        for identity, epoch in current.items(): guard.sockets.close(identity, epoch)
     return PeriodicCallback(poll, every * 1000)
 
 # %% ../../nbs/ui/25_server.ipynb #adb03508
@@ -102,7 +100,8 @@ def secure(server, app, hosts, trusted, pages, extra: dict) -> list[str]:
     "Put the gate in front of `server`'s routes, keep only ours, add the probes; returns the routes kept."
     guard = getattr(extra.get("auth_provider"), "guard", None)
     tornado_app = server._tornado                     # private: Bokeh's Tornado application (checked: Bokeh 3.9.2)
-    gate = Gate(tornado_app, hosts, trusted, pages, RateLimit(), _request_user(extra.get("cookie_secret")))
+    limit = RateLimit() if guard is not None else None    # --auth none and the demo: one user, nobody to protect
+    gate = Gate(tornado_app, hosts, trusted, pages, limit, _request_user(extra.get("cookie_secret")))
     probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)})]
     kept = install_gate(tornado_app, gate, pages, endpoints=(guard.login_endpoint, guard.logout_endpoint)
                         if guard else (), extra=probes)
