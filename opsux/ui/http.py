@@ -122,7 +122,7 @@ def content_security_policy(html: str | None = None, # the page, when it is HTML
     if html: code.feed(html); code.close()
     scripts = " ".join(dict.fromkeys(_sha(s) for s in code.scripts))
     handlers = " ".join(dict.fromkeys(_sha(h) for h in code.handlers))
-    script_src = " ".join(p for p in ("'self'", "blob:", scripts, "'unsafe-hashes' " + handlers if handlers else "",
+    script_src = " ".join(p for p in ("'self'", "'report-sample'", "blob:", scripts, "'unsafe-hashes' " + handlers if handlers else "",
                                       "'unsafe-eval'") if p)
     return "; ".join([f"default-src 'self'", f"script-src {script_src}", "style-src 'self' 'unsafe-inline'",
                       "img-src 'self' data: blob:", "font-src 'self' data:", "connect-src 'self'",
