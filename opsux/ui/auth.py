@@ -309,6 +309,7 @@ AuthGuard._checking, AuthGuard.session_of = _checking, _session_of
 # %% ../../nbs/ui/24_auth.ipynb #052b4730
 def _socket_token(handler) -> str | None:
     "The Bokeh session token a websocket request offers as its second subprotocol."
+    # PRIVATE (compat): BokehJS's handshake convention `Sec-WebSocket-Protocol: bokeh, <token>`, Bokeh 3.9.2
     parts = [p.strip() for p in handler.request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     return parts[1] if len(parts) == 2 and parts[0] == "bokeh" else None
 
@@ -332,7 +333,7 @@ def _authenticate(self, handler, user: str | None) -> str | None:
     if session is None or session[0] != str(user).strip().lower():
         handler.request.headers[IDENTITY_HEADER] = handler.request.headers[EPOCH_HEADER] = ""
         return None
-    info = None
+    info = None                            # PRIVATE (compat): panel.io.state.state._decrypt_cookie, Panel 1.9.4
     raw = handler.get_secure_cookie("id_token", max_age_days=_panel_config.oauth_expiry)
     try: info = decode_token(_panel_state._decrypt_cookie(raw)) if raw else None
     except Exception: info = None
@@ -547,13 +548,14 @@ def verified_email(claims: dict, claim: str | None = None) -> str | None:
 def oauth_login_handler(base, guard: AuthGuard, oidc: dict):
     "A subclass of Panel's OAuth login handler `base` that checks the ID token and binds issuer + sub."
     def set_secure_cookie(self, name, value, *args, **kwargs):
+        # PRIVATE (compat): Panel 1.9.4's OAuthLoginHandler sets the raw ID token as cookie "id_token"
         if name == "id_token": self._opsux_id_token = value
         return super(cls, self).set_secure_cookie(name, value, *args, **kwargs)
     async def get_authenticated_user(self, redirect_uri, client_id, state, client_secret=None, code=None):
         user = await super(cls, self).get_authenticated_user(redirect_uri, client_id, state, client_secret, code)
         if code and user is not None: await self._opsux_admit()
         return user
-    def get_state(self):
+    def get_state(self):                   # PRIVATE (compat): panel.auth._serialize_state, Panel 1.9.4
         return _serialize_state({"state_id": secrets.token_hex(16), "next_url": guard.next_url(self.get_argument("next", None))})
     cls = type(f"Opsux{base.__name__}", (CookieFlagsMixin, base),
                dict(guard=guard, oidc=oidc, set_secure_cookie=set_secure_cookie, get_state=get_state,

@@ -226,6 +226,8 @@ def install_gate(app, # the server's `tornado.web.Application` (Bokeh's `BokehTo
                  extra=(), # (pattern, handler class, kwargs) added by opsux (health probes)
                 ) -> list[str]:
     "Route `app` through `gate`, keep only the routes opsux needs (plus `extra`); returns the patterns kept."
+    # PRIVATE (compat): Tornado's `Application.wildcard_router.rules` and `transforms`, and Bokeh's route patterns
+    # ("/page/?$", "/page/ws$"), checked with Tornado 6.6.1 / Bokeh 3.9.2 / Panel 1.9.4
     keep = KEEP | page_rules(pages) | {f"{e}$" for e in endpoints}
     router = app.wildcard_router
     kept = [r for r in router.rules if isinstance(r.matcher, PathMatches) and r.matcher.regex.pattern in keep]
