@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
                    help="public name of a reverse proxy in front of the server; repeatable")
     s.add_argument("--use-xheaders", action="store_true",
-                   help="behind a reverse proxy: client address and scheme from X-Forwarded-For/-Proto, X-Real-IP")
+                   help="behind a reverse proxy: client address and scheme from X-Forwarded-For/-Proto")
+    s.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="address or CIDR of a reverse proxy whose X-Forwarded-* headers are believed; repeatable")
     s.set_defaults(func=_serve)
 
     d = sub.add_parser("demo", help="create a demo database, run a simulated worker and serve the dashboard")
@@ -111,7 +113,8 @@ def _serve(args):
     from opsux.ui.server import serve
     serve(db=args.db, host=args.host, port=args.port, read_only=args.read_only, auth=args.auth,
           as_user=args.as_user, num_procs=args.num_procs,
-          allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders)
+          allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders,
+          trusted_proxy=args.trusted_proxy)
     return 0
 
 def _demo(args):

@@ -7,7 +7,7 @@ import pytest
 
 import opsux
 from support import free_port
-from opsux.ui.auth import (AuthConfigError, LoginThrottle, RedactingFilter, auth_kwargs, check_bind, cookie_secret,
+from opsux.ui.auth import (AuthConfigError, RedactingFilter, auth_kwargs, check_bind, cookie_secret,
                         identity_email, install_log_redaction, is_loopback, oidc_endpoints)
 
 SECRET = "t" * 48
@@ -87,75 +87,7 @@ def test_secret_file_readable_by_others_is_refused(monkeypatch, tmp_path):
         cookie_secret(path=path)
 
 
-# --- LoginThrottle -----------------------------------------------------------------------------------------
-
-class Clock:
-    def __init__(self): self.t = 10_000.0
-    def __call__(self): return self.t
-
-
-def test_throttle_locks_a_pair_after_n_failures_in_the_window_then_unlocks():
-    clock = Clock()
-    th = LoginThrottle(max_failures=5, window=300, lockout=600, clock=clock)
-    for _ in range(4):
-        assert th.failure("10.0.0.1", "ada@x.test") == 0.0
-        clock.t += 10
-    assert th.retry_after("10.0.0.1", "ada@x.test") == 0.0
-    assert th.failure("10.0.0.1", "Ada@X.test") == 600.0
-    clock.t += 599
-    assert th.retry_after("10.0.0.1", "ada@x.test") == pytest.approx(1.0)
-    assert th.retry_after("10.0.0.2", "ada@x.test") == 0.0     # the real Ada elsewhere is not locked out
-    assert th.retry_after("10.0.0.1", "bob@x.test") == 0.0
-    clock.t += 2
-    assert th.retry_after("10.0.0.1", "ada@x.test") == 0.0
-
-
-def test_failures_outside_the_window_do_not_count():
-    clock = Clock()
-    th = LoginThrottle(max_failures=3, window=60, lockout=600, clock=clock)
-    for _ in range(10):
-        assert th.failure("10.0.0.1", "ada@x.test") == 0.0
-        clock.t += 31                               # never 3 inside one 60 s window
-    assert th.failures("10.0.0.1", "ada@x.test") == 1
-
-
-def test_success_forgets_the_failures_of_the_pair():
-    th = LoginThrottle(max_failures=3, clock=Clock())
-    th.failure("ip", "ada@x.test"); th.failure("ip", "ada@x.test")
-    th.success("ip", "ada@x.test")
-    assert th.failures("ip", "ada@x.test") == 0
-    assert th.failure("ip", "ada@x.test") == 0.0
-
-
-def test_per_ip_limit_stops_one_address_spraying_many_emails():
-    th = LoginThrottle(max_failures=5, per_ip=10, lockout=100, clock=Clock())
-    waits = [th.failure("10.9.9.9", f"user{i}@x.test") for i in range(10)]
-    assert waits[:9] == [0.0] * 9 and waits[9] == 100.0
-    assert th.retry_after("10.9.9.9", "someone-else@x.test") == 100.0
-    assert th.retry_after("10.9.9.8", "user1@x.test") == 0.0
-
-
-def test_throttle_counts_exactly_under_concurrent_failures():
-    th = LoginThrottle(max_failures=1000, window=1e9, per_ip=None, clock=Clock())
-    barrier = threading.Barrier(10)
-    def hammer():
-        barrier.wait()
-        for _ in range(99): th.failure("ip", "ada@x.test")
-    threads = [threading.Thread(target=hammer) for _ in range(10)]
-    for t in threads: t.start()
-    for t in threads: t.join()
-    assert th.failures("ip", "ada@x.test") == 990 and th.retry_after("ip", "ada@x.test") == 0.0
-    waits = [th.failure("ip", "ada@x.test") for _ in range(10)]
-    assert waits[-1] > 0 and waits[:-1] == [0.0] * 9
-
-
-def test_stale_keys_are_pruned():
-    clock = Clock()
-    th = LoginThrottle(max_failures=5, window=10, lockout=10, clock=clock, max_keys=50)
-    for i in range(50): th.failure("ip", f"u{i}@x.test")
-    clock.t += 11
-    th.failure("ip", "late@x.test"); th.failure("ip2", "late@x.test")
-    assert set(th._failures) == {("ip", "late@x.test"), ("ip", None), ("ip2", "late@x.test"), ("ip2", None)}
+# --- LoginThrottle: tests/test_security_throttle.py (database-backed, concurrent, across processes) ---------------
 
 
 # --- identity mapping, redaction, OIDC discovery, configuration ----------------------------------------------
@@ -211,6 +143,7 @@ def test_oidc_well_known_url_fills_the_generic_provider_endpoints(discovery_serv
     assert kw["oauth_extra_params"]["TOKEN_URL"] == "https://id.test/token"
     assert kw["oauth_key"] == "client-id" and kw["oauth_secret"] == "client-secret"
     assert kw["oauth_jwt_user"] == "email" and "oauth_provider" not in kw and "basic_auth" not in kw
+    assert kw["auth_provider"].login_handler.oidc["issuer"] == "http://127.0.0.1"
 
 
 def test_oauth_without_settings_says_what_to_set(monkeypatch):
@@ -293,6 +226,14 @@ def _client():
     return call, jar
 
 
+def _sign_in(call, base, email, password, next_="%2F"):
+    "GET the login form (its CSRF token), then POST it."
+    import re
+    status, _, body = call(base + f"/login?next={next_}")
+    token = re.search(r'name="_csrf" value="([^"]+)"', body).group(1)
+    return call(base + "/login", {"username": email, "password": password, "_csrf": token})
+
+
 def test_unauthenticated_request_is_sent_to_the_login_page(server):
     base, _ = server
     call, _ = _client()
@@ -300,15 +241,14 @@ def test_unauthenticated_request_is_sent_to_the_login_page(server):
     assert status == 302 and "login" in headers["Location"]
     status, headers, body = call(base + "/login?next=%2F")
     assert status == 200 and 'name="password"' in body and "Sign in to opsux" in body
-    status, _, _ = call(base + "/login?next=https%3A%2F%2Fevil.example%2F")   # no open redirect
-    assert status == 400
+    status, headers, body = call(base + "/login?next=https%3A%2F%2Fevil.example%2F")   # no open redirect:
+    assert status == 200 and 'name="_csrf"' in body                   # the form, and `next` falls back to a page
 
 
 def test_right_password_sets_httponly_samesite_cookie_and_opens_the_app(server):
     base, _ = server
     call, jar = _client()
-    call(base + "/login?next=%2F")
-    status, headers, _ = call(base + "/login", {"username": "ada@contoso.test", "password": "correct horse battery"})
+    status, headers, _ = _sign_in(call, base, "ada@contoso.test", "correct horse battery")
     assert status == 302 and headers["Location"] == "/"
     user_cookie = [c for c in headers.get_all("Set-Cookie") if c.startswith("user=")]
     assert len(user_cookie) == 1
@@ -329,7 +269,7 @@ def _session_token_payload(html):
 def test_page_never_carries_the_session_cookie_and_a_sent_identity_header_is_overwritten(server):
     base, _ = server
     call, jar = _client()
-    call(base + "/login", {"username": "ada@contoso.test", "password": "correct horse battery"})
+    _sign_in(call, base, "ada@contoso.test", "correct horse battery")
     user_cookie = next(c.value for c in jar if c.name == "user")
     req = urllib.request.Request(base + "/", headers={"X-Opsux-Identity": "bob@contoso.test",
                                                       "Cookie": "; ".join(f"{c.name}={c.value}" for c in jar)})
@@ -344,16 +284,16 @@ def test_page_never_carries_the_session_cookie_and_a_sent_identity_header_is_ove
 def test_wrong_passwords_are_rejected_then_throttled_even_for_the_right_password(server):
     base, tmp = server
     call, jar = _client()
-    for _ in range(2):
-        status, _, body = call(base + "/login", {"username": "bob@contoso.test", "password": "guess"})
+    for _ in range(3):                                   # the server's throttle allows 3 attempts per (ip, email)
+        status, _, body = _sign_in(call, base, "bob@contoso.test", "guess")
         assert status == 401 and "Wrong email or password." in body
         assert not any(c.name == "user" for c in jar)
-    status, headers, body = call(base + "/login", {"username": "bob@contoso.test", "password": "guess"})
-    assert status == 429 and "Too many failed sign-ins" in body and int(headers["Retry-After"]) > 0
-    status, _, body = call(base + "/login", {"username": "bob@contoso.test", "password": "bob's long password"})
+    status, headers, body = _sign_in(call, base, "bob@contoso.test", "guess")
+    assert status == 429 and "Too many sign-in attempts" in body and int(headers["Retry-After"]) > 0
+    status, _, body = _sign_in(call, base, "bob@contoso.test", "bob's long password")
     assert status == 429 and not any(c.name == "user" for c in jar)
     # the lock is per (ip, email): Ada can still sign in from the same address
-    status, _, _ = call(base + "/login", {"username": "ada@contoso.test", "password": "correct horse battery"})
+    status, _, _ = _sign_in(call, base, "ada@contoso.test", "correct horse battery")
     assert status == 302
     log = (tmp / "server_basic.log").read_text()
     assert "guess" not in log and "bob's long password" not in log and "correct horse" not in log
@@ -392,6 +332,7 @@ def test_browser_login_shows_the_user_then_logout_requires_login_again(server, b
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Lax"
         assert page.evaluate("document.cookie").find("user=") == -1    # scripts cannot read the session
         page.goto(base + "/logout")
+        page.click("#logout-submit")                   # sign-out is a POST with the form's token
         expect(page.locator("#logout-message")).to_be_visible()
         assert not any(c["name"] == "user" for c in page.context.cookies())
         page.goto(base + "/")
@@ -408,7 +349,9 @@ def test_browser_signed_cookie_for_an_unknown_identity_shows_access_denied(serve
     try:
         ctx = browser.new_context()
         value = create_signed_value(SECRET, "user", "mallory@elsewhere.test").decode()
-        ctx.add_cookies([{"name": "user", "value": value, "url": base + "/"}])
+        session = create_signed_value(SECRET, "opsux_session", "0|mallory@elsewhere.test").decode()
+        ctx.add_cookies([{"name": "user", "value": value, "url": base + "/"},
+                         {"name": "opsux_session", "value": session, "url": base + "/"}])
         page = ctx.new_page()
         page.goto(base + "/")
         expect(page.get_by_text("Access denied")).to_be_visible(timeout=30_000)
@@ -466,8 +409,12 @@ def idp():
             email = state.codes.pop(form.get("code"), None)
             if form.get("client_secret") != "idp-client-secret" or email is None:
                 return self._json({"error": "invalid_grant"}, 400)
-            claims = {"sub": email, "email": email, "email_verified": True, "exp": int(time.time()) + 3600}
-            id_token = ".".join([_b64(b'{"alg":"none"}'), _b64(json.dumps(claims).encode()), _b64(b"sig")])
+            claims = {"iss": state.base, "aud": "opsux-test", "sub": "sub-" + email, "email": email,
+                      "email_verified": True, "exp": int(time.time()) + 3600}
+            import hashlib, hmac
+            signed = ".".join([_b64(b'{"alg":"HS256"}'), _b64(json.dumps(claims).encode())])
+            sig = hmac.new(b"idp-client-secret", signed.encode(), hashlib.sha256).digest()
+            id_token = signed + "." + _b64(sig)
             self._json({"access_token": "at-" + os.urandom(8).hex(), "id_token": id_token, "token_type": "Bearer",
                         "expires_in": 3600})
         def log_message(self, *a): pass
@@ -501,6 +448,7 @@ def test_oauth_generic_oidc_maps_the_email_to_an_opsux_user_and_denies_strangers
         assert cookies["user"]["httpOnly"] and cookies["user"]["sameSite"] == "Lax"
         assert cookies["access_token"]["httpOnly"] and cookies["access_token"]["sameSite"] == "Lax"
         page.goto(base + "/logout")
+        page.click("#logout-submit")
         expect(page.locator("#logout-message")).to_be_visible()
         assert not {"user", "access_token", "id_token"} & {c["name"] for c in ctx.cookies()}
 

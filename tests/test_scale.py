@@ -156,7 +156,7 @@ def test_websocket_origin_of_a_reverse_proxy(pg_db, swarm):
     by_env = Server(pg_db["url"], pg_db["operator"].email, pg_db["tmp"], cli=True,
                     env={"BOKEH_ALLOW_WS_ORIGIN": "ops.example.com"})
     by_flag = Server(pg_db["url"], pg_db["operator"].email, pg_db["tmp"], cli=True,
-                     args=["--allow-websocket-origin", "ops.example.com", "--use-xheaders"])
+                     args=["--allow-websocket-origin", "ops.example.com", "--use-xheaders", "--trusted-proxy", "127.0.0.1"])
     try:
         from tornado.httpclient import HTTPClientError
         with pytest.raises(HTTPClientError) as refused:

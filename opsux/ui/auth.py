@@ -5,25 +5,33 @@
 # %% ../../nbs/ui/24_auth.ipynb #1d727d5d
 from __future__ import annotations
 
-import hashlib, hmac, ipaddress, json, logging, os, re, secrets, stat, threading, time, urllib.parse, urllib.request
-from collections import deque
+import base64, hashlib, hmac, ipaddress, json, logging, os, re, secrets, stat, time, urllib.parse, urllib.request
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
+from bokeh.util.token import check_token_signature, get_token_payload
 from panel.auth import (AUTH_PROVIDERS, CODE_COOKIE_NAME, STATE_COOKIE_NAME, BasicAuthProvider, BasicLoginHandler,
-                        LogoutHandler, OAuthProvider, _validate_next_url)
+                        LogoutHandler, OAuthProvider, _serialize_state)
 from panel.config import config as _panel_config
 from panel.io.state import state as _panel_state
 from panel.util import decode_token
 from tornado.ioloop import IOLoop
+from tornado.web import HTTPError
+from tornado.websocket import WebSocketHandler
+from ..store.authstore import auth_store
+from .http import allowed_hosts, host_allowed, safe_next
 
 # %% auto #0
-__all__ = ['AUTH_MODES', 'MIN_SECRET_LENGTH', 'LOGIN_TEMPLATE', 'LOGOUT_TEMPLATE', 'AUTH_COOKIES', 'IDENTITY_HEADER',
-           'REDACTED_LOGGERS', 'AuthConfigError', 'is_loopback', 'check_bind', 'opsux_home', 'cookie_secret',
-           'LoginThrottle', 'CookieFlagsMixin', 'OpsuxLoginHandler', 'OpsuxLogoutHandler', 'session_kwargs',
-           'OpsuxBasicAuthProvider', 'OpsuxOAuthProvider', 'oidc_endpoints', 'redact', 'RedactingFilter',
-           'install_log_redaction', 'auth_kwargs', 'identity_email', 'current_user']
+__all__ = ['AUTH_MODES', 'MIN_SECRET_LENGTH', 'LOGIN_TEMPLATE', 'LOGOUT_TEMPLATE', 'CSRF_COOKIE', 'SESSION_COOKIE',
+           'AUTH_COOKIES', 'EPOCH_HEADER', 'IDENTITY_HEADER', 'VERIFIED_CLAIM_ENV', 'REDACTED_LOGGERS',
+           'AuthConfigError', 'is_loopback', 'check_bind', 'opsux_home', 'cookie_secret', 'LoginThrottle', 'hash_pool',
+           'CookieFlagsMixin', 'csrf_token', 'same_origin', 'session_value', 'parse_session', 'LiveSockets',
+           'session_kwargs', 'AuthGuard', 'OpsuxLoginHandler', 'set_session_cookie', 'OpsuxLogoutHandler',
+           'OpsuxBasicAuthProvider', 'rs256_valid', 'IdTokenError', 'verify_id_token', 'verified_email',
+           'oauth_login_handler', 'OpsuxOAuthProvider', 'oidc_endpoints', 'oidc_document', 'jwks_keys', 'redact',
+           'RedactingFilter', 'install_log_redaction', 'auth_kwargs', 'identity_email', 'current_user']
 
 # %% ../../nbs/ui/24_auth.ipynb #eeba99a9
 AUTH_MODES = ("none", "basic", "oauth")
@@ -101,58 +109,46 @@ def _create_secret_file(p: Path) -> None:
 
 # %% ../../nbs/ui/24_auth.ipynb #37b17b50
 class LoginThrottle:
-    "Count failed logins per (client ip, email) and per ip; lock a key out after too many in a window."
-    def __init__(self, max_failures: int = 5, # failures of one (ip, email) within `window` that lock it
-                 window: float = 300.0, # seconds a failure counts
-                 lockout: float = 900.0, # seconds a locked key stays locked
-                 per_ip: int | None = 50, # failures of one ip over all emails that lock the ip; None: no limit
-                 clock: Callable[[], float] = time.monotonic, # injectable for tests
-                 max_keys: int = 100_000): # prune stale keys beyond this many
-        self.max_failures, self.window, self.lockout, self.per_ip = max_failures, window, lockout, per_ip
-        self.clock, self.max_keys = clock, max_keys
-        self._failures: dict[tuple, deque] = {}
-        self._locked: dict[tuple, float] = {}
-        self._lock = threading.Lock()
+    "Login attempts per (client, email), per email and per client, counted in the database before any check."
+    def __init__(self, store=None, # an `AuthStore` (shared by every process) or `MemoryAuthStore`; set by `bind`
+                 max_failures: int = 5, # attempts of one (ip, email) within `window`
+                 window: float = 300.0, # seconds an attempt counts
+                 lockout: float = 900.0, # seconds a key stays locked once over its limit
+                 per_account: int | None = 20, # attempts at one email from anywhere; None: no limit
+                 per_ip: int | None = 50, # attempts of one ip over all emails; None: no limit
+                 in_flight: int = 2): # password checks one ip may have running at once (this process)
+        self.store, self.max_failures, self.window, self.lockout = store, max_failures, window, lockout
+        self.per_account, self.per_ip, self.in_flight = per_account, per_ip, in_flight
+        self._running: dict[str, int] = {}
 
-    @staticmethod
-    def _keys(ip, email):
-        return (str(ip), str(email or "").strip().casefold()), (str(ip), None)
+    def bind(self, store):
+        "Use `store` unless one was given; returns self."
+        if self.store is None: self.store = store
+        return self
 
-    def retry_after(self, ip: str, email: str) -> float:
-        "Seconds until this ip may try this email again; 0.0 when it may now."
-        with self._lock:
-            now = self.clock()
-            return max([self._locked.get(k, now) - now for k in self._keys(ip, email)] + [0.0])
+    def limits(self, ip: str, email: str) -> list[tuple[str, int]]:
+        "The (key, limit) pairs one attempt counts under."
+        e = str(email or "").strip().casefold()
+        out = [(f"pair:{ip}|{e}", self.max_failures), (f"account:{e}", self.per_account), (f"ip:{ip}", self.per_ip)]
+        return [(k, n) for k, n in out if n is not None]
 
-    def failure(self, ip: str, email: str) -> float:
-        "Record a failed login; return `retry_after` including this failure."
-        with self._lock:
-            now = self.clock()
-            for k, limit in zip(self._keys(ip, email), (self.max_failures, self.per_ip)):
-                if limit is None: continue
-                q = self._failures.setdefault(k, deque())
-                while q and q[0] <= now - self.window: q.popleft()
-                q.append(now)
-                if len(q) >= limit: self._locked[k] = now + self.lockout; q.clear()
-            if len(self._failures) > self.max_keys: self._prune(now)
-            return max([self._locked.get(k, now) - now for k in self._keys(ip, email)] + [0.0])
+    def attempt(self, ip: str, email: str) -> float:
+        "Count an attempt now; 0.0 when its password may be checked, else seconds until one may."
+        return self.store.attempt(self.limits(ip, email), self.window, self.lockout)
 
     def success(self, ip: str, email: str) -> None:
-        "Forget the failures of this (ip, email) after a successful login."
-        with self._lock:
-            k = self._keys(ip, email)[0]
-            self._failures.pop(k, None); self._locked.pop(k, None)
+        "A right password: the (ip, email) and email counts start over."
+        self.store.forget([k for k, _ in self.limits(ip, email)[:2]])
 
-    def failures(self, ip: str, email: str) -> int:
-        "Failures of this (ip, email) still inside the window."
-        with self._lock:
-            q = self._failures.get(self._keys(ip, email)[0], ())
-            return sum(1 for t in q if t > self.clock() - self.window)
+# %% ../../nbs/ui/24_auth.ipynb #828fc7da
+_hashing = {"pid": None, "pool": None}
 
-    def _prune(self, now):
-        for k in [k for k, q in self._failures.items() if not q or q[-1] <= now - self.window]:
-            del self._failures[k]
-        for k in [k for k, t in self._locked.items() if t <= now]: del self._locked[k]
+def hash_pool():
+    "The process's executor for password checks: two threads, so checks queue instead of taking every core."
+    if _hashing["pid"] != os.getpid():
+        from concurrent.futures import ThreadPoolExecutor
+        _hashing.update(pid=os.getpid(), pool=ThreadPoolExecutor(2, thread_name_prefix="opsux-password"))
+    return _hashing["pool"]
 
 # %% ../../nbs/ui/24_auth.ipynb #eae2915c
 class CookieFlagsMixin:
@@ -182,6 +178,7 @@ LOGIN_TEMPLATE = _templates.from_string(_PAGE.replace("{% block body %}{% endblo
 <h1>Sign in to opsux</h1>
 {% if error %}<p class="error" role="alert" id="login-error">{{ error }}</p>{% endif %}
 <form method="post" action="{{ action }}">
+<input type="hidden" name="_csrf" value="{{ csrf }}">
 <label for="username">Email</label>
 <input id="username" name="username" type="email" autocomplete="username" value="{{ email }}" required autofocus>
 <label for="password">Password</label>
@@ -190,85 +187,77 @@ LOGIN_TEMPLATE = _templates.from_string(_PAGE.replace("{% block body %}{% endblo
 </form>"""))
 
 LOGOUT_TEMPLATE = _templates.from_string(_PAGE.replace("{% block body %}{% endblock %}", """
-<h1>Signed out</h1><p id="logout-message">You have been signed out of opsux.</p>
-<p><a href="{{ login_url }}" id="login-again">Sign in again</a></p>"""))
+{% if confirm %}<h1>Sign out of opsux?</h1>
+{% if error %}<p class="error" role="alert" id="logout-error">{{ error }}</p>{% endif %}
+<form method="post" action="{{ action }}"><input type="hidden" name="_csrf" value="{{ csrf }}">
+<button type="submit" id="logout-submit">Sign out</button></form>
+{% else %}<h1>Signed out</h1><p id="logout-message">You have been signed out of opsux.</p>
+<p><a href="{{ login_url }}" id="login-again">Sign in again</a></p>{% endif %}"""))
 
 # %% ../../nbs/ui/24_auth.ipynb #b1d9e8ea
-_log = logging.getLogger(__name__)
+CSRF_COOKIE, SESSION_COOKIE = "opsux_csrf", "opsux_session"
+AUTH_COOKIES = ("user", "id_token", "access_token", "refresh_token", "oauth_expiry", "is_guest", "next_url",
+                SESSION_COOKIE, CSRF_COOKIE, STATE_COOKIE_NAME, CODE_COOKIE_NAME)
 
-def _minutes(seconds: float) -> str:
-    m = max(1, -(-int(seconds) // 60))
-    return f"{m} minute{'s' if m != 1 else ''}"
+def csrf_token(secret: str, purpose: str, value: str) -> str:
+    "The form token for `purpose` ('login', 'logout') bound to a cookie `value` the page's visitor holds."
+    return hmac.new(secret.encode(), f"opsux {purpose}|{value}".encode(), hashlib.sha256).hexdigest()
 
-class OpsuxLoginHandler(CookieFlagsMixin, BasicLoginHandler):
-    "Login form checked against opsux users (`ops.directory.verify_password`), throttled per (ip, email)."
-    ops: Any = None
-    throttle: LoginThrottle | None = None
-    _login_endpoint = "/login"
-
-    def _page(self, error: str = "", email: str = "", status: int = 200):
-        self.set_status(status)
-        self.set_header("Cache-Control", "no-store")
-        self.write(LOGIN_TEMPLATE.render(title="Sign in", action=self._login_endpoint, error=error, email=email))
-
-    def _locked(self, wait: float, email: str):
-        self.set_header("Retry-After", str(int(wait) + 1))
-        self._page(f"Too many failed sign-ins. Try again in {_minutes(wait)}.", email, 429)
-
-    def get(self):
-        next_url = _validate_next_url(self.get_argument("next", _panel_state.base_url))
-        if next_url: self.set_cookie("next_url", next_url, path=_panel_config.cookie_path)
-        self._page()
-
-    async def post(self):
-        email = self.get_argument("username", "").strip()[:320]
-        password = self.get_argument("password", "")
-        ip = self.request.remote_ip
-        wait = self.throttle.retry_after(ip, email)
-        if wait:
-            _log.warning("opsux login refused: too many failed attempts from %s", ip)
-            return self._locked(wait, email)
-        try:
-            user = await IOLoop.current().run_in_executor(None, self.ops.directory.verify_password, email, password)
-        except Exception as e:                      # a database fault must not become a traceback page
-            _log.error("opsux login unavailable: %s", type(e).__name__)
-            return self._page("Sign-in is unavailable right now. Try again shortly.", email, 503)
-        if user is None:
-            wait = self.throttle.failure(ip, email)
-            _log.info("opsux login failed from %s", ip)
-            return self._locked(wait, email) if wait else self._page("Wrong email or password.", email, 401)
-        self.throttle.success(ip, email)
-        _log.info("opsux login: user id %s from %s", getattr(user, "id", "?"), ip)
-        self.set_current_user(user.email)
-        next_url = _validate_next_url(self.get_cookie("next_url", _panel_state.base_url))
-        self.clear_cookie("next_url", path=_panel_config.cookie_path)
-        self.redirect(next_url or "/")
+def same_origin(headers, # the request's headers
+                hosts, # the Host values this server answers (`opsux.ui.http.allowed_hosts`)
+               ) -> bool:
+    "False for a request a browser marks as sent from another site or origin (Sec-Fetch-Site, Origin)."
+    if headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"): return False
+    origin = headers.get("Origin")
+    if origin is None: return True
+    return origin != "null" and host_allowed(urllib.parse.urlsplit(origin).netloc, hosts)
 
 # %% ../../nbs/ui/24_auth.ipynb #e48d3d0a
-AUTH_COOKIES = ("user", "id_token", "access_token", "refresh_token", "oauth_expiry", "is_guest", "next_url",
-                STATE_COOKIE_NAME, CODE_COOKIE_NAME)
+EPOCH_HEADER = "X-Opsux-Epoch"
 
-class OpsuxLogoutHandler(CookieFlagsMixin, LogoutHandler):
-    "Clear every authentication cookie and show a signed-out page."
-    _login_endpoint = "/login"
+def session_value(email: str, epoch: int) -> str:
+    "The (signed) session cookie's content: who signed in, in which of their session epochs."
+    return f"{int(epoch)}|{email.strip().lower()}"
 
-    def get(self):
-        for name in AUTH_COOKIES: self.clear_cookie(name, path=_panel_config.cookie_path)
-        self.set_header("Cache-Control", "no-store")
-        self.write(LOGOUT_TEMPLATE.render(title="Signed out", login_url=self._login_endpoint))
+def parse_session(value) -> tuple[str, int] | None:
+    "(email, epoch) from a session cookie's content, or None."
+    try: epoch, email = (value.decode() if isinstance(value, bytes) else value).split("|", 1)
+    except (AttributeError, ValueError, UnicodeDecodeError): return None
+    return (email, int(epoch)) if epoch.isdigit() and "@" in email else None
+
+# %% ../../nbs/ui/24_auth.ipynb #19276050
+class LiveSockets:
+    "The open Bokeh websockets of this process, by identity, so a sign-out can close them."
+    def __init__(self, per_user: int = 20): # websockets one identity may hold open in this process
+        import weakref
+        self.per_user, self._by = per_user, {}
+        
+    def _live(self, identity):
+        d = self._by.setdefault(identity, weakref.WeakKeyDictionary())
+        return [h for h, (epoch, added) in list(d.items())
+                if getattr(h, "ws_connection", None) is not None or time.monotonic() - added < 10]
+
+    def admit(self, identity: str, epoch: int, handler) -> bool:
+        "Register `handler` for `identity`; False when the identity already holds `per_user` live sockets."
+        if len(self._live(identity)) >= self.per_user: return False
+        self._by[identity][handler] = (epoch, time.monotonic())
+        return True
+
+    def identities(self) -> list[str]:
+        "The identities holding live sockets in this process."
+        return [i for i in list(self._by) if self._live(i)]
+
+    def close(self, identity: str, epoch: int) -> int:
+        "Close the sockets of `identity` opened in an epoch before `epoch`; returns how many."
+        d, n = self._by.get(identity.lower(), {}), 0
+        for h, (e, _) in list(d.items()):
+            if e < epoch and getattr(h, "ws_connection", None) is not None:
+                h.close(4001, "signed out"); n += 1
+            if e < epoch: d.pop(h, None)
+        return n
 
 # %% ../../nbs/ui/24_auth.ipynb #5608863c
 IDENTITY_HEADER = "X-Opsux-Identity"
-
-def _stamp_identity(handler, user: str | None) -> str | None:
-    "Write the verified email of `user` (or '') into the request's identity header; return `user`."
-    info = None
-    if user:
-        raw = handler.get_secure_cookie("id_token", max_age_days=_panel_config.oauth_expiry)
-        try: info = decode_token(_panel_state._decrypt_cookie(raw)) if raw else None
-        except Exception: info = None
-    handler.request.headers[IDENTITY_HEADER] = identity_email(user, info) or ""
-    return user
 
 def session_kwargs(secret: str) -> dict:
     "Server settings that keep credentials out of the page's session token and sign that token."
@@ -276,21 +265,223 @@ def session_kwargs(secret: str) -> dict:
     return {"exclude_cookies": list(AUTH_COOKIES), "exclude_headers": ["Cookie", "Authorization"],
             "sign_sessions": True, "secret_key": key}
 
+# %% ../../nbs/ui/24_auth.ipynb #c13dae67
+class AuthGuard:
+    "One server's login state: database, throttle, auth store, cookie secret, Host names, pages, live sockets."
+    def __init__(self, ops, secret: str, throttle: LoginThrottle | None = None, store=None, hosts=None,
+                 pages=("/",), sockets: LiveSockets | None = None, login_endpoint: str = "/login",
+                 logout_endpoint: str = "/logout"):
+        self.ops, self.secret, self.hosts, self.pages = ops, secret, hosts, tuple(pages)
+        self.store = store if store is not None else auth_store(ops)
+        self.throttle = (throttle or LoginThrottle()).bind(self.store)
+        self.sockets = sockets or LiveSockets()
+        self.login_endpoint, self.logout_endpoint = login_endpoint, logout_endpoint
+        self._running: dict[str, int] = {}
+
+    def next_url(self, value) -> str:
+        "Where to go after signing in: `value` when it is one of our pages, else the first page."
+        return safe_next(value, self.pages, self.pages[0] if self.pages else "/")
+
+    def cross_site(self, handler) -> bool:
+        "True when the request was sent from another site or origin (or `hosts` are known and it names none)."
+        return not same_origin(handler.request.headers, self.hosts if self.hosts is not None else [handler.request.host.lower()])
+
+# %% ../../nbs/ui/24_auth.ipynb #6a399887
+def _checking(self, ip: str, delta: int) -> int:
+    "Count password checks running for `ip` in this process (+1 / -1); returns the count before."
+    before = self._running.get(ip, 0)
+    if before + delta <= 0: self._running.pop(ip, None)
+    else: self._running[ip] = before + delta
+    return before
+
+def _session_of(self, handler) -> tuple[str, int] | None:
+    "(email, epoch) of the request's session cookie when that epoch is still the user's current one."
+    s = parse_session(handler.get_secure_cookie(SESSION_COOKIE, max_age_days=_panel_config.oauth_expiry))
+    if s is None: return None
+    try: current = self.store.epoch(s[0])
+    except Exception as e:
+        _log.error("opsux: session check unavailable: %s", type(e).__name__)
+        return None
+    return s if current == s[1] else None
+
+AuthGuard._checking, AuthGuard.session_of = _checking, _session_of
+
+# %% ../../nbs/ui/24_auth.ipynb #052b4730
+def _socket_token(handler) -> str | None:
+    "The Bokeh session token a websocket request offers as its second subprotocol."
+    # PRIVATE (compat): BokehJS's handshake convention `Sec-WebSocket-Protocol: bokeh, <token>`, Bokeh 3.9.2
+    parts = [p.strip() for p in handler.request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    return parts[1] if len(parts) == 2 and parts[0] == "bokeh" else None
+
+def _admit_socket(self, handler, email: str, epoch: int) -> bool:
+    "A websocket may open only with a token issued to this very identity, in this epoch, under the socket cap."
+    token = _socket_token(handler)
+    try:
+        if not token or not check_token_signature(token, secret_key=handler.application.secret_key, signed=True):
+            return False
+        headers = get_token_payload(token).get("headers") or {}
+    except Exception: return False
+    if headers.get(IDENTITY_HEADER, "").lower() != email or headers.get(EPOCH_HEADER) != str(epoch): return False
+    return self.sockets.admit(email, epoch, handler)
+
+AuthGuard.admit_socket = _admit_socket
+
+# %% ../../nbs/ui/24_auth.ipynb #782367d3
+def _authenticate(self, handler, user: str | None) -> str | None:
+    "Panel's `user` plus a current session: stamp identity and epoch on the request; None to refuse."
+    session = self.session_of(handler) if user and user != "guest" else None
+    if session is None or session[0] != str(user).strip().lower():
+        handler.request.headers[IDENTITY_HEADER] = handler.request.headers[EPOCH_HEADER] = ""
+        return None
+    info = None                            # PRIVATE (compat): panel.io.state.state._decrypt_cookie, Panel 1.9.4
+    raw = handler.get_secure_cookie("id_token", max_age_days=_panel_config.oauth_expiry)
+    try: info = decode_token(_panel_state._decrypt_cookie(raw)) if raw else None
+    except Exception: info = None
+    email = identity_email(user, info) or ""
+    if isinstance(handler, WebSocketHandler) and not self.admit_socket(handler, email.lower(), session[1]):
+        _log.warning("opsux: refused a websocket whose session token is not this user's current one")
+        return None
+    handler.request.headers[IDENTITY_HEADER], handler.request.headers[EPOCH_HEADER] = email, str(session[1])
+    return user
+
+AuthGuard.authenticate = _authenticate
+
+# %% ../../nbs/ui/24_auth.ipynb #1b1eaf01
+_log = logging.getLogger(__name__)
+
+def _minutes(seconds: float) -> str:
+    m = max(1, -(-int(seconds) // 60))
+    return f"{m} minute{'s' if m != 1 else ''}"
+
+class OpsuxLoginHandler(CookieFlagsMixin, BasicLoginHandler):
+    "Login form checked against opsux users, with a CSRF token, throttled in the database before any hashing."
+    guard: AuthGuard = None
+    _login_endpoint = "/login"
+
+    def _page(self, error: str = "", email: str = "", status: int = 200):
+        nonce = self.get_cookie(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        self.set_cookie(CSRF_COOKIE, nonce, path=_panel_config.cookie_path, samesite="Strict")
+        self.set_status(status)
+        self.set_header("Cache-Control", "no-store")
+        self.write(LOGIN_TEMPLATE.render(title="Sign in", action=self._login_endpoint, error=error, email=email,
+                                         csrf=csrf_token(self.guard.secret, "login", nonce)))
+
+    def _locked(self, wait: float, email: str):
+        self.set_header("Retry-After", str(int(wait) + 1))
+        self._page(f"Too many sign-in attempts. Try again in {_minutes(wait)}.", email, 429)
+
+    def get(self):
+        self.set_cookie("next_url", self.guard.next_url(self.get_argument("next", None)),
+                        path=_panel_config.cookie_path)
+        self._page()
+
+# %% ../../nbs/ui/24_auth.ipynb #04723ad7
+def _forged(self) -> bool:
+    "True unless the form came from our own login page: same origin, and its token matches the visitor's cookie."
+    nonce, sent = self.get_cookie(CSRF_COOKIE), self.get_argument("_csrf", "")
+    ok = bool(nonce) and hmac.compare_digest(csrf_token(self.guard.secret, "login", nonce), sent)
+    return self.guard.cross_site(self) or not ok
+
+async def _check(self, email: str, password: str):
+    "(user or None, wait): count the attempt, then check the password on the hashing threads."
+    g, ip, loop = self.guard, self.request.remote_ip, IOLoop.current()
+    wait = await loop.run_in_executor(None, g.throttle.attempt, ip, email)
+    if wait: return None, wait
+    if g._checking(ip, +1) >= g.throttle.in_flight:      # counted above, but not checked: this client is flooding
+        g._checking(ip, -1)
+        return None, 5.0
+    try: user = await loop.run_in_executor(hash_pool(), g.ops.directory.verify_password, email, password)
+    finally: g._checking(ip, -1)
+    if user is not None: await loop.run_in_executor(None, g.throttle.success, ip, email)
+    return user, 0.0
+
+OpsuxLoginHandler._forged, OpsuxLoginHandler._check = _forged, _check
+
+# %% ../../nbs/ui/24_auth.ipynb #8a63cd1e
+async def _post(self):
+    email = self.get_argument("username", "").strip()[:320]
+    if self._forged():
+        _log.warning("opsux login refused: no valid form token (cross-site or stale form) from %s", self.request.remote_ip)
+        return self._page("This sign-in form has expired. Please sign in again.", email, 403)
+    try: user, wait = await self._check(email, self.get_argument("password", ""))
+    except Exception as e:                      # a database fault must not become a traceback page
+        _log.error("opsux login unavailable: %s", type(e).__name__)
+        return self._page("Sign-in is unavailable right now. Try again shortly.", email, 503)
+    if wait:
+        _log.warning("opsux login refused: too many attempts from %s", self.request.remote_ip)
+        return self._locked(wait, email)
+    if user is None:
+        _log.info("opsux login failed from %s", self.request.remote_ip)
+        return self._page("Wrong email or password.", email, 401)
+    await self._signed_in(user.email)
+    _log.info("opsux login: user id %s from %s", getattr(user, "id", "?"), self.request.remote_ip)
+    self.redirect(self.guard.next_url(self.get_cookie("next_url")))
+
+async def set_session_cookie(handler, guard: AuthGuard, email: str):
+    "Set the signed session cookie for `email` in its current session epoch."
+    epoch = await IOLoop.current().run_in_executor(None, guard.store.epoch, email)
+    handler.set_secure_cookie(SESSION_COOKIE, session_value(email, epoch), expires_days=_panel_config.oauth_expiry,
+                              path=_panel_config.cookie_path)
+
+async def _signed_in(self, email: str):
+    "Set the login cookies for `email`."
+    self.set_current_user(email)
+    await set_session_cookie(self, self.guard, email)
+    self.clear_cookie("next_url", path=_panel_config.cookie_path)
+
+OpsuxLoginHandler.post, OpsuxLoginHandler._signed_in = _post, _signed_in
+
+# %% ../../nbs/ui/24_auth.ipynb #7177ac78
+class OpsuxLogoutHandler(CookieFlagsMixin, LogoutHandler):
+    "GET asks (a form with a token); POST ends every session of the user and clears the cookies."
+    guard: AuthGuard = None
+    _login_endpoint = "/login"
+
+    def _token(self) -> str:
+        return csrf_token(self.guard.secret, "logout", self.get_cookie(SESSION_COOKIE) or "")
+
+    def get(self):
+        self.set_header("Cache-Control", "no-store")
+        if self.guard.session_of(self) is None: return self._signed_out()
+        self.write(LOGOUT_TEMPLATE.render(title="Sign out", confirm=True, action=self.guard.logout_endpoint,
+                                          csrf=self._token(), login_url=self._login_endpoint))
+
+    def _signed_out(self):
+        for name in AUTH_COOKIES: self.clear_cookie(name, path=_panel_config.cookie_path)
+        self.write(LOGOUT_TEMPLATE.render(title="Signed out", confirm=False, login_url=self._login_endpoint))
+
+# %% ../../nbs/ui/24_auth.ipynb #dcba8768
+async def _logout_post(self):
+    self.set_header("Cache-Control", "no-store")
+    if self.guard.cross_site(self) or not hmac.compare_digest(self._token(), self.get_argument("_csrf", "")):
+        self.set_status(403)
+        return self.write(LOGOUT_TEMPLATE.render(title="Sign out", confirm=True, action=self.guard.logout_endpoint,
+                                                 csrf=self._token(), login_url=self._login_endpoint,
+                                                 error="That sign-out link did not come from this page."))
+    session = parse_session(self.get_secure_cookie(SESSION_COOKIE, max_age_days=_panel_config.oauth_expiry))
+    if session is not None:
+        epoch = await IOLoop.current().run_in_executor(None, self.guard.store.end_sessions, session[0])
+        closed = self.guard.sockets.close(session[0], epoch)
+        _log.info("opsux logout: sessions ended, %d open page(s) closed", closed)
+    self._signed_out()
+
+OpsuxLogoutHandler.post = _logout_post
+
 # %% ../../nbs/ui/24_auth.ipynb #d0ba307e
 class OpsuxBasicAuthProvider(BasicAuthProvider):
-    "Panel's cookie-based basic auth, with opsux users, throttling, our login page and cookie flags."
-    def __init__(self, ops, throttle: LoginThrottle | None = None, login_endpoint: str = "/login",
-                 logout_endpoint: str = "/logout"):
-        self.throttle = throttle or LoginThrottle()
-        attrs = dict(ops=ops, throttle=self.throttle, _login_endpoint=login_endpoint)
-        self._login_cls = type("OpsuxLoginHandler", (OpsuxLoginHandler,), attrs)
-        self._logout_cls = type("OpsuxLogoutHandler", (OpsuxLogoutHandler,), {"_login_endpoint": login_endpoint})
-        super().__init__(login_endpoint=login_endpoint, logout_endpoint=logout_endpoint)
+    "Panel's cookie-based basic auth, with opsux users, throttling, our login page, sessions the server can end."
+    def __init__(self, guard: AuthGuard):
+        self.guard = guard
+        self._login_cls = type("OpsuxLoginHandler", (OpsuxLoginHandler,),
+                               dict(guard=guard, _login_endpoint=guard.login_endpoint))
+        self._logout_cls = type("OpsuxLogoutHandler", (OpsuxLogoutHandler,),
+                                dict(guard=guard, _login_endpoint=guard.login_endpoint))
+        super().__init__(login_endpoint=guard.login_endpoint, logout_endpoint=guard.logout_endpoint)
 
     @property
     def get_user(self):
         inner = super().get_user
-        return lambda handler: _stamp_identity(handler, inner(handler))
+        return lambda handler: self.guard.authenticate(handler, inner(handler))
     @property
     def login_handler(self): return self._login_cls
     @property
@@ -298,14 +489,110 @@ class OpsuxBasicAuthProvider(BasicAuthProvider):
     def _allow_guest(self, uri): return False   # PANEL_OAUTH_OPTIONAL must not open the dashboard
 
 # %% ../../nbs/ui/24_auth.ipynb #4e428669
+def _b64d(s: str) -> bytes: return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+_SHA256_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+def rs256_valid(signing_input: bytes, signature: bytes, jwk: dict) -> bool:
+    "Verify an RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature against an RSA JWK."
+    try: n, e = (int.from_bytes(_b64d(jwk[k]), "big") for k in ("n", "e"))
+    except (KeyError, TypeError, ValueError): return False
+    k = (n.bit_length() + 7) // 8
+    if len(signature) != k or k < 256: return False                 # 2048-bit keys or larger
+    em = pow(int.from_bytes(signature, "big"), e, n).to_bytes(k, "big")
+    t = _SHA256_INFO + hashlib.sha256(signing_input).digest()
+    return hmac.compare_digest(em, b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t)
+
+# %% ../../nbs/ui/24_auth.ipynb #e1a1a5ff
+class IdTokenError(ValueError):
+    "An ID token that must not sign anyone in; the message says why (no token content in it)."
+
+def verify_id_token(token: str, # the compact JWT from the token endpoint
+                    *, issuer: str | None, # the discovery document's issuer (None: not checked)
+                    audience: str, # our client id
+                    client_secret: str | None = None, # HS256 key
+                    jwks: Callable[[], list] | None = None, # the provider's signing keys (RS256)
+                    now: float | None = None) -> dict:
+    "The claims of a signed, unexpired ID token issued to us by `issuer`; `IdTokenError` otherwise."
+    try:
+        head64, body64, sig64 = token.split(".")
+        header, claims, sig = json.loads(_b64d(head64)), json.loads(_b64d(body64)), _b64d(sig64)
+    except Exception: raise IdTokenError("the ID token is not a JWT")
+    signed = f"{head64}.{body64}".encode()
+    alg = header.get("alg")
+    if alg == "HS256" and client_secret:
+        ok = hmac.compare_digest(hmac.new(client_secret.encode(), signed, hashlib.sha256).digest(), sig)
+    elif alg == "RS256" and jwks is not None:
+        keys = [k for k in jwks() if k.get("kty") == "RSA" and k.get("kid") in (None, header.get("kid"))]
+        ok = any(rs256_valid(signed, sig, k) for k in keys)
+    else: raise IdTokenError(f"ID tokens signed with {alg!r} are not accepted")
+    if not ok: raise IdTokenError("the ID token's signature is not valid")
+    aud = claims.get("aud")
+    if audience not in (aud if isinstance(aud, list) else [aud]): raise IdTokenError("the ID token is for another client")
+    if issuer is not None and claims.get("iss") != issuer: raise IdTokenError("the ID token is from another issuer")
+    if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < (now or time.time()) - 60:
+        raise IdTokenError("the ID token has expired")
+    return claims
+
+# %% ../../nbs/ui/24_auth.ipynb #7e49918a
+VERIFIED_CLAIM_ENV = "OPSUX_OIDC_EMAIL_VERIFIED_CLAIM"
+
+def verified_email(claims: dict, claim: str | None = None) -> str | None:
+    "The claims' email when the provider vouches for it: `email_verified` (or `claim`) is exactly boolean true."
+    email = claims.get("email")
+    if claims.get(claim or "email_verified") is not True or not isinstance(email, str) or "@" not in email:
+        return None
+    return email.strip().lower()
+
+# %% ../../nbs/ui/24_auth.ipynb #9b7c44f8
+def oauth_login_handler(base, guard: AuthGuard, oidc: dict):
+    "A subclass of Panel's OAuth login handler `base` that checks the ID token and binds issuer + sub."
+    def set_secure_cookie(self, name, value, *args, **kwargs):
+        # PRIVATE (compat): Panel 1.9.4's OAuthLoginHandler sets the raw ID token as cookie "id_token"
+        if name == "id_token": self._opsux_id_token = value
+        return super(cls, self).set_secure_cookie(name, value, *args, **kwargs)
+    async def get_authenticated_user(self, redirect_uri, client_id, state, client_secret=None, code=None):
+        user = await super(cls, self).get_authenticated_user(redirect_uri, client_id, state, client_secret, code)
+        if code and user is not None: await self._opsux_admit()
+        return user
+    def get_state(self):                   # PRIVATE (compat): panel.auth._serialize_state, Panel 1.9.4
+        return _serialize_state({"state_id": secrets.token_hex(16), "next_url": guard.next_url(self.get_argument("next", None))})
+    cls = type(f"Opsux{base.__name__}", (CookieFlagsMixin, base),
+               dict(guard=guard, oidc=oidc, set_secure_cookie=set_secure_cookie, get_state=get_state,
+                    get_authenticated_user=get_authenticated_user, _opsux_admit=_oauth_admit))
+    return cls
+
+# %% ../../nbs/ui/24_auth.ipynb #29cf98ec
+async def _oauth_admit(self):
+    "After the provider answered: a verified email and a (issuer, sub) bound to that user, or 403."
+    g, o, loop = self.guard, self.oidc, IOLoop.current()
+    raw = getattr(self, "_opsux_id_token", None)
+    try:
+        if not raw: raise IdTokenError("the provider returned no ID token")
+        claims = await loop.run_in_executor(None, lambda: verify_id_token(
+            raw, issuer=o.get("issuer"), audience=o["client_id"], client_secret=o.get("client_secret"),
+            jwks=o.get("jwks")))
+        email = verified_email(claims, os.environ.get(VERIFIED_CLAIM_ENV))
+        if email is None: raise IdTokenError("the provider did not verify this email address")
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]: raise IdTokenError("the ID token has no sub")
+        user = await loop.run_in_executor(None, g.ops.directory.get_user, email)
+        if user is not None and not await loop.run_in_executor(
+                None, g.store.bind_subject, o.get("issuer") or claims.get("iss") or "oidc", claims["sub"], user.id):
+            raise IdTokenError("this account is bound to another identity at the provider")
+    except IdTokenError as e:
+        _log.warning("opsux OIDC sign-in refused: %s", e)
+        raise HTTPError(403, str(e), reason="Sign-in refused")
+    await set_session_cookie(self, g, email)
+
+# %% ../../nbs/ui/24_auth.ipynb #52d6b14f
 class OpsuxOAuthProvider(OAuthProvider):
-    "Panel's OAuth provider `name`, with cookie flags enforced and no guest access."
-    def __init__(self, name: str, login_endpoint: str = "/login", logout_endpoint: str = "/logout"):
-        base = AUTH_PROVIDERS[name]
-        self.name = name
-        self._login_cls = type(f"Opsux{base.__name__}", (CookieFlagsMixin, base), {})
-        self._logout_cls = type("OpsuxLogoutHandler", (OpsuxLogoutHandler,), {"_login_endpoint": login_endpoint})
-        super().__init__(login_endpoint=login_endpoint, logout_endpoint=logout_endpoint)
+    "Panel's OAuth provider `name`, with checked ID tokens, cookie flags enforced and no guest access."
+    def __init__(self, name: str, guard: AuthGuard, oidc: dict):
+        self.name, self.guard = name, guard
+        self._login_cls = oauth_login_handler(AUTH_PROVIDERS[name], guard, oidc)
+        self._logout_cls = type("OpsuxLogoutHandler", (OpsuxLogoutHandler,),
+                                dict(guard=guard, _login_endpoint=guard.login_endpoint))
+        super().__init__(login_endpoint=guard.login_endpoint, logout_endpoint=guard.logout_endpoint)
 
     @property
     def login_handler(self):
@@ -316,7 +603,7 @@ class OpsuxOAuthProvider(OAuthProvider):
     @property
     def get_user_async(self):
         inner = super().get_user_async
-        async def get_user(handler): return _stamp_identity(handler, await inner(handler))
+        async def get_user(handler): return self.guard.authenticate(handler, await inner(handler))
         return get_user
     @property
     def logout_handler(self): return self._logout_cls
@@ -329,6 +616,11 @@ _OIDC_KEYS = {"authorization_endpoint": "AUTHORIZE_URL", "token_endpoint": "TOKE
 def oidc_endpoints(doc_or_url: str | dict, # a discovery document, or its URL (…/.well-known/openid-configuration)
                    timeout: float = 10.0) -> dict[str, str]:
     "Map an OpenID Connect discovery document to the `oauth_extra_params` keys of Panel's generic provider."
+    doc = oidc_document(doc_or_url, timeout)
+    return {v: doc[k] for k, v in _OIDC_KEYS.items() if isinstance(doc.get(k), str)}
+
+def oidc_document(doc_or_url: str | dict, timeout: float = 10.0) -> dict:
+    "The discovery document (read from its URL when given one; https, or http on loopback)."
     doc = doc_or_url
     if isinstance(doc_or_url, str):
         u = urllib.parse.urlsplit(doc_or_url)
@@ -340,7 +632,17 @@ def oidc_endpoints(doc_or_url: str | dict, # a discovery document, or its URL (�
             raise AuthConfigError(f"could not read the OIDC discovery document at {doc_or_url}: {e}") from e
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) for k in ("authorization_endpoint", "token_endpoint")):
         raise AuthConfigError("the OIDC discovery document has no authorization_endpoint/token_endpoint")
-    return {v: doc[k] for k, v in _OIDC_KEYS.items() if isinstance(doc.get(k), str)}
+    return doc
+
+def jwks_keys(url: str, timeout: float = 10.0) -> Callable[[], list]:
+    "A function returning the provider's signing keys from `url` (read once, again after an unknown key)."
+    cache: dict = {}
+    def keys():
+        if "keys" not in cache or time.monotonic() - cache["at"] > 300:
+            with urllib.request.urlopen(url, timeout=timeout) as r: cache["keys"] = json.loads(r.read(1_000_000))["keys"]
+            cache["at"] = time.monotonic()
+        return cache["keys"]
+    return keys
 
 # %% ../../nbs/ui/24_auth.ipynb #10d60e25
 _SECRET_PARAM = re.compile(r"(?i)((?:[?&](?:code|state)|\b(?:password|passwd|pwd|token|access_token|refresh_token|"
@@ -392,7 +694,10 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
                 oauth_redirect_uri: str | None = None, # override the redirect URI sent to the provider
                 oidc_well_known: str | None = None, # generic OIDC: discovery URL (fills AUTHORIZE/TOKEN/USER_URL)
                 secret: str | None = None, # cookie secret; default `cookie_secret()`
-                throttle: LoginThrottle | None = None, # basic: failed-login throttle; default LoginThrottle()
+                throttle: LoginThrottle | None = None, # login throttle; default LoginThrottle()
+                hosts=None, # Host names the server answers (forms from any other origin are refused)
+                pages=("/",), # the page paths `next=` may name; the first is where a sign-in lands
+                store=None, # auth state; default the database's (`opsux.store.authstore.auth_store`)
                 login_endpoint: str = "/login", logout_endpoint: str = "/logout",
                ) -> dict:
     "Check the settings for `auth` and return the keyword arguments for `pn.serve`."
@@ -409,14 +714,16 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
     install_log_redaction()
     secret = secret or cookie_secret()
     kw: dict = {"cookie_secret": secret, **session_kwargs(secret)}
+    guard = AuthGuard(ops, secret, throttle, store, hosts, pages, login_endpoint=login_endpoint,
+                      logout_endpoint=logout_endpoint)
     if auth == "basic":
-        kw["auth_provider"] = OpsuxBasicAuthProvider(ops, throttle, login_endpoint, logout_endpoint)
+        kw["auth_provider"] = OpsuxBasicAuthProvider(guard)
         return kw
-    return {**kw, **_oauth_kwargs(oauth_provider, oauth_key, oauth_secret, oauth_extra_params,
-                                  oauth_redirect_uri, oidc_well_known, login_endpoint, logout_endpoint)}
+    return {**kw, **_oauth_kwargs(guard, oauth_provider, oauth_key, oauth_secret, oauth_extra_params,
+                                  oauth_redirect_uri, oidc_well_known)}
 
 # %% ../../nbs/ui/24_auth.ipynb #42340f25
-def _oauth_kwargs(provider, key, secret, extra, redirect_uri, well_known, login_endpoint, logout_endpoint):
+def _oauth_kwargs(guard, provider, key, secret, extra, redirect_uri, well_known):
     "The OAuth part of `auth_kwargs`: settings from the arguments, else from $OPSUX_OAUTH_*/$PANEL_OAUTH_*."
     provider = provider or _env_first(_OAUTH_ENV["oauth_provider"])
     key = key or _env_first(_OAUTH_ENV["oauth_key"])
@@ -436,12 +743,14 @@ def _oauth_kwargs(provider, key, secret, extra, redirect_uri, well_known, login_
         raise AuthConfigError("--auth oauth needs the client id the provider issued: set $OPSUX_OAUTH_KEY")
     if not secret and provider != "auth_code":
         raise AuthConfigError("--auth oauth needs the client secret: set $OPSUX_OAUTH_SECRET")
-    if well_known:
-        extra = {**oidc_endpoints(well_known), **extra}
+    doc = oidc_document(well_known) if well_known else {}
+    extra = {**oidc_endpoints(doc), **extra} if doc else extra
     if provider == "generic" and not {"AUTHORIZE_URL", "TOKEN_URL"} <= extra.keys() | _generic_env():
         raise AuthConfigError("the generic OAuth provider needs its endpoints: set $OPSUX_OIDC_WELL_KNOWN to the "
                               "provider's …/.well-known/openid-configuration URL")
-    kw = {"auth_provider": OpsuxOAuthProvider(provider, login_endpoint, logout_endpoint),
+    oidc = {"client_id": key, "client_secret": secret, "issuer": doc.get("issuer"),
+            "jwks": jwks_keys(doc["jwks_uri"]) if isinstance(doc.get("jwks_uri"), str) else None}
+    kw = {"auth_provider": OpsuxOAuthProvider(provider, guard, oidc),
           "oauth_key": key, "oauth_extra_params": extra, "oauth_jwt_user": "email"}
     if secret: kw["oauth_secret"] = secret
     if redirect_uri: kw["oauth_redirect_uri"] = redirect_uri

@@ -4,15 +4,19 @@
 
 # %% ../../nbs/ui/25_server.ipynb #ea7f9897
 from __future__ import annotations
-import gc
+import gc, logging
 import panel as pn
 import tornado.web
+from sqlalchemy import literal, select
+from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.web import decode_signed_value
 from ..rules.urls import OPERATIONS_PATH
 from .auth import auth_kwargs
+from .http import Gate, Healthz, RateLimit, Readyz, allowed_hosts, install_gate, parse_networks
 from .pages import PRODUCT, DashboardApp
 
 # %% auto #0
-__all__ = ['tune_gc', 'serve']
+__all__ = ['tune_gc', 'readiness', 'revocation_poller', 'serve', 'secure']
 
 # %% ../../nbs/ui/25_server.ipynb #1d7d4004
 def tune_gc(young: int = 100_000): # allocations between young collections (Python's default: 700)
@@ -20,7 +24,41 @@ def tune_gc(young: int = 100_000): # allocations between young collections (Pyth
     gc.collect(); gc.freeze()
     gc.set_threshold(young, *gc.get_threshold()[1:])
 
+# %% ../../nbs/ui/25_server.ipynb #a631b95e
+def readiness(ops):
+    "The check behind `/readyz`: None when the database answers and its writes are healthy, else the reason."
+    def check():
+        if callable(getattr(ops, "ping", None)): ops.ping()          # the store's API, once it is merged
+        else:
+            with ops.reader.connect() as con: con.execute(select(literal(1))).scalar()
+        health = getattr(ops, "write_health", None)
+        state = health() if callable(health) else None
+        if state is not None and not getattr(state, "ok", state): return "database writes are failing"
+        return None
+    return check
+
+# %% ../../nbs/ui/25_server.ipynb #d254cfc7
+def revocation_poller(guard, # the `AuthGuard` of the server's login provider
+                      every: float = 2.0): # seconds between reads of the session epochs
+    "A callback that closes this process's websockets of users who signed out in another process."
+    async def poll():
+        live = guard.sockets.identities()
+        if not live: return
+        try: current = await IOLoop.current().run_in_executor(None, guard.store.epochs, live)
+        except Exception: return                       # the database is away: the next poll catches up
+        for identity, epoch in current.items(): guard.sockets.close(identity, epoch)
+    return PeriodicCallback(poll, every * 1000)
+
 # %% ../../nbs/ui/25_server.ipynb #adb03508
+def _request_user(secret: str | None):
+    "Who a request is, for per-user limits: the signed `user` cookie's email, else the client address."
+    def who(request):
+        raw = request.cookies.get("user")
+        value = decode_signed_value(secret, "user", raw.value, max_age_days=31) if raw and secret else None
+        return value.decode("utf-8", "replace") if value else request.remote_ip
+    return who
+
+# %% ../../nbs/ui/25_server.ipynb #80116d54
 def serve(db=None, # database URL, SQLite path, or an open `Ops`
           host: str = "127.0.0.1", port: int = 5006,
           read_only: bool = False, # never write (e.g. a foreign operation_runs table)
@@ -28,19 +66,45 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
           as_user: str | None = None, # auth none: the email every visitor acts as
           show: bool = False, num_procs: int = 1,
           allow_websocket_origin=(), # public host[:port] names of a reverse proxy in front of this server
-          use_xheaders: bool = False, # behind a proxy: take the client address and scheme from X-Forwarded-*/X-Real-IP
+          use_xheaders: bool = False, # behind a proxy: client address and scheme from the proxy's headers
+          trusted_proxy=(), # addresses/CIDRs of those proxies: X-Forwarded-For/-Proto are read from them only
           *, demo: bool = False, start: bool = True, **kwargs):
     "Serve the dashboard (blocks while `start`); returns the Panel server."
+    if use_xheaders and not trusted_proxy:
+        raise ValueError("--use-xheaders needs --trusted-proxy ADDRESS[/BITS]: the proxy whose X-Forwarded-For "
+                         "and X-Forwarded-Proto may be believed (e.g. --trusted-proxy 127.0.0.1 for nginx on this host)")
+    trusted = parse_networks(trusted_proxy)
     pn.extension()
     app = DashboardApp(db, read_only=read_only, as_user=as_user, demo=demo)
-    extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user)
+    hosts = allowed_hosts(host, port, allow_websocket_origin)
+    pages = tuple("/" + r for r in app.routes())
+    extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user, hosts=hosts, pages=pages)
     if num_procs == 1: app.watcher(); app.health   # start the one watcher (and its health) before the first session
     if num_procs != 1:       # the children must not share the parent's pooled connections: they reopen lazily
         app.ops.engine.dispose()
         if "reader" in app.ops.__dict__: app.ops.reader.dispose()
-    origins = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", *allow_websocket_origin]
     if start: tune_gc()      # this process is ours now (before the fork of num_procs: children inherit it)
-    return pn.serve(app.routes(), address=host, port=port, show=show, start=start, num_procs=num_procs,
-                    title=PRODUCT, websocket_origin=origins, use_xheaders=use_xheaders, verbose=False,
-                    extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
-                    **extra, **kwargs)
+    server = pn.serve(app.routes(), address=host, port=port, show=show, start=False, num_procs=num_procs,
+                      title=PRODUCT, websocket_origin=list(hosts), use_xheaders=False, verbose=False,
+                      extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
+                      **extra, **kwargs)
+    secure(server, app, hosts, trusted, pages, extra)
+    if start:
+        server.start()
+        try: server.io_loop.start()
+        except RuntimeError: pass
+    return server
+
+# %% ../../nbs/ui/25_server.ipynb #76aada16
+def secure(server, app, hosts, trusted, pages, extra: dict) -> list[str]:
+    "Put the gate in front of `server`'s routes, keep only ours, add the probes; returns the routes kept."
+    guard = getattr(extra.get("auth_provider"), "guard", None)
+    tornado_app = server._tornado                     # private: Bokeh's Tornado application (checked: Bokeh 3.9.2)
+    limit = RateLimit() if guard is not None else None    # --auth none and the demo: one user, nobody to protect
+    gate = Gate(tornado_app, hosts, trusted, pages, limit, _request_user(extra.get("cookie_secret")))
+    probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)})]
+    kept = install_gate(tornado_app, gate, pages, endpoints=(guard.login_endpoint, guard.logout_endpoint)
+                        if guard else (), extra=probes)
+    if guard is not None: revocation_poller(guard).start()
+    logging.getLogger(__name__).debug("opsux routes: %s", ", ".join(kept))
+    return kept
