@@ -52,7 +52,15 @@ def _on_error(ctx) -> None:
         ctx.sqlalchemy_exception.statement, ctx.sqlalchemy_exception.params = None, None
     elif ctx.connection is not None:  # interrupted mid-statement (signal, timeout): discard this connection only
         _cancel(ctx.connection)
+        _close_cursor(ctx)
         ctx.is_disconnect, ctx.invalidate_pool_on_disconnect = True, False
+
+def _close_cursor(ctx) -> None:
+    "Close the interrupted statement's cursor: a sqlite3 connection closed under a live one keeps its write lock."
+    cur = getattr(ctx.execution_context, "cursor", None)
+    try:
+        if cur is not None: cur.close()
+    except Exception as e: log.debug("opsux: closing the interrupted cursor failed: %s", e)
 
 def _guarded(engine: Engine) -> Engine:
     "`engine` with the error hook installed."
