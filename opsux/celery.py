@@ -23,9 +23,18 @@ CODES = {"WorkerLostError": "worker.lost", "TimeLimitExceeded": "job.timeout",
          "SoftTimeLimitExceeded": "job.timeout", "Retry": "task.retry"}
 REDELIVERED = "The worker stopped during attempt {n}; Celery delivered the task again"
 
+def _code(exc) -> str | None:
+    "The failure code of a queue exception, also when the database layer wrapped it (`orig`, cause, context)."
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if code := CODES.get(type(exc).__name__): return code
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return None
+
 def _tag(exc: BaseException) -> None:
     "Give a queue exception its failure code (read by `ops.runs.track` when it fails the run)."
-    code = CODES.get(type(exc).__name__)
+    code = _code(exc)
     if code and not hasattr(exc, "opsux_code"):
         try: exc.opsux_code = code
         except AttributeError: pass
@@ -38,7 +47,7 @@ def _reason(exc) -> tuple[str, str]:
     if name == "TimeLimitExceeded":
         limit = exc.args[0] if exc.args else "?"
         return f"The task ran past its time limit ({limit} s) and was stopped", "job.timeout"
-    return (f"{name}: {exc}" if str(exc) else name), getattr(exc, "opsux_code", CODES.get(name, "exception"))
+    return (f"{name}: {exc}" if str(exc) else name), getattr(exc, "opsux_code", None) or _code(exc) or "exception"
 
 # %% ../nbs/tools/33_celery.ipynb #0a4db9e6
 def _deliver(runs, run: Run, fn, args, kwargs, track: dict):

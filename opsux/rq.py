@@ -23,9 +23,18 @@ log = logging.getLogger(__name__)
 CODES = {"JobTimeoutException": "job.timeout", "AbandonedJobError": "worker.lost"}  # failure codes by exception
 REDELIVERED = "The worker stopped during attempt {n}; RQ ran the job again"
 
+def _code(exc) -> str | None:
+    "The failure code of a queue exception, also when the database layer wrapped it (`orig`, cause, context)."
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if code := CODES.get(type(exc).__name__): return code
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return None
+
 def _tag(exc: BaseException) -> None:
     "Give a queue exception its failure code (read by `ops.runs.track` when it fails the run)."
-    code = CODES.get(type(exc).__name__)
+    code = _code(exc)
     if code and not hasattr(exc, "opsux_code"):
         try: exc.opsux_code = code
         except AttributeError: pass
@@ -91,7 +100,7 @@ def on_failure(job, connection, exc_type, value, traceback):
     name = getattr(exc_type, "__name__", "Error")
     msg = f"{name}: {value}" if str(value) else name
     if name == "AbandonedJobError": msg = "The worker running this job stopped (RQ found the job abandoned)"
-    spec.ops.runs.fail(run, msg, code=CODES.get(name, "exception"))
+    spec.ops.runs.fail(run, msg, code=_code(value) or "exception")
 
 # %% ../nbs/tools/34_rq.ipynb #40d73e7e
 def _horse_death(job, run: Run) -> tuple[str, str]:
