@@ -21,8 +21,8 @@ __all__ = ['log', 'CODES', 'REDELIVERED', 'RunTask', 'tracked']
 log = logging.getLogger(__name__)
 CODES = {"WorkerLostError": "worker.lost", "TimeLimitExceeded": "job.timeout",
          "SoftTimeLimitExceeded": "job.timeout", "Retry": "task.retry"}
-REDELIVERED = "The worker stopped during attempt {n}; Celery delivered the task again"
 
+# %% ../nbs/tools/33_celery.ipynb #f9fd9b8c
 def _code(exc) -> str | None:
     "The failure code of a queue exception, also when the database layer wrapped it (`orig`, cause, context)."
     seen = set()
@@ -32,6 +32,7 @@ def _code(exc) -> str | None:
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     return None
 
+# %% ../nbs/tools/33_celery.ipynb #92f4cc6d
 def _tag(exc: BaseException) -> None:
     "Give a queue exception its failure code (read by `ops.runs.track` when it fails the run)."
     code = _code(exc)
@@ -50,9 +51,16 @@ def _reason(exc) -> tuple[str, str]:
     return (f"{name}: {exc}" if str(exc) else name), getattr(exc, "opsux_code", None) or _code(exc) or "exception"
 
 # %% ../nbs/tools/33_celery.ipynb #0a4db9e6
+REDELIVERED = "The worker stopped during attempt {n}; Celery delivered the task again"
+
+def _done_well(run: Run) -> bool:
+    "True for a run that already finished with its work done (a redelivered message must not redo it)."
+    return run.status == "completed" and run.outcome in ("succeeded", "partially_succeeded")
+
+# %% ../nbs/tools/33_celery.ipynb #6efff8ea
 def _deliver(runs, run: Run, fn, args, kwargs, track: dict):
     "Work `run` once with `fn(r, *args, **kwargs)`; None when it is not (cancelled, or already done)."
-    if run.status == "completed" and run.outcome in ("succeeded", "partially_succeeded"):
+    if _done_well(run):
         log.warning("opsux: run %s already %s; this delivery is not worked again", run.id, run.outcome)
         return None
     if run.status == "running": run = runs.fail(run, REDELIVERED.format(n=run.attempt or 1), code="worker.lost")
@@ -124,4 +132,5 @@ def _on_task_failure(sender=None, task_id=None, exception=None, **_):
     if run is None or run.status not in ACTIVE_STATUSES: return
     runs.fail(run, *_reason(exception))
 
+# %% ../nbs/tools/33_celery.ipynb #0c8af03d
 signals.task_failure.connect(_on_task_failure, weak=False)

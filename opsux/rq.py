@@ -21,8 +21,8 @@ __all__ = ['log', 'CODES', 'REDELIVERED', 'SETTLE_SUFFIX', 'TrackedJob', 'tracke
 # %% ../nbs/tools/34_rq.ipynb #83753fab
 log = logging.getLogger(__name__)
 CODES = {"JobTimeoutException": "job.timeout", "AbandonedJobError": "worker.lost"}  # failure codes by exception
-REDELIVERED = "The worker stopped during attempt {n}; RQ ran the job again"
 
+# %% ../nbs/tools/34_rq.ipynb #343832c1
 def _code(exc) -> str | None:
     "The failure code of a queue exception, also when the database layer wrapped it (`orig`, cause, context)."
     seen = set()
@@ -32,6 +32,7 @@ def _code(exc) -> str | None:
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     return None
 
+# %% ../nbs/tools/34_rq.ipynb #69defa4a
 def _tag(exc: BaseException) -> None:
     "Give a queue exception its failure code (read by `ops.runs.track` when it fails the run)."
     code = _code(exc)
@@ -40,9 +41,16 @@ def _tag(exc: BaseException) -> None:
         except AttributeError: pass
 
 # %% ../nbs/tools/34_rq.ipynb #b6140a4f
+REDELIVERED = "The worker stopped during attempt {n}; RQ ran the job again"
+
+def _done_well(run: Run) -> bool:
+    "True for a run that already finished with its work done (a second delivery must not redo it)."
+    return run.status == "completed" and run.outcome in ("succeeded", "partially_succeeded")
+
+# %% ../nbs/tools/34_rq.ipynb #17852c26
 def _deliver(runs, run: Run, fn, args, kwargs, track: dict):
     "Work `run` once with `fn(r, *args, **kwargs)`; None when it is not (cancelled, or already done)."
-    if run.status == "completed" and run.outcome in ("succeeded", "partially_succeeded"):
+    if _done_well(run):
         log.warning("opsux: run %s already %s; this delivery is not worked again", run.id, run.outcome)
         return None
     if run.status == "running": run = runs.fail(run, REDELIVERED.format(n=run.attempt or 1), code="worker.lost")
@@ -105,8 +113,7 @@ def on_failure(job, connection, exc_type, value, traceback):
 # %% ../nbs/tools/34_rq.ipynb #40d73e7e
 def _horse_death(job, run: Run) -> tuple[str, str]:
     "Reason and code for a job whose work horse died."
-    res = job.latest_result()
-    text = getattr(res, "exc_string", "") or ""
+    text = getattr(job.latest_result(), "exc_string", "") or ""
     m = re.search(r"signal (\d+)", text)
     sig = f"signal {m[1]}" if m else "no exit status"
     if m and int(m[1]) in signal.valid_signals(): sig = signal.Signals(int(m[1])).name
@@ -132,9 +139,10 @@ def settle(job_id: str) -> str:
 # %% ../nbs/tools/34_rq.ipynb #a8045234
 SETTLE_SUFFIX = "-opsux-settle"
 
+# %% ../nbs/tools/34_rq.ipynb #1d952121
 @patch
 def enqueue(self: TrackedJob, tenant, *args, user=None, context=None, identity=None, queue=None,
-             job_options: dict | None = None, **kwargs) -> Run:
+            job_options: dict | None = None, **kwargs) -> Run:
     "Queue a run and its RQ job; a second call with the same `identity` returns the active run and queues nothing."
     q = queue or self.queue
     if q is None: raise ValueError(f"{self.name}: no queue; pass queue= to @tracked or to enqueue()")
@@ -152,6 +160,12 @@ def enqueue(self: TrackedJob, tenant, *args, user=None, context=None, identity=N
     return run
 
 # %% ../nbs/tools/34_rq.ipynb #1cf5413f
+def _drop_settle(job) -> None:
+    "Cancel the job's settle job: the run was finished here and RQ will not retry the job."
+    try: Job.fetch(job.id + SETTLE_SUFFIX, connection=job.connection).cancel()
+    except Exception as e: log.debug("opsux: settle job of %s not cancelled: %s", job.id, e)
+
+# %% ../nbs/tools/34_rq.ipynb #64c6ff1d
 @patch
 def perform(self: TrackedJob, args, kwargs):
     "The job's body in the worker: find the run by the job id, then work it as one delivery."
@@ -165,8 +179,3 @@ def perform(self: TrackedJob, args, kwargs):
         return result
     finally:
         if done or not job.retries_left: _drop_settle(job)
-
-def _drop_settle(job) -> None:
-    "Cancel the job's settle job: the run was finished here and RQ will not retry the job."
-    try: Job.fetch(job.id + SETTLE_SUFFIX, connection=job.connection).cancel()
-    except Exception as e: log.debug("opsux: settle job of %s not cancelled: %s", job.id, e)

@@ -172,19 +172,17 @@ def fresh_import(name: str, env: dict):
 def drive(ops, runs: dict, pid_dir: Path, workers, job_ended, timeout: float = 150) -> float:
     """Kill and cancel the in-flight scenarios once they are under way; return the seconds until every run has ended
     and so has its queue job (`job_ended(run)`: a failed attempt that the queue retries is not the end)."""
-    t0, killed, cancelled = time.monotonic(), set(), set()
+    t0, pending, acted = time.monotonic(), dict(runs), set()
     def done():
         for w in workers: assert w.proc.poll() is None, f"a worker exited:\n{w.text()[-3000:]}"
-        now = {name: ops.runs.get(run) for name, run in runs.items()}
-        for name, r in now.items():
+        for name, run in list(pending.items()):
+            r = ops.runs.get(run)
             processed = (r.summary_counts or {}).get("processed", 0)
-            if name == "sigkill" and name not in killed and processed >= IN_FLIGHT_FROM:
-                pid = int((pid_dir / f"{r.id}.pid").read_text())
-                os.kill(pid, signal.SIGKILL)
-                killed.add(name)
-            if name == "cancel-running" and name not in cancelled and processed >= IN_FLIGHT_FROM:
-                ops.runs.request_cancel(r)
-                cancelled.add(name)
-        return all(r.status == "completed" for r in now.values()) and all(job_ended(r) for r in now.values())
-    wait_until(done, timeout=timeout, interval=0.1)
+            if name in ("sigkill", "cancel-running") and name not in acted and processed >= IN_FLIGHT_FROM:
+                if name == "sigkill": os.kill(int((pid_dir / f"{r.id}.pid").read_text()), signal.SIGKILL)
+                else: ops.runs.request_cancel(r)
+                acted.add(name)
+            if r.status == "completed" and job_ended(r): del pending[name]
+        return not pending
+    wait_until(done, timeout=timeout, interval=0.2)
     return time.monotonic() - t0
