@@ -27,6 +27,7 @@ def default_url() -> str:
     home = Path(os.environ.get("OPSUX_HOME") or Path.home() / ".opsux").expanduser()
     return f"sqlite:///{home / 'opsux.sqlite'}"
 
+# %% ../../nbs/store/11_db.ipynb #d555e1a2
 def normalize_url(url: str | None = None) -> str:
     "A SQLAlchemy URL for `url`: default when None, `sqlite:///` for a bare path, psycopg 3 for `postgresql://`."
     url = str(url) if url else default_url()
@@ -46,6 +47,15 @@ def _cancel(con) -> None:
     try: cancel(timeout=2.0)
     except Exception as e: log.debug("opsux: cancel failed: %s", e)
 
+# %% ../../nbs/store/11_db.ipynb #62f2c262
+def _close_cursor(ctx) -> None:
+    "Close the interrupted statement's cursor: a sqlite3 connection closed under a live one keeps its write lock."
+    cur = getattr(ctx.execution_context, "cursor", None)
+    try:
+        if cur is not None: cur.close()
+    except Exception as e: log.debug("opsux: closing the interrupted cursor failed: %s", e)
+
+# %% ../../nbs/store/11_db.ipynb #8cc6c201
 def _on_error(ctx) -> None:
     "SQLAlchemy `handle_error` hook of every opsux engine."
     if ctx.sqlalchemy_exception is not None:  # the database said no: keep the reason, drop the SQL
@@ -55,13 +65,7 @@ def _on_error(ctx) -> None:
         _close_cursor(ctx)
         ctx.is_disconnect, ctx.invalidate_pool_on_disconnect = True, False
 
-def _close_cursor(ctx) -> None:
-    "Close the interrupted statement's cursor: a sqlite3 connection closed under a live one keeps its write lock."
-    cur = getattr(ctx.execution_context, "cursor", None)
-    try:
-        if cur is not None: cur.close()
-    except Exception as e: log.debug("opsux: closing the interrupted cursor failed: %s", e)
-
+# %% ../../nbs/store/11_db.ipynb #fd2ca18d
 def _guarded(engine: Engine) -> Engine:
     "`engine` with the error hook installed."
     event.listen(engine, "handle_error", _on_error)
@@ -84,6 +88,7 @@ def _use_wal(cur) -> None:
             if "locked" not in str(e) or time.monotonic() > deadline: raise
             time.sleep(0.01)
 
+# %% ../../nbs/store/11_db.ipynb #8ae74759
 def _sqlite_events(engine: Engine, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_con, record):
@@ -101,6 +106,7 @@ def _sqlite_events(engine: Engine, read_only: bool) -> None:
         write = con.get_execution_options().get("opsux_write", False)
         con.exec_driver_sql("BEGIN IMMEDIATE" if write and not read_only else "BEGIN")
 
+# %% ../../nbs/store/11_db.ipynb #e55a0de8
 def make_engine(url: str | None = None, read_only: bool = False) -> Engine:
     "A configured SQLAlchemy engine for `url` (SQLite pragmas; read-only SQLite opens the file `mode=ro`)."
     u = make_url(normalize_url(url))
@@ -119,6 +125,7 @@ def make_engine(url: str | None = None, read_only: bool = False) -> Engine:
     if read_only: return _guarded(create_engine(u, **_pg_pool(), execution_options={"postgresql_readonly": True}))
     return _guarded(create_engine(u, **_pg_pool()))
 
+# %% ../../nbs/store/11_db.ipynb #ef3363bd
 def _pg_pool(**kw) -> dict:
     "Pool and connect arguments of every PostgreSQL engine."
     args = {"connect_timeout": CONNECT_TIMEOUT, "options": PG_OPTIONS}
@@ -135,11 +142,13 @@ class DatabaseUnavailable(OperationalError):
         return f"cannot reach the database {self.url.render_as_string(hide_password=True)}: {self.reason}"
     def __reduce__(self): return type(self), (self.url.render_as_string(hide_password=True), self.orig)
 
+# %% ../../nbs/store/11_db.ipynb #f32dd7f3
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = " ".join(str(orig).split()) or type(orig).__name__
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
+# %% ../../nbs/store/11_db.ipynb #0823db0d
 @contextmanager
 def explained(engine: Engine):
     "Turn an `OperationalError` raised inside the block into `DatabaseUnavailable` for `engine`'s database."
@@ -163,6 +172,7 @@ def is_transient(exc: BaseException) -> bool:
     # psycopg raises a bare OperationalError (no SQLSTATE) when it cannot connect or the socket dies
     return type(exc).__module__.startswith("psycopg") and type(exc).__name__ == "OperationalError"
 
+# %% ../../nbs/store/11_db.ipynb #87535bad
 def retrying(fn, # called as fn(attempt): attempt 0 first, then 1, 2, … after each transient failure
              seconds: float = RETRY_SECONDS, # give up (re-raise) once the next wait would pass this budget
              what: str = "database call", # named in the log line
@@ -189,10 +199,12 @@ def alembic_config(url: str | None = None):
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return cfg
 
+# %% ../../nbs/store/11_db.ipynb #8c671e32
 def head_revision() -> str:
     "The newest migration revision shipped with this opsux (without importing Alembic)."
     return HEAD_REVISION
 
+# %% ../../nbs/store/11_db.ipynb #23fe2697
 def alembic_head() -> str:
     "The head as Alembic computes it from the scripts (imports Alembic)."
     from alembic.script import ScriptDirectory
@@ -200,9 +212,11 @@ def alembic_head() -> str:
 
 _version = Table("alembic_version", MetaData(), Column("version_num", String(32)))
 
+# %% ../../nbs/store/11_db.ipynb #ee31266c
 def _no_table(e: DBAPIError) -> bool:
     return getattr(e.orig, "sqlstate", None) == "42P01" or "no such table" in str(e.orig)
 
+# %% ../../nbs/store/11_db.ipynb #8b3bf13e
 def current_revision(engine: Engine) -> str | None:
     "The revision the database is at (None for an empty or foreign database); one SELECT."
     with engine.connect() as con:
@@ -213,6 +227,7 @@ def current_revision(engine: Engine) -> str | None:
 
 MIGRATION_LOCK = 0x6F707375  # "opsu": serializes concurrent migrations on one PostgreSQL database
 
+# %% ../../nbs/store/11_db.ipynb #29bfc4d7
 def _upgrade_engine(engine: Engine) -> None:
     from alembic import command
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
@@ -222,6 +237,7 @@ def _upgrade_engine(engine: Engine) -> None:
         cfg.attributes["connection"] = con
         command.upgrade(cfg, "head")
 
+# %% ../../nbs/store/11_db.ipynb #9e49dec1
 def upgrade(url: str | None = None) -> str:
     "Migrate the database at `url` to the newest schema; returns the revision."
     engine = make_engine(url)
@@ -237,6 +253,7 @@ class ReadOnlyError(PermissionError):
 
 _open_databases: weakref.WeakSet = weakref.WeakSet()
 
+# %% ../../nbs/store/11_db.ipynb #d2b1c4e2
 class Database:
     "The engines of one opsux database, its dialect and what its schema holds."
     def __init__(self, engine: Engine, read_only: bool = False, retry_seconds: float = RETRY_SECONDS):
@@ -266,20 +283,26 @@ class Database:
     @property
     def is_postgres(self) -> bool: return self.dialect == "postgresql"
 
-    def check_writable(self) -> None:
-        "Raise `ReadOnlyError` when this handle is read-only."
-        if self.read_only: raise ReadOnlyError(f"{self.url} was opened read-only")
     def retrying(self, fn, what: str = "database call"):
         "`fn(attempt)` retried on transient connection errors for up to `retry_seconds` (see `retrying`)."
         return retrying(fn, seconds=self.retry_seconds, what=what)
-    def close(self) -> None:
-        "Release the connections."
-        _open_databases.discard(self)
-        if "reader" in self.__dict__ and self.reader is not self.engine: self.reader.dispose()
-        self.engine.dispose()
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     def __repr__(self): return f"{type(self).__name__}({self.url!r}, read_only={self.read_only})"
+
+# %% ../../nbs/store/11_db.ipynb #8df7ac9d
+@patch
+def check_writable(self: Database) -> None:
+    "Raise `ReadOnlyError` when this handle is read-only."
+    if self.read_only: raise ReadOnlyError(f"{self.url} was opened read-only")
+
+# %% ../../nbs/store/11_db.ipynb #7173ea59
+@patch
+def close(self: Database) -> None:
+    "Release the connections."
+    _open_databases.discard(self)
+    if "reader" in self.__dict__ and self.reader is not self.engine: self.reader.dispose()
+    self.engine.dispose()
 
 # %% ../../nbs/store/11_db.ipynb #e7c01e25
 @patch
@@ -288,6 +311,7 @@ def _after_fork(self: Database) -> None:
     if "reader" in self.__dict__ and self.reader is not self.engine: self.reader.dispose(close=False)
     self.engine.dispose(close=False)
 
+# %% ../../nbs/store/11_db.ipynb #7007afda
 def _reset_after_fork() -> None:
     for db in list(_open_databases): db._after_fork()
 

@@ -35,6 +35,7 @@ STALE = timedelta(minutes=15)  # a failure older than this that nobody cleared i
 
 def _source() -> str: return f"{socket.gethostname()}:{os.getpid()}"
 
+# %% ../../nbs/store/11b_health.ipynb #11b0d1b7
 def _store(db: Database, ok: bool, detail: str | None) -> None:
     "Upsert this process's row (best effort: never raises)."
     now = utcnow()
@@ -54,6 +55,7 @@ def note_failure(db: Database, exc: BaseException) -> bool:
     if "opsux_write_health" in db.tables: _store(db, False, db.__dict__["_write_problem"][0][:500])
     return True
 
+# %% ../../nbs/store/11b_health.ipynb #1ba3625d
 def note_ok(db: Database) -> None:
     "A write landed: clear this process's noted failure (one write, only when there was one)."
     if db.__dict__.pop("_write_problem", None) is not None and "opsux_write_health" in db.tables:
@@ -71,6 +73,7 @@ def _probe_sqlite(db: Database) -> str | None:
         return f"database is read-only: {path} is not writable"
     return None
 
+# %% ../../nbs/store/11b_health.ipynb #e5238e8b
 def _probe_postgres(db: Database) -> str | None:
     with db.reader.connect() as con:
         recovery, ro = con.exec_driver_sql(

@@ -23,10 +23,12 @@ def utcnow() -> datetime:
     "The current time, timezone-aware UTC."
     return datetime.now(timezone.utc)
 
+# %% ../../nbs/store/10_models.ipynb #64f53666
 class _SqliteTextDateTime(SQLITE_DATETIME):
     "SQLite's DATETIME, but its stored text is parsed by `UtcDateTime` (which never raises), not by the driver layer."
     def result_processor(self, dialect, coltype): return None
 
+# %% ../../nbs/store/10_models.ipynb #67a2518f
 class UtcDateTime(TypeDecorator):
     "A datetime that is always timezone-aware UTC in Python (naive values are taken as UTC)."
     impl = DateTime(timezone=True)
@@ -66,6 +68,7 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     def __repr__(self): return f"Tenant(id={self.id!r}, name={self.name!r})"
 
+# %% ../../nbs/store/10_models.ipynb #a2305f1e
 class User(Base):
     "A person who starts runs and reads the dashboard."
     __tablename__ = "users"
@@ -76,6 +79,7 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     def __repr__(self): return f"User(id={self.id!r}, name={self.name!r}, email={self.email!r})"
 
+# %% ../../nbs/store/10_models.ipynb #d5672dd1
 class Membership(Base):
     "A user belongs to a tenant."
     __tablename__ = "tenant_memberships"
@@ -87,6 +91,20 @@ class Membership(Base):
 # %% ../../nbs/store/10_models.ipynb #ea64be34
 ACTIVE_SQL = "status IN ('queued', 'running')"
 
+_RUN_INDEXES = (
+    Index("ix_operation_runs_tenant_id_id", "tenant_id", "id"),
+    Index("ix_operation_runs_tenant_id_type_id", "tenant_id", "type", "id"),
+    Index("ix_operation_runs_active_user_id", "user_id", "id",
+          sqlite_where=text(ACTIVE_SQL), postgresql_where=text(ACTIVE_SQL)),
+    Index("uq_operation_runs_active_identity", "tenant_id", "type", "identity", unique=True,
+          sqlite_where=text(ACTIVE_SQL + " AND identity IS NOT NULL"),
+          postgresql_where=text(ACTIVE_SQL + " AND identity IS NOT NULL")),
+    Index("ix_operation_runs_updated_at", "updated_at"),
+    Index("ix_operation_runs_job_id", "job_id", sqlite_where=text("job_id IS NOT NULL"),
+          postgresql_where=text("job_id IS NOT NULL")),
+)
+
+# %% ../../nbs/store/10_models.ipynb #6eac4042
 class OperationRun(Base):
     "One background operation: the seed's `operation_runs` columns plus `identity` and `heartbeat_at`."
     __tablename__ = "operation_runs"
@@ -111,18 +129,7 @@ class OperationRun(Base):
     job_id: Mapped[str | None]
     cancel_requested_at: Mapped[datetime | None]
 
-    __table_args__ = (
-        Index("ix_operation_runs_tenant_id_id", "tenant_id", "id"),
-        Index("ix_operation_runs_tenant_id_type_id", "tenant_id", "type", "id"),
-        Index("ix_operation_runs_active_user_id", "user_id", "id",
-              sqlite_where=text(ACTIVE_SQL), postgresql_where=text(ACTIVE_SQL)),
-        Index("uq_operation_runs_active_identity", "tenant_id", "type", "identity", unique=True,
-              sqlite_where=text(ACTIVE_SQL + " AND identity IS NOT NULL"),
-              postgresql_where=text(ACTIVE_SQL + " AND identity IS NOT NULL")),
-        Index("ix_operation_runs_updated_at", "updated_at"),
-        Index("ix_operation_runs_job_id", "job_id", sqlite_where=text("job_id IS NOT NULL"),
-              postgresql_where=text("job_id IS NOT NULL")),
-    )
+    __table_args__ = _RUN_INDEXES
 
     def __repr__(self):
         return (f"OperationRun(id={self.id!r}, tenant_id={self.tenant_id!r}, type={self.type!r}, "

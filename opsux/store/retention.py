@@ -48,6 +48,7 @@ def _chosen(ops, ids: list[int], span):
     # (and SQLite caps the number of parameters of a statement)
     return lambda column: column.in_(span)
 
+# %% ../../nbs/store/16_retention.ipynb #3e5241ba
 def _delete_batch(ops, cond, after: int | None, last: int, batch_size: int) -> tuple[list[int], int, int | None]:
     "Delete one batch of prunable runs after id `after` (up to `last`) with their notifications."
     runs, notes = OperationRun.__table__, Notification.__table__

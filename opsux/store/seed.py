@@ -8,7 +8,7 @@ import json, random, sys, time
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import Text, bindparam, func, insert, select, text
 from ..rules.failures import sanitize_failure_message
 from .models import Membership, Notification, OperationRun, Tenant, User, UtcDateTime, utcnow
 
@@ -48,6 +48,7 @@ def _failure_json(idx: tuple) -> str:
 # %% ../../nbs/store/15_seed.ipynb #9473d4c0
 def _slug(name: str) -> str: return "".join(ch for ch in name.lower() if ch.isalnum())
 
+# %% ../../nbs/store/15_seed.ipynb #cc1aed0c
 def seed_directory(ops, tenants: int = 2, users_per_tenant: int = 3) -> dict[int, list[tuple[int, str]]]:
     "Create (or find) `tenants` tenants with their users; returns {tenant_id: [(user_id, name), …]}."
     d, out = ops.directory, {}
@@ -64,6 +65,23 @@ def seed_directory(ops, tenants: int = 2, users_per_tenant: int = 3) -> dict[int
     return out
 
 # %% ../../nbs/store/15_seed.ipynb #ab347e56
+def _finished(rng: random.Random, total: int) -> tuple[str, int, str, str]:
+    "A finished run's (outcome, processed, counts JSON, failures JSON), drawn with realistic frequencies."
+    r = rng.random()
+    if r < 0.86: outcome, failed = "succeeded", 0
+    elif r < 0.93: outcome, failed = "partially_succeeded", max(1, int(total * rng.uniform(0.01, 0.3)))
+    elif r < 0.985: outcome, failed = "failed", total
+    else: outcome, failed = "cancelled", 0
+    processed = total if outcome != "cancelled" else int(total * rng.uniform(0, 0.8))
+    skipped = int(processed * 0.02) if outcome == "succeeded" and rng.random() < 0.2 else 0
+    succeeded = max(0, processed - failed - skipped)
+    counts = (f'{{"total":{total},"processed":{processed},"succeeded":{succeeded},"failed":{failed}'
+              + (f',"skipped":{skipped}}}' if skipped else "}"))
+    fails = ("[]" if not failed else
+             _failure_json(tuple(sorted(rng.sample(range(len(FAILURE_MESSAGES)), rng.choice((1, 1, 1, 2, 3)))))))
+    return outcome, processed, counts, fails
+
+# %% ../../nbs/store/15_seed.ipynb #eb36fc4d
 COLUMNS = ("tenant_id", "user_id", "initiator_name", "type", "status", "outcome", "started_at", "completed_at",
            "summary_counts", "failure_summary", "context", "created_at", "updated_at", "identity", "heartbeat_at")
 
@@ -95,18 +113,7 @@ def generate_runs(n: int, people: dict[int, list[tuple[int, str]]], types: list[
             yield (tid, uid, who, typ, "running" if running else "queued", "pending", started if running else None, None,
                    counts, "[]", contexts[typ], created, now, None, now if running else None)
             continue
-        r = rng.random()
-        if r < 0.86: outcome, failed = "succeeded", 0
-        elif r < 0.93: outcome, failed = "partially_succeeded", max(1, int(total * rng.uniform(0.01, 0.3)))
-        elif r < 0.985: outcome, failed = "failed", total
-        else: outcome, failed = "cancelled", 0
-        processed = total if outcome != "cancelled" else int(total * rng.uniform(0, 0.8))
-        skipped = int(processed * 0.02) if outcome == "succeeded" and rng.random() < 0.2 else 0
-        succeeded = max(0, processed - failed - skipped)
-        counts = (f'{{"total":{total},"processed":{processed},"succeeded":{succeeded},"failed":{failed}'
-                  + (f',"skipped":{skipped}}}' if skipped else "}"))
-        fails = ("[]" if not failed else
-                 _failure_json(tuple(sorted(rng.sample(range(len(FAILURE_MESSAGES)), rng.choice((1, 1, 1, 2, 3)))))))
+        outcome, processed, counts, fails = _finished(rng, total)
         duration = max(1.0, processed * per * rng.lognormvariate(0, 0.5))
         completed = started + timedelta(seconds=duration)
         yield (tid, uid, who, typ, "completed", outcome, started, completed, counts, fails, contexts[typ],
@@ -133,6 +140,7 @@ def copy_lines(rows):
 
 BULK_REINDEX = 100_000  # from this many rows, dropping and rebuilding the secondary indexes beats maintaining them
 
+# %% ../../nbs/store/15_seed.ipynb #2b876cda
 def _load_postgres(ops, rows, n, report) -> None:
     from sqlalchemy.schema import CreateIndex
     indexes = [i for i in OperationRun.__table__.indexes] if n >= BULK_REINDEX else []
@@ -155,19 +163,24 @@ def _load_postgres(ops, rows, n, report) -> None:
         con.commit()
     finally: raw.close()
 
-_SQLITE_INSERT = text(f"INSERT INTO operation_runs ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
-                      ).bindparams(*[bindparam(c, type_=UtcDateTime()) for c in
-                                     ("started_at", "completed_at", "created_at", "updated_at", "heartbeat_at")])
+_TEXT_TYPES = {c: UtcDateTime() for c in ("started_at", "completed_at", "created_at", "updated_at", "heartbeat_at")}
+_TEXT_TYPES.update({c: Text() for c in ("summary_counts", "failure_summary", "context")})  # already JSON text
+_SQLITE_INSERT = insert(OperationRun.__table__).values(
+    {c: bindparam(f"v_{c}", type_=_TEXT_TYPES.get(c)) for c in COLUMNS})
 
+_KEYS = [f"v_{c}" for c in COLUMNS]
+
+# %% ../../nbs/store/15_seed.ipynb #17e1f1f1
 def _load_sqlite(ops, rows, n, report) -> None:
     batch = []
     with ops.engine.execution_options(opsux_write=True).begin() as con:
         for i, row in enumerate(rows, 1):
-            batch.append(dict(zip(COLUMNS, row)))
+            batch.append(dict(zip(_KEYS, row)))
             if len(batch) == 5_000:
                 con.execute(_SQLITE_INSERT, batch); batch = []; report(i)
         if batch: con.execute(_SQLITE_INSERT, batch)
 
+# %% ../../nbs/store/15_seed.ipynb #71e68f6f
 def _seed_notifications(ops, per_user: int = 10) -> int:
     "Notifications for each user's most recent finished runs (the 3 newest unread), from one bounded query."
     from opsux.rules.presenter import OperationUxPresenter

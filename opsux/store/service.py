@@ -54,6 +54,7 @@ def _check_text(name: str, value, limit: int = MAX_TEXT) -> str | None:
     if "\x00" in value: raise ValueError(f"{name} contains a NUL character")
     return value
 
+# %% ../../nbs/store/12_service.ipynb #b35e85fe
 def _check_context(context) -> dict:
     "A context as a JSON object of at most 64 KiB, without NaN/inf/NUL; `ValueError` otherwise."
     if context is None: return {}
@@ -73,11 +74,13 @@ def _saturating(cur, add):
     "`cur + add`, capped at MAX_COUNT without computing an overflowing sum."
     return case((cur > _MAX - add, _MAX), else_=cur + add)
 
+# %% ../../nbs/store/12_service.ipynb #fe48a12c
 def _pg_count(sc, k: str):
     "The stored count `k` of JSONB `sc` as bigint (0 when not a number; capped)."
     num = cast(sc[k].astext, Numeric)
     return case((func.jsonb_typeof(sc[k]) == "number", cast(func.least(num, MAX_COUNT), BigInteger)), else_=0)
 
+# %% ../../nbs/store/12_service.ipynb #be5acccf
 def _lite_count(sc, k: str):
     "The stored count `k` of SQLite JSON text `sc` as an integer (0 when not a number)."
     path = f"$.{k}"
@@ -137,6 +140,7 @@ def derive_outcome(summary_counts, failure_summary=None) -> str:
 class RunEnded(RuntimeError):
     "The run already ended; work on it again only as a new attempt (`retry=True`)."
 
+# %% ../../nbs/store/12_service.ipynb #1af498ce
 class RunCancelled(RuntimeError):
     "Someone asked the run to stop (or it was finished elsewhere); raised by `RunHandle.iter` and `check`."
 
@@ -184,6 +188,7 @@ def _claim(w: str, tok: int, rid=None):
         set_={"token": ins.excluded.token, "run_id": ins.excluded.run_id, "updated_at": ins.excluded.updated_at},
     ).returning(_writes.c.writer)
 
+# %% ../../nbs/store/12_service.ipynb #b1406bca
 @patch
 def _stored_token(self: OperationRunService, w: str) -> tuple[int | None, int | None]:
     "(token, run_id) stored for writer `w` now."
@@ -200,6 +205,7 @@ def _update_active(key: tuple, dialect: str, *where, statuses=ACTIVE_STATUSES):
 
 _lite_change = functools.lru_cache(maxsize=256)(lambda key: _update_active(key, "sqlite"))
 
+# %% ../../nbs/store/12_service.ipynb #6eef6a6b
 @functools.lru_cache(maxsize=256)
 def _pg_change(key: tuple):
     "The one-round-trip statement for the SET values `_values(key)`; built once per distinct key."
@@ -259,10 +265,12 @@ def _write(self: OperationRunService, attempt, what: str):
     if "_write_problem" in self.ops.__dict__: note_ok(self.ops)
     return result
 
+# %% ../../nbs/store/12_service.ipynb #84ed330e
 @patch
 def _publish(self: OperationRunService, run, kind: str) -> None:
     self.ops.events.publish(RunEvent(run.id, run.tenant_id, run.user_id, kind))
 
+# %% ../../nbs/store/12_service.ipynb #a7174489
 @patch
 def _notify(self: OperationRunService, con, row, kind: str) -> None:
     "NOTIFY other processes (PostgreSQL) in the caller's transaction."
@@ -276,12 +284,14 @@ def _get(self: OperationRunService, rid: int) -> Run | None:
         row = con.execute(select(*_runs.c).where(_runs.c.id == rid)).first()
     return Run.from_row(row) if row else None
 
+# %% ../../nbs/store/12_service.ipynb #cbf1bbe6
 @patch
 def get(self: OperationRunService, run) -> Run | None:
     "The run as stored now, or None."
     rid = id_of(run)
     return self.ops.retrying(lambda n: self._get(rid), f"reading run {rid}")
 
+# %% ../../nbs/store/12_service.ipynb #4d61e8ef
 @patch
 def _require(self: OperationRunService, run) -> Run:
     r = self.get(run)
@@ -298,6 +308,7 @@ def _refs(con, tid: int, uid: int | None) -> str | None:
     if name is None: raise LookupError(f"user {uid} does not exist")
     return name[0]
 
+# %% ../../nbs/store/12_service.ipynb #6986d0c8
 def _unique_violation(e: IntegrityError) -> bool:
     return getattr(e.orig, "sqlstate", None) == "23505" or "UNIQUE" in str(e.orig)
 
@@ -340,6 +351,7 @@ def enqueue(self: OperationRunService, tenant, type: str, user=None, context: Ma
         return run
     raise RuntimeError(f"could not enqueue {type!r} with identity {identity!r}: the active run kept changing")
 
+# %% ../../nbs/store/12_service.ipynb #de55add5
 @patch
 def _twin(self: OperationRunService, v: dict) -> Run | None:
     "The active run with the same tenant, type and identity, marked deduplicated."
@@ -369,12 +381,14 @@ def advance(self: OperationRunService, run, **counts: int) -> Run:
     key = ("counts", tuple(sorted(add)), ())
     return self._change(run, key, {f"add_{k}": v for k, v in add.items()}, "progress")
 
+# %% ../../nbs/store/12_service.ipynb #9f14de1c
 @patch
 def set_total(self: OperationRunService, run, total: int) -> Run:
     "Set the number of items the run will process."
     _check_counts({"total": total})
     return self._change(run, ("total",), {"set_total": int(total)}, "progress")
 
+# %% ../../nbs/store/12_service.ipynb #5915ff1b
 @patch
 def heartbeat(self: OperationRunService, run) -> Run:
     "Tell the reaper the worker is alive."
@@ -385,6 +399,7 @@ def _entry(message, code) -> str:
     return json.dumps({"code": None if code is None else str(code)[:100],
                        "message": sanitize_failure_message(message) or "Unknown error"})
 
+# %% ../../nbs/store/12_service.ipynb #5d095834
 @patch
 def record_failure(self: OperationRunService, run, message, code: str | None = None) -> Run:
     "Store a sanitized failure message (the list keeps the first 50; later ones are counted)."
@@ -403,6 +418,7 @@ def attach_job(self: OperationRunService, run, job_id: str) -> Run:
     if row is None: raise LookupError(f"run {rid} does not exist")
     return Run.from_row(row)
 
+# %% ../../nbs/store/12_service.ipynb #97dff772
 @patch
 def get_by_job(self: OperationRunService, job_id: str) -> Run | None:
     "The newest run that carries the queue job id `job_id`, or None."
@@ -418,6 +434,7 @@ TERMINAL_NOTIFICATION = "operation_run.terminal"
 
 class _NotActive(Exception): "The run was no longer in a status the transition applies to."
 
+# %% ../../nbs/store/12_service.ipynb #908001a2
 @patch
 def _seal(self: OperationRunService, con, rid: int, outcome, failure, statuses) -> Run | None:
     "Inside a transaction: complete run `rid` if its status is in `statuses`; the finished run or None."
@@ -468,11 +485,13 @@ def complete(self: OperationRunService, run, outcome: str | None = None) -> Run:
     if outcome is not None and outcome not in OUTCOMES: raise ValueError(f"unknown outcome {outcome!r}")
     return self._finish(run, outcome)[0]
 
+# %% ../../nbs/store/12_service.ipynb #1ac6f7c8
 @patch
 def cancel(self: OperationRunService, run) -> Run:
     "Cancel a queued or running run now (a worker sees it in the run its next write returns)."
     return self._finish(run, "cancelled")[0]
 
+# %% ../../nbs/store/12_service.ipynb #62c58a85
 @patch
 def fail(self: OperationRunService, run, message, code: str | None = None) -> Run:
     "Fail the run with a (sanitized) reason and a code (e.g. `worker.lost`, `job.timeout`)."
@@ -494,6 +513,7 @@ def _attempt_record(r: Run) -> dict:
             "summary_counts": r.summary_counts or {}, "failure_summary": (r.failure_summary or [])[:5],
             "started_at": iso(r.started_at), "completed_at": iso(r.completed_at)}
 
+# %% ../../nbs/store/12_service.ipynb #023d7159
 def _not_started(r: Run) -> bool:
     "True for a run the reaper failed while it was still queued."
     last = (r.failure_summary or [{}])[-1] if isinstance(r.failure_summary, list) else {}
@@ -567,6 +587,7 @@ def advance(self: RunHandle, **counts: int) -> Run:
     if time.monotonic() - self.last_write >= self.interval: self.flush()
     return self.run
 
+# %% ../../nbs/store/12_service.ipynb #38443103
 @patch
 def flush(self: RunHandle) -> Run:
     "Write the buffered increments now (one atomic statement); the run as stored."
@@ -574,6 +595,7 @@ def flush(self: RunHandle) -> Run:
     if not pending: return self.run
     return self._keep(self.service.advance(self.id, **pending))
 
+# %% ../../nbs/store/12_service.ipynb #bd7b37ef
 @patch
 def _raise_pending(self: RunHandle) -> None:
     err, self._error = self._error, None
@@ -586,6 +608,7 @@ def cancelled(self: RunHandle) -> _Answer:
     r = self.run
     return _Answer(r is not None and (r.status not in ACTIVE_STATUSES or r.cancel_requested_at is not None))
 
+# %% ../../nbs/store/12_service.ipynb #c1e9c5ca
 @patch
 def check(self: RunHandle) -> None:
     "Raise `RunCancelled` when the run was asked to stop."
@@ -628,6 +651,7 @@ def iter(self: RunHandle, items, total: int | None = None, catch=(), interval: f
         self.interval = kept
         if done: self._count(done)
 
+# %% ../../nbs/store/12_service.ipynb #2fa3be5a
 @patch
 def _count(self: RunHandle, n: int) -> None:
     with self._lock:
@@ -663,6 +687,7 @@ def _begin(self: OperationRunService, run, retry: bool) -> Run:
     if retry and now.status != "queued": return self.retry_attempt(now)
     return self.start(now)
 
+# %% ../../nbs/store/12_service.ipynb #7c9a2838
 @patch
 def _end(self: OperationRunService, handle: RunHandle, exc: BaseException | None, outcome) -> Run:
     "Finish the run the way the block ended."
@@ -721,6 +746,7 @@ def _forget_writers(self: OperationRunService) -> None:
             con.execute(delete(_writes).where(_writes.c.updated_at < utcnow() - WRITER_TTL))
     self.ops.retrying(forget, "forgetting idle writers")
 
+# %% ../../nbs/store/12_service.ipynb #0c7d0ce9
 @patch
 def _active(self: OperationRunService) -> list:
     def read(n):

@@ -1,0 +1,256 @@
+"""Workers as queues run them (issue 15): forked from a parent that already used `ops`, interrupted by a job timeout
+(a signal handler raising) inside a call, retried and redelivered, cancelled, looping with `r.iter`, on both databases.
+"""
+import logging, os, signal, sqlite3, threading, time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from sqlalchemy import func, select, update
+
+import opsux
+from opsux.store.models import Notification, OperationRun, utcnow
+from opsux.store.service import NO_HEARTBEAT, NOT_STARTED, RunCancelled, RunEnded
+
+import pgserver
+from support import wait_until
+
+
+def notes(ops, run_id) -> int:
+    with ops.engine.connect() as c:
+        return c.execute(select(func.count()).select_from(Notification).where(Notification.run_id == run_id)).scalar()
+
+
+# --- item 1: fork ---------------------------------------------------------------------------------------------------
+
+def fork_children(n, work) -> list[int]:
+    "Fork `n` children that each run `work(i)` and exit 0 (1 on an exception); their exit codes."
+    pids = []
+    for i in range(n):
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            code = 1
+            try: work(i); code = 0
+            except BaseException as e: print(f"child {i}: {type(e).__name__}: {e}", flush=True)
+            finally: os._exit(code)
+        pids.append(pid)
+    return [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
+
+
+def test_forked_children_write_exactly(world, db_url):
+    "Before (PostgreSQL): a queue-free repro stored 1,569 of 1,000 advances; shared pooled connections broke."
+    ops = world.ops
+    run = ops.runs.start(ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada))
+    for _ in range(5): ops.runs.advance(run, processed=1)  # the parent's pools and writer state are in use
+    w = ops.watcher()
+    assert w.alive
+    def child(i):
+        assert ops.watcher().alive, "the child inherited the parent's watcher, whose thread stayed behind"
+        for _ in range(100): ops.runs.advance(run, processed=1)
+        ops.runs.enqueue(world.contoso, "policy.sync", context={"child": i})
+    assert fork_children(4, child) == [0, 0, 0, 0]
+    assert ops.runs.get(run).summary_counts == {"processed": 405}
+    ops.runs.advance(run, processed=1)  # and the parent's own pool still works
+    assert ops.runs.get(run).summary_counts == {"processed": 406}
+    with ops.engine.connect() as c:
+        ctx = c.execute(select(OperationRun.context).where(OperationRun.type == "policy.sync")).scalars().all()
+    assert sorted(x["child"] for x in ctx) == [0, 1, 2, 3]
+
+
+def test_children_get_their_own_writer_identity(world):
+    ops = world.ops
+    parent = ops.runs.writer_id
+    r, wpipe = os.pipe()
+    def child(i):
+        os.write(wpipe, (ops.runs.writer_id + "\n").encode())
+    assert fork_children(2, child) == [0, 0]
+    os.close(wpipe)
+    ids = os.read(r, 1000).decode().split()
+    assert len(set(ids)) == 2 and parent not in ids
+
+
+# --- item 1: a job timeout inside a call --------------------------------------------------------------------------
+
+class JobTimeout(Exception):
+    "What RQ's and Celery's job timeouts raise from a signal handler."
+
+
+def alarm_in(seconds):
+    def fire(signum, frame): raise JobTimeout("job exceeded its 0.5 s budget")
+    signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def hold_row_lock(db_url, run_id):
+    "Another program holds the run's row (PostgreSQL) or the write lock (SQLite), so the next write blocks."
+    if db_url.startswith("sqlite"):
+        con = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+        con.execute("BEGIN IMMEDIATE")
+        return con
+    con = psycopg.connect(pgserver._psycopg_dsn(db_url))
+    con.execute("SELECT id FROM operation_runs WHERE id = %s FOR UPDATE", (run_id,))
+    return con
+
+
+@pytest.mark.parametrize("verb", ["advance", "complete"])
+def test_timeout_inside_a_call_propagates_and_the_connection_is_discarded(world, db_url, verb, caplog):
+    "Before (PostgreSQL): 19–76 retries on the broken connection, the timeout became an OperationalError."
+    caplog.set_level(logging.WARNING, logger="opsux")
+    ops = world.ops
+    run = ops.runs.start(ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada))
+    ops.runs.advance(run, processed=1)
+    holder = hold_row_lock(db_url, run.id)
+    t0 = time.monotonic()
+    try:
+        alarm_in(0.5)
+        with pytest.raises(JobTimeout, match="0.5 s budget"):
+            if verb == "advance": ops.runs.advance(run, processed=1)
+            else: ops.runs.complete(run)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        holder.rollback() if hasattr(holder, "rollback") else None
+        holder.close()
+    assert time.monotonic() - t0 < 10
+    for _ in range(20): ops.runs.advance(run, processed=1)  # pooled connections are all usable
+    assert not [r for r in caplog.records if "retry" in r.getMessage()], [r.getMessage() for r in caplog.records]
+    assert ops.runs.get(run).summary_counts == {"processed": 21}  # the interrupted write was not applied
+    done = ops.runs.complete(run)
+    assert done.outcome == "succeeded" and notes(ops, run.id) == 1
+
+
+# --- item 3: attempts, job ids ---------------------------------------------------------------------------------------
+
+def test_track_on_an_ended_run_is_refused_unless_it_is_a_retry(world):
+    "Before: track() on an ended run did nothing, silently (retry attempt 2's work dropped)."
+    runs = world.ops.runs
+    run = runs.enqueue(world.contoso, "inventory.sync", user=world.ada, job_id="rq:1")
+    with pytest.raises(TimeoutError):
+        with runs.track(run) as r:
+            r.set_total(200)
+            for _ in range(60): r.advance(processed=1, succeeded=1)
+            raise TimeoutError("job timeout")
+    with pytest.raises(RunEnded, match="already ended"):
+        with runs.track(run): pass
+    with runs.track(runs.get_by_job("rq:1"), retry=True) as r:
+        r.set_total(200)
+        for _ in range(200): r.advance(processed=1, succeeded=1)
+    now = runs.get(run)
+    assert (now.attempt, now.outcome, now.summary_counts) == (2, "succeeded", {"total": 200, "processed": 200,
+                                                                             "succeeded": 200})
+    assert [a["outcome"] for a in now.attempts] == ["failed"]
+    assert now.attempts[0]["summary_counts"]["processed"] == 60
+    assert notes(world.ops, run.id) == 1  # one notification, for the outcome that counts
+    assert world.ops.viewer(world.ada).notifications()[0].data["status"] == "success"
+
+
+def test_redelivery_of_a_running_run_starts_a_new_attempt(world):
+    "Before: a redelivered Celery task pushed processed to 260 of 200 and still succeeded."
+    runs = world.ops.runs
+    run = runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    runs.start(run); runs.set_total(run, 200)
+    for _ in range(60): runs.advance(run, processed=1, succeeded=1)  # then the worker died: still "running"
+    with runs.track(run, retry=True) as r:
+        for _ in r.iter(range(200)): pass
+    now = runs.get(run)
+    assert (now.attempt, now.summary_counts["processed"], now.outcome) == (2, 200, "succeeded")
+
+
+def test_a_run_reaped_as_not_started_is_revived_when_a_worker_picks_it_up(world):
+    runs = world.ops.runs
+    run = runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    reaped = runs.reap(timedelta(minutes=10), now=utcnow() + timedelta(hours=1))
+    assert [r.id for r in reaped] == [run.id] and runs.get(run).failure_summary[-1]["code"] == NOT_STARTED
+    with runs.track(run) as r: r.advance(processed=1, succeeded=1)
+    now = runs.get(run)
+    assert (now.status, now.outcome, now.attempt) == ("completed", "succeeded", 2)
+
+
+def test_reaper_distinguishes_queued_from_silent(world):
+    runs, ops = world.ops.runs, world.ops
+    waiting = runs.enqueue(world.contoso, "inventory.sync")
+    silent = runs.start(runs.enqueue(world.contoso, "policy.sync"))
+    later = utcnow() + timedelta(minutes=20)
+    assert [r.id for r in runs.reap(timedelta(minutes=10), now=later, max_queued=timedelta(hours=1))] == [silent.id]
+    assert runs.get(silent).failure_summary[-1]["code"] == NO_HEARTBEAT
+    assert [r.id for r in runs.reap(timedelta(minutes=10), now=later + timedelta(hours=1) - timedelta(minutes=10),
+                                    max_queued=timedelta(hours=1))] == [waiting.id]
+    reason = runs.get(waiting).failure_summary[-1]
+    assert reason["code"] == NOT_STARTED and reason["message"].startswith("Not started after 7"), reason
+
+
+def test_worker_death_fails_at_once_with_a_code(world):
+    runs = world.ops.runs
+    run = runs.start(runs.enqueue(world.contoso, "inventory.sync", user=world.ada, job_id="celery:abc"))
+    failed = runs.fail(runs.get_by_job("celery:abc"), "Worker exited prematurely: signal 9 (SIGKILL)", code="worker.lost")
+    assert (failed.outcome, failed.failure_summary[-1]["code"]) == ("failed", "worker.lost")
+
+
+# --- item 5/6: the iterator, coalescing, heartbeat, cancellation ----------------------------------------------------
+
+def count_writes(ops):
+    "Number of progress/heartbeat writes published by this handle."
+    seen = []
+    ops.events.subscribe(lambda ev: seen.append(ev.kind))
+    return seen
+
+
+def test_iter_coalesces_and_counts_exactly(world):
+    "Before: one transaction per item (a 1M-item loop would be 1M transactions)."
+    ops = world.ops
+    seen = count_writes(ops)
+    run = ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    n = 50_000
+    with ops.runs.track(run) as r:
+        for i in r.iter(range(n)):
+            if i % 10_000 == 7: r.fail_item(i, "device offline")
+    now = ops.runs.get(run)
+    assert now.summary_counts == {"total": n, "processed": n, "succeeded": n - 5, "failed": 5}
+    assert len(now.failure_summary) == 5 and now.outcome == "partially_succeeded"
+    assert seen.count("progress") < 60, seen.count("progress")  # writes per interval, not per item
+
+
+def test_iter_sees_a_cancel_request_and_stops(world):
+    ops = world.ops
+    run = ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    reached = []
+    with pytest.raises(RunCancelled):
+        with ops.runs.track(run) as r:
+            for i in r.iter(range(10**9), interval=0.01):
+                if i == 100: ops.runs.request_cancel(run)
+                reached.append(i)
+    assert len(reached) < 10**6
+    now = ops.runs.get(run)
+    assert (now.status, now.outcome) == ("completed", "cancelled") and now.cancel_requested_at is not None
+    assert r.cancelled and r.cancelled()
+
+
+def test_iter_catch_counts_the_failing_item_and_completes_from_counts(world):
+    ops = world.ops
+    run = ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    with pytest.raises(KeyError):
+        with ops.runs.track(run) as r:
+            for i in r.iter(range(10), catch=KeyError):
+                if i == 6: raise KeyError("laptop-6")
+    now = ops.runs.get(run)
+    assert now.summary_counts == {"total": 10, "processed": 7, "succeeded": 6, "failed": 1}
+    assert now.outcome == "partially_succeeded" and "KeyError" in now.failure_summary[-1]["message"]
+
+
+def test_background_heartbeat_keeps_a_slow_item_alive(world):
+    ops = world.ops
+    run = ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    with ops.runs.track(run, heartbeat=0.2) as r:
+        first = ops.runs.get(run).heartbeat_at
+        wait_until(lambda: ops.runs.get(run).heartbeat_at > first, timeout=10)  # one slow item, no writes of ours
+    assert not [t for t in threading.enumerate() if t.name.startswith("opsux-pulse")]
+
+
+def test_buffered_increments_are_flushed_by_the_pulse_when_an_item_is_slow(world):
+    ops = world.ops
+    run = ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    with ops.runs.track(run, interval=0.1) as r:
+        r.advance(processed=1)
+        r.advance(processed=1)
+        wait_until(lambda: ops.runs.get(run).summary_counts.get("processed") == 2, timeout=10)
+    assert ops.runs.get(run).summary_counts == {"processed": 2}
