@@ -102,6 +102,7 @@ def test_rq_simple_worker(db_url, redis, tmp_path):
     ops.close()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # an alarm inside a GC callback
 def test_a_job_timeout_inside_a_write_leaves_the_database_usable(db_url):
     """RQ's job timeout is a SIGALRM that raises `JobTimeoutException` wherever the horse is, often inside an opsux
     write. After each interruption the run must still be failed at once with code job.timeout (on SQLite an
