@@ -91,7 +91,7 @@ def test_rq_workers_end_every_run_exactly(model, db_url, redis, tmp_path):
 
 
 def test_rq_simple_worker(db_url, redis, tmp_path):
-    "rq's SimpleWorker runs every job in its own process: same results (kills excepted, they would end the worker)."
+    "rq's SimpleWorker runs every job in the worker process itself (no fork): same results (no kills: they end it)."
     ops, ada, runs, scenarios, workers, seconds = run_scenarios("simple", db_url, redis, tmp_path)
     notes = notification_counts(ops, ada)
     final = {name: ops.runs.get(run) for name, run in runs.items()}
@@ -118,7 +118,7 @@ def test_a_job_timeout_inside_a_write_leaves_the_database_usable(db_url):
         raise JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
     old = signal.signal(signal.SIGALRM, alarm)
     try:
-        for n in range(120):
+        for n in range(120 if db_url.startswith("sqlite") else 40):  # SQLite kept its lock within ~5 before
             run = ops.runs.start(ops.runs.enqueue(tenant, "inventory.sync"))
             fired.clear()
             try:
