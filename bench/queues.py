@@ -30,6 +30,7 @@ import opsux  # noqa: E402
 import pgserver  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+CWD = tempfile.gettempdir()  # workers must not import opsux from the current folder instead of ROOT
 
 
 def fresh(kind: str, admin: str | None) -> str:
@@ -61,7 +62,8 @@ def bench_connect(url: str) -> dict:
     walls, inner, alembic = [], [], 0
     for _ in range(5):
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CONNECT, url], capture_output=True, text=True, env=ENV, check=True)
+        out = subprocess.run([sys.executable, "-c", CONNECT, url], capture_output=True, text=True, env=ENV, check=True,
+                             cwd=CWD)
         walls.append(time.perf_counter() - t)
         a, b = out.stdout.split()
         inner.append(float(a)); alembic = max(alembic, int(b))
@@ -96,10 +98,14 @@ WORKER = textwrap.dedent("""
 
 
 def bench_advance(url: str, workers: int, separate: bool, coalesce: bool, seconds: float) -> dict:
+    import inspect
+    from opsux.store.service import RunHandle
+    if coalesce and "interval" not in inspect.signature(RunHandle).parameters:
+        raise TypeError("this version does not coalesce")
     ops, ids = setup(url, workers if separate else 1)
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(ids[i % len(ids)]), str(seconds),
                                "1" if coalesce else "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env=ENV) for i in range(workers)]
+                              text=True, env=ENV, cwd=CWD) for i in range(workers)]
     for p in procs: assert p.stdout.readline().strip() == "ready"
     t = time.perf_counter()
     for p in procs: p.stdin.write("go\n"); p.stdin.flush()
@@ -200,6 +206,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--only", default="connect,advance,iter,fork,timeout")
     ap.add_argument("--db", default="sqlite,postgresql")
+    ap.add_argument("--modes", default="plain,coalesced", help="advance modes to measure")
     args = ap.parse_args()
     parts = args.only.split(",")
     admin = pgserver.start_server(durable=True).url if "postgresql" in args.db else None
@@ -214,7 +221,7 @@ def main():
         if "advance" in parts:
             for workers in (4, 8):
                 for separate in (False, True):
-                    for coalesce in (False, True):
+                    for coalesce in [m == "coalesced" for m in args.modes.split(",")]:
                         name = f"advance {workers}w {'separate' if separate else 'one run'}{' coalesced' if coalesce else ''}"
                         step(name, lambda: bench_advance(fresh(kind, admin), workers, separate, coalesce, args.seconds))
         if "iter" in parts: step("iter 1M", lambda: bench_iter(fresh(kind, admin)))
@@ -222,8 +229,10 @@ def main():
         if "timeout" in parts: step("timeout in advance", lambda: bench_timeout(fresh(kind, admin)))
     out = HERE / "bench" / "results"
     out.mkdir(exist_ok=True)
-    name = "queues.json" if ROOT == HERE else "queues-before.json"
-    (out / name).write_text(json.dumps(results, indent=1))
+    path = out / ("queues.json" if ROOT == HERE else "queues-before.json")
+    old = json.loads(path.read_text()) if path.exists() else {}  # runs of some parts only: keep the others
+    for k, v in results.items(): old[k] = {**old.get(k, {}), **v} if isinstance(v, dict) else v
+    path.write_text(json.dumps(old, indent=1))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from importlib.resources import files
 from functools import cached_property
 from pathlib import Path
-from sqlalchemy import Column, MetaData, String, Table, create_engine, event, inspect, select
+from sqlalchemy import Column, MetaData, String, Table, create_engine, event, func, inspect, literal, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from ..rules.basics import patch
@@ -233,7 +233,7 @@ def _upgrade_engine(engine: Engine) -> None:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.execution_options(opsux_write=True).begin() as con:
         # two processes connecting to a fresh database at once: the second waits, then finds it at head
-        if con.dialect.name == "postgresql": con.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        if con.dialect.name == "postgresql": con.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         cfg.attributes["connection"] = con
         command.upgrade(cfg, "head")
 
@@ -323,7 +323,7 @@ def ping(self: Database) -> tuple[bool, str]:
     "(True, 'ok') when the database answers a `SELECT 1`, else (False, one-line reason)."
     for attempt in range(2):
         try:
-            with self.reader.connect() as con: con.exec_driver_sql("SELECT 1")
+            with self.reader.connect() as con: con.execute(select(literal(1)))
             return True, "ok"
         except Exception as e:
             reason = _one_line(e, 200)

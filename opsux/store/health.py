@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, shutil, socket, sqlite3, threading, time
 from datetime import timedelta
 from pathlib import Path
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from .db import Database, _one_line
 from .models import utcnow, write_health as _health
@@ -76,8 +76,8 @@ def _probe_sqlite(db: Database) -> str | None:
 # %% ../../nbs/store/11b_health.ipynb #e5238e8b
 def _probe_postgres(db: Database) -> str | None:
     with db.reader.connect() as con:
-        recovery, ro = con.exec_driver_sql(
-            "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')").one()
+        recovery, ro = con.execute(select(func.pg_is_in_recovery(),
+                                          func.current_setting("default_transaction_read_only"))).one()
     if recovery: return "database is read-only: the server is a standby"
     if ro == "on" and not db.read_only: return "database is read-only: default_transaction_read_only is on"
     return None
