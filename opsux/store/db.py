@@ -48,12 +48,21 @@ def _cancel(con) -> None:
     except Exception as e: log.debug("opsux: cancel failed: %s", e)
 
 # %% ../../nbs/store/11_db.ipynb #62f2c262
+def _close_cursor(ctx) -> None:
+    "Close the interrupted statement's cursor: a sqlite3 connection closed under a live one keeps its write lock."
+    cur = getattr(ctx.execution_context, "cursor", None)
+    try:
+        if cur is not None: cur.close()
+    except Exception as e: log.debug("opsux: closing the interrupted cursor failed: %s", e)
+
+# %% ../../nbs/store/11_db.ipynb #8cc6c201
 def _on_error(ctx) -> None:
     "SQLAlchemy `handle_error` hook of every opsux engine."
     if ctx.sqlalchemy_exception is not None:  # the database said no: keep the reason, drop the SQL
         ctx.sqlalchemy_exception.statement, ctx.sqlalchemy_exception.params = None, None
     elif ctx.connection is not None:  # interrupted mid-statement (signal, timeout): discard this connection only
         _cancel(ctx.connection)
+        _close_cursor(ctx)
         ctx.is_disconnect, ctx.invalidate_pool_on_disconnect = True, False
 
 # %% ../../nbs/store/11_db.ipynb #fd2ca18d
