@@ -41,6 +41,12 @@ def _port(text):
     if n > 65535: raise argparse.ArgumentTypeError(f"expected a port between 1 and 65535, got {text!r}")
     return n
 
+def _page_limit(text):
+    from opsux.ui.http import RateLimit
+    try: RateLimit.parse(text)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
 def _db(p): p.add_argument("--db", metavar="URL", default=None,
                            help="database URL (default: $OPSUX_DATABASE_URL or the embedded SQLite file)")
 
@@ -63,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="behind a reverse proxy: client address and scheme from X-Forwarded-For/-Proto")
     s.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                    help="address or CIDR of a reverse proxy whose X-Forwarded-* headers are believed; repeatable")
+    s.add_argument("--page-limit", default="30/1", type=_page_limit, metavar="BURST/SECONDS",
+                   help="with a login: pages a user may open at once, then one every SECONDS (default 30/1)")
     s.set_defaults(func=_serve)
 
     d = sub.add_parser("demo", help="create a demo database, run a simulated worker and serve the dashboard")
@@ -114,7 +122,7 @@ def _serve(args):
     serve(db=args.db, host=args.host, port=args.port, read_only=args.read_only, auth=args.auth,
           as_user=args.as_user, num_procs=args.num_procs,
           allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders,
-          trusted_proxy=args.trusted_proxy)
+          trusted_proxy=args.trusted_proxy, page_limit=args.page_limit)
     return 0
 
 def _demo(args):

@@ -61,6 +61,7 @@ def test_unreachable_database_is_a_clear_error_not_a_traceback():
     (["reap", "--max-idle", "soon"], "expected a positive duration"),
     (["seed", "--runs", "-3"], "positive whole number"),
     (["serve", "--port", "0"], "positive whole number"),
+    (["serve", "--page-limit", "fast"], "expected BURST/SECONDS"),
     (["prune"], "--older-than"),
 ])
 def test_bad_arguments_are_refused_with_a_reason(args, expected):

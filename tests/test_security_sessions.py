@@ -23,8 +23,9 @@ def pair(request, tmp_path_factory):
         from pgserver import fresh_database
         db = fresh_database(request.getfixturevalue("pg_url"))
     make_world(db)
-    one = Served(tmp, db, "--auth", "basic", name="one")
-    two = Served(tmp, db, "--auth", "basic", name="two")
+    limit = ("--page-limit", "10/2")                        # tighter than the default: the flood test counts on it
+    one = Served(tmp, db, "--auth", "basic", *limit, name="one")
+    two = Served(tmp, db, "--auth", "basic", *limit, name="two")
     yield one, two
     one.stop(); two.stop()
 

@@ -156,7 +156,7 @@ class SecurityHeaders(OutputTransform):
 # %% ../../nbs/ui/26_http.ipynb #4b33e094
 class RateLimit:
     "A token bucket per key: `burst` requests at once, then one per `per` seconds."
-    def __init__(self, burst: int = 10, per: float = 2.0, clock=time.monotonic, max_keys: int = 50_000):
+    def __init__(self, burst: int = 30, per: float = 1.0, clock=time.monotonic, max_keys: int = 50_000):
         self.burst, self.per, self.clock, self.max_keys = burst, per, clock, max_keys
         self._buckets: dict = {}
         self._lock = threading.Lock()
@@ -171,6 +171,16 @@ class RateLimit:
             if tokens < 1: self._buckets[key] = (tokens, now); return (1 - tokens) * self.per
             self._buckets[key] = (tokens - 1, now)
             return 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> "RateLimit":
+        "`BURST/SECONDS` (e.g. `30/1`): a burst of BURST pages, then one every SECONDS."
+        burst, _, per = text.partition("/")
+        try: limit = cls(int(burst), float(per))
+        except ValueError: limit = None
+        if limit is None or limit.burst < 1 or not 0 < limit.per < 3600:
+            raise ValueError(f"page limit {text!r}: expected BURST/SECONDS, e.g. 30/1 (BURST ≥ 1, 0 < SECONDS < 3600)")
+        return limit
 
 # %% ../../nbs/ui/26_http.ipynb #c9968575
 class Refuse(RequestHandler):

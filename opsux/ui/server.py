@@ -68,12 +68,13 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
           allow_websocket_origin=(), # public host[:port] names of a reverse proxy in front of this server
           use_xheaders: bool = False, # behind a proxy: client address and scheme from the proxy's headers
           trusted_proxy=(), # addresses/CIDRs of those proxies: X-Forwarded-For/-Proto are read from them only
+          page_limit: str = "30/1", # with a login: BURST pages per user at once, then one every SECONDS
           *, demo: bool = False, start: bool = True, **kwargs):
     "Serve the dashboard (blocks while `start`); returns the Panel server."
     if use_xheaders and not trusted_proxy:
         raise ValueError("--use-xheaders needs --trusted-proxy ADDRESS[/BITS]: the proxy whose X-Forwarded-For "
                          "and X-Forwarded-Proto may be believed (e.g. --trusted-proxy 127.0.0.1 for nginx on this host)")
-    trusted = parse_networks(trusted_proxy)
+    trusted, limit = parse_networks(trusted_proxy), RateLimit.parse(page_limit)
     pn.extension()
     app = DashboardApp(db, read_only=read_only, as_user=as_user, demo=demo)
     hosts = allowed_hosts(host, port, allow_websocket_origin)
@@ -88,7 +89,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
                       title=PRODUCT, websocket_origin=list(hosts), use_xheaders=False, verbose=False,
                       extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
                       **extra, **kwargs)
-    secure(server, app, hosts, trusted, pages, extra)
+    secure(server, app, hosts, trusted, pages, extra, limit)
     if start:
         server.start()
         try: server.io_loop.start()
@@ -96,11 +97,11 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     return server
 
 # %% ../../nbs/ui/25_server.ipynb #76aada16
-def secure(server, app, hosts, trusted, pages, extra: dict) -> list[str]:
+def secure(server, app, hosts, trusted, pages, extra: dict, limit: RateLimit | None = None) -> list[str]:
     "Put the gate in front of `server`'s routes, keep only ours, add the probes; returns the routes kept."
     guard = getattr(extra.get("auth_provider"), "guard", None)
     tornado_app = server._tornado                     # private: Bokeh's Tornado application (checked: Bokeh 3.9.2)
-    limit = RateLimit() if guard is not None else None    # --auth none and the demo: one user, nobody to protect
+    limit = (limit or RateLimit()) if guard is not None else None  # --auth none, the demo: one user, nobody to protect
     gate = Gate(tornado_app, hosts, trusted, pages, limit, _request_user(extra.get("cookie_secret")))
     probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)})]
     kept = install_gate(tornado_app, gate, pages, endpoints=(guard.login_endpoint, guard.logout_endpoint)

@@ -70,7 +70,8 @@ def walk(request, tmp_path_factory):
     log_path = tmp / "server.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "opsux.cli", "serve", "--db", url, "--port", str(port),
-                             "--auth", "basic"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--auth", "basic", "--page-limit", "1000/0.01"],   # the walk opens ~80 pages fast
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/login", proc)
