@@ -15,8 +15,8 @@ from ..rules.status import ACTIVE_STATUSES
 
 # %% auto #0
 __all__ = ['log', 'CHANNEL', 'PROBE_BATCH', 'PROBE_SKEW', 'PROBE_AHEAD', 'FUTURE_ROWS', 'FALLBACK_SECONDS', 'FULL_RESYNC_SECONDS',
-           'RunEvent', 'Subscribers', 'EventBus', 'Watcher', 'ListenWatcher', 'WatchSource', 'WatchSourceError',
-           'ChangeCursor', 'ProbeWatcher', 'shared_watcher']
+           'MEMO_MAX', 'RunEvent', 'Subscribers', 'EventBus', 'Watcher', 'ListenWatcher', 'WatchSource',
+           'WatchSourceError', 'ChangeCursor', 'ProbeWatcher', 'shared_watcher']
 
 # %% ../../nbs/store/14_events.ipynb #e871aa86
 log = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ PROBE_AHEAD = timedelta(seconds=2)  # rows dated later than the database's clock
 FUTURE_ROWS = 500  # future-dated rows followed at most
 FALLBACK_SECONDS = 5.0  # active runs are re-read this often: changes that did not touch updated_at
 FULL_RESYNC_SECONDS = 300.0  # every tab re-reads this often: what no cursor can see (0 turns it off)
+MEMO_MAX = 50_000  # fingerprints kept at most (about 8 MB); past that the sweep restarts from the head
 
 # %% ../../nbs/store/14_events.ipynb #a4197800
 @dataclass(frozen=True)
@@ -190,9 +191,10 @@ def top(self: _Statements):
     return select(self.u, self.id).where(self.u <= bindparam("hi")).order_by(self.u.desc(), self.id.desc()).limit(1)
 
 @patch
-def sweep(self: _Statements, has_cursor: bool):
-    "Rows dated since `lo` up to the head, after the sweep's own cursor."
-    return self.select(self.u >= bindparam("lo"), ~self.after("c"), *([self.after("s")] if has_cursor else []))
+def sweep(self: _Statements, has_cursor: bool, has_floor: bool):
+    "Rows dated since `lo` up to the head, after the sweep's own cursor and after the floor."
+    more = [self.after(n) for n, on in (("s", has_cursor), ("f", has_floor)) if on]
+    return self.select(self.u >= bindparam("lo"), ~self.after("c"), *more)
 
 # %% ../../nbs/store/14_events.ipynb #17a09ba2
 @patch
@@ -235,11 +237,11 @@ class ChangeCursor:
     "The probe's state: head and sweep keysets, fingerprints of recent rows, the fallback's clock."
     def __init__(self, source: WatchSource | None = None, batch: int = PROBE_BATCH, skew: timedelta = PROBE_SKEW,
                  ahead: timedelta = PROBE_AHEAD, future_rows: int = FUTURE_ROWS,
-                 fallback: float = FALLBACK_SECONDS, full: float = FULL_RESYNC_SECONDS):
+                 fallback: float = FALLBACK_SECONDS, full: float = FULL_RESYNC_SECONDS, memo_max: int = MEMO_MAX):
         self.source, self.batch, self.skew, self.ahead = source or WatchSource(), batch, skew, ahead
-        self.future_rows, self.fallback, self.full = future_rows, fallback, full
+        self.future_rows, self.fallback, self.full, self.memo_max = future_rows, fallback, full, memo_max
         self.zone = ZoneInfo(self.source.timezone)
-        self.q, self.head_key, self.sweep_key, self.silent = None, None, None, True
+        self.q, self.head_key, self.sweep_key, self.floor, self.silent = None, None, None, None, True
         self.memo, self.running, self.rows_read, self.probes, self.resyncs = {}, set(), 0, 0, 0
         self._fallback_at = self._full_at = None
 
@@ -253,8 +255,7 @@ def start(self: ChangeCursor, con) -> ChangeCursor:
     self.naive = not getattr(cols[self.source.updated_at]["type"], "timezone", False)
     self._clock(con)
     self.head_key, self.sweep_key, self.silent = self._top(con), None, True
-    for r in self._read(con, self.q.future(self.future_rows), hi=self.hi): self._note(r, silent=True)
-    self._sweep(con); self._fallback(con, time.monotonic(), silent=True)
+    self._learn(con); self._sweep(con)
     return self
 
 def _has(con, src: WatchSource) -> bool:
@@ -274,6 +275,12 @@ def _read(self: ChangeCursor, con, stmt, **params) -> list:
     rows = con.execute(stmt, params).all()
     self.rows_read += len(rows)
     return rows
+
+@patch
+def _learn(self: ChangeCursor, con):
+    "Remember the future rows and the active runs without reporting them."
+    for r in self._read(con, self.q.future(self.future_rows), hi=self.hi): self._note(r, silent=True)
+    self._active(con, silent=True); self._fallback_at = time.monotonic()
 
 @patch
 def _top(self: ChangeCursor, con):
@@ -317,44 +324,54 @@ def _head(self: ChangeCursor, con) -> list[RunEvent]:
     if len(rows) < self.batch:
         if rows: self.head_key = (rows[-1][4], rows[-1][0])
         return [e for r in rows if (e := self._note(r))]
-    self.memo = {}  # every tab re-reads: what was remembered is stale, and the next sweep round learns afresh
-    for r in rows: self._note(r, silent=True)
-    self.head_key, self.sweep_key, self.silent = self._top(con), None, True
-    self.resyncs += 1
+    self.memo, self.resyncs = {}, self.resyncs + 1  # every tab re-reads: what was remembered is stale
+    self.head_key = self.floor = self._top(con)
+    self.sweep_key, self.silent = None, False
+    self._learn(con)
     return [RunEvent(None, None, None, "resync")]
 
 # %% ../../nbs/store/14_events.ipynb #ae157ade
 @patch
 def _sweep(self: ChangeCursor, con) -> list[RunEvent]:
-    "The next page of rows dated within `skew` behind the head; a finished round forgets older fingerprints."
+    "The next page of rows dated within `skew` behind the head (and after the floor, if any)."
     if self.head_key is None: self.silent = False; return []
-    k, s = self.head_key, self.sweep_key
-    params = {"lo": self.lo, "c_u": k[0], "c_id": k[1], **({"s_u": s[0], "s_id": s[1]} if s else {})}
-    rows = self._read(con, self.q.sweep(s is not None), **params)
+    if self.floor and (_utc(self.floor[0], self.zone) or self.now) < self.now - self.skew: self.floor = None
+    k, s, f = self.head_key, self.sweep_key, self.floor
+    params = {"lo": self.lo, "c_u": k[0], "c_id": k[1], **({"s_u": s[0], "s_id": s[1]} if s else {}),
+              **({"f_u": f[0], "f_id": f[1]} if f else {})}
+    rows = self._read(con, self.q.sweep(s is not None, f is not None), **params)
     events = [e for r in rows if (e := self._note(r, self.silent))]
     if len(rows) == self.batch: self.sweep_key = (rows[-1][4], rows[-1][0])
-    else: self.sweep_key, self.silent = None, False; self._forget()
+    else: self.sweep_key, self.silent = None, False; self._forget(self.now - self.skew)
+    if len(self.memo) > self.memo_max:  # too much changed within `skew`: sweep from here on
+        self.floor, self.sweep_key, self.silent = self.head_key, None, False
+        self._forget(self.now + self.ahead)
     return events
 
 @patch
-def _forget(self: ChangeCursor):
-    "Drop fingerprints of rows dated before the sweep's start, unless they are running or in the future."
-    lo = self.now - self.skew
-    self.memo = {i: m for i, m in self.memo.items() if i in self.running or (m[0] is not None and m[0] >= lo)}
+def _forget(self: ChangeCursor, before: datetime):
+    "Drop the fingerprints of rows dated before `before`, except running ones."
+    self.memo = {i: m for i, m in self.memo.items() if i in self.running or (m[0] is not None and m[0] >= before)}
 
 # %% ../../nbs/store/14_events.ipynb #c8fdce7f
 @patch
-def _fallback(self: ChangeCursor, con, now: float, silent: bool = False) -> list[RunEvent]:
-    "When due: the active runs, the runs that just left the active set, and a periodic `resync` for all tabs."
-    events, silent = [], silent or self.silent
+def _fallback(self: ChangeCursor, con, now: float) -> list[RunEvent]:
+    "When due: the active runs and those that just left the active set; a periodic `resync` for all tabs."
+    events = []
     if self._full_at is None: self._full_at = now
     elif self.full and now - self._full_at >= self.full:
         self._full_at = now; events.append(RunEvent(None, None, None, "resync"))
     if self._fallback_at is not None and now - self._fallback_at < self.fallback: return events
-    self._fallback_at, rows = now, self._read(con, self.q.running())
+    self._fallback_at = now
+    return events + self._active(con, self.silent)
+
+@patch
+def _active(self: ChangeCursor, con, silent: bool) -> list[RunEvent]:
+    "Re-read the active runs, and by id those no longer active."
+    rows = self._read(con, self.q.running())
     ids, gone = {r[0] for r in rows}, self.running
     left = self._read(con, self.q.by_ids(), ids=sorted(gone - ids)) if gone - ids else []
-    events += [e for r in [*rows, *left] if (e := self._note(r, silent))]
+    events = [e for r in [*rows, *left] if (e := self._note(r, silent))]
     vanished = gone - ids - {r[0] for r in left}  # deleted while active
     events += [RunEvent(i, *self.memo.pop(i)[2:], "changed") for i in vanished if i in self.memo]
     self.running = ids
