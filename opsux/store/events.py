@@ -9,14 +9,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
-from sqlalchemy import bindparam, column as sa_column, func, inspect as sa_inspect, select, table as sa_table, tuple_
+from sqlalchemy import and_, bindparam, column as sa_column, func, inspect as sa_inspect, or_, select, union_all
+from sqlalchemy import literal, table as sa_table
 from ..rules.basics import patch
 from ..rules.status import ACTIVE_STATUSES
 
 # %% auto #0
 __all__ = ['log', 'CHANNEL', 'PROBE_BATCH', 'PROBE_SKEW', 'PROBE_AHEAD', 'FUTURE_ROWS', 'FALLBACK_SECONDS', 'FULL_RESYNC_SECONDS',
-           'MEMO_MAX', 'RunEvent', 'Subscribers', 'EventBus', 'Watcher', 'ListenWatcher', 'WatchSource',
-           'WatchSourceError', 'ChangeCursor', 'ProbeWatcher', 'shared_watcher']
+           'CLOCK_SECONDS', 'MEMO_MAX', 'RunEvent', 'Subscribers', 'EventBus', 'Watcher', 'ListenWatcher',
+           'WatchSource', 'WatchSourceError', 'ChangeCursor', 'ProbeWatcher', 'shared_watcher']
 
 # %% ../../nbs/store/14_events.ipynb #e871aa86
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ PROBE_AHEAD = timedelta(seconds=2)  # rows dated later than the database's clock
 FUTURE_ROWS = 500  # future-dated rows followed at most
 FALLBACK_SECONDS = 5.0  # active runs are re-read this often: changes that did not touch updated_at
 FULL_RESYNC_SECONDS = 300.0  # every tab re-reads this often: what no cursor can see (0 turns it off)
+CLOCK_SECONDS = 10.0  # the database's clock is read this often
 MEMO_MAX = 50_000  # fingerprints kept at most (about 8 MB); past that the sweep restarts from the head
 
 # %% ../../nbs/store/14_events.ipynb #a4197800
@@ -172,18 +174,30 @@ class _Statements:
     def __init__(self, src: WatchSource, names: tuple[str, ...], batch: int):
         t = sa_table(src.table, *(sa_column(n) for n in names))
         self.cols, self.u, self.id = [t.c[n] for n in names], t.c[src.updated_at], t.c[src.id]
-        self.key, self.batch = tuple_(self.u, self.id), batch
-        self.status, self.active = t.c[src.status], src.active
+        self.batch, self.status, self.active, self._cache = batch, t.c[src.status], src.active, {}
     def select(self, *where, order=None, limit=None):
         return select(*self.cols).where(*where).order_by(*(order or (self.u, self.id))).limit(limit or self.batch)
-    def after(self, name: str):
-        return self.key > tuple_(bindparam(name + "_u"), bindparam(name + "_id"))
+    def upto(self, name: str):
+        "`(u, id) <= (:name_u, :name_id)`, as a range on `u` and a filter (not an OR an index would drive)."
+        u, i = bindparam(name + "_u"), bindparam(name + "_id")
+        return and_(self.u <= u, or_(self.u < u, self.id <= i))
 
 # %% ../../nbs/store/14_events.ipynb #036d1a50
 @patch
+def after(self: _Statements, *where, seek: str | None):
+    "Rows matching `where` (and after the key `(:seek_u, :seek_id)`), oldest first, `batch` at most."
+    if not seek: return self.select(*where)
+    u, i = bindparam(seek + "_u"), bindparam(seek + "_id")
+    tie = self.select(*where, self.u == u, self.id > i, order=(self.id,)).subquery("tie")
+    later = self.select(*where, self.u > u).subquery("later")
+    both = union_all(select(*tie.c), select(*later.c)).subquery("page")
+    return select(*both.c).order_by(both.c[self.u.name], both.c[self.id.name]).limit(self.batch)
+
+# %% ../../nbs/store/14_events.ipynb #d175471a
+@patch
 def head(self: _Statements, has_cursor: bool):
-    "Rows after the cursor up to the horizon, oldest first."
-    return self.select(self.u <= bindparam("hi"), *([self.after("c")] if has_cursor else []))
+    "Rows after the head's key `h` up to the horizon."
+    return self.after(self.u <= bindparam("hi"), seek="h" if has_cursor else None)
 
 @patch
 def top(self: _Statements):
@@ -191,10 +205,9 @@ def top(self: _Statements):
     return select(self.u, self.id).where(self.u <= bindparam("hi")).order_by(self.u.desc(), self.id.desc()).limit(1)
 
 @patch
-def sweep(self: _Statements, has_cursor: bool, has_floor: bool):
-    "Rows dated since `lo` up to the head, after the sweep's own cursor and after the floor."
-    more = [self.after(n) for n, on in (("s", has_cursor), ("f", has_floor)) if on]
-    return self.select(self.u >= bindparam("lo"), ~self.after("c"), *more)
+def sweep(self: _Statements, has_key: bool, from_lo: bool):
+    "Rows up to the head's key `h`, after the key `s` (the sweep's own, or the floor) and/or dated since `lo`."
+    return self.after(*([self.u >= bindparam("lo")] if from_lo else []), self.upto("h"), seek="s" if has_key else None)
 
 # %% ../../nbs/store/14_events.ipynb #17a09ba2
 @patch
@@ -206,6 +219,17 @@ def future(self: _Statements, rows: int):
 def running(self: _Statements):
     "Active runs by status (the fallback)."
     return self.select(self.status.in_(self.active), order=(self.id,))
+
+@patch
+def combined(self: _Statements, head_seek: bool, sweep: tuple | None, future_rows: int):
+    "Head, sweep (if any) and future pages in one statement, one round trip; column `part` tells them apart."
+    key = (head_seek, sweep, future_rows)
+    if key not in self._cache:
+        parts = [(1, self.head(head_seek)), *([(2, self.sweep(*sweep))] if sweep else []), (3, self.future(future_rows))]
+        subs = [(n, stmt.subquery(f"part{n}")) for n, stmt in parts]
+        both = union_all(*(select(literal(n).label("part"), *sub.c) for n, sub in subs)).subquery("probe")
+        self._cache[key] = select(*both.c).order_by(*list(both.c)[:1], both.c[self.u.name], both.c[self.id.name])
+    return self._cache[key]
 
 @patch
 def by_ids(self: _Statements):
@@ -243,7 +267,7 @@ class ChangeCursor:
         self.zone = ZoneInfo(self.source.timezone)
         self.q, self.head_key, self.sweep_key, self.floor, self.silent = None, None, None, None, True
         self.memo, self.running, self.rows_read, self.probes, self.resyncs = {}, set(), 0, 0, 0
-        self._fallback_at = self._full_at = None
+        self._fallback_at = self._full_at = self._clock_at = None
 
 # %% ../../nbs/store/14_events.ipynb #48e27e6f
 @patch
@@ -255,7 +279,7 @@ def start(self: ChangeCursor, con) -> ChangeCursor:
     self.naive = not getattr(cols[self.source.updated_at]["type"], "timezone", False)
     self._clock(con)
     self.head_key, self.sweep_key, self.silent = self._top(con), None, True
-    self._learn(con); self._sweep(con)
+    self._learn(con); self._swept(self._fetch(con)[1])  # the first sweep page at once: it learns, silently
     return self
 
 def _has(con, src: WatchSource) -> bool:
@@ -265,8 +289,11 @@ def _has(con, src: WatchSource) -> bool:
 # %% ../../nbs/store/14_events.ipynb #3647abd6
 @patch
 def _clock(self: ChangeCursor, con):
-    "Read the database's clock; set the horizon `hi` and the sweep's start `lo` (bound values)."
-    now = _db_now(con)
+    "The database's clock (read every `CLOCK_SECONDS`, carried on by the monotonic clock); sets `hi` and `lo`."
+    mono = time.monotonic()
+    if self._clock_at is None or not 0 <= mono - self._clock_at[0] < CLOCK_SECONDS:
+        self._clock_at = (mono, _db_now(con))
+    now = self._clock_at[1] + timedelta(seconds=mono - self._clock_at[0])
     b = lambda dt: _bound(dt, con.dialect.name, self.naive, self.zone)
     self.now, self.hi, self.lo = now, b(now + self.ahead), b(now - self.skew)
 
@@ -305,9 +332,9 @@ def _kind(status) -> str:
 def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
     "One probe on `con`: the events of what changed since the last one."
     self._clock(con); self.probes += 1
-    events = self._head(con) + self._sweep(con)
-    future = self._read(con, self.q.future(self.future_rows), hi=self.hi)
-    events += [e for r in future if (e := self._note(r, self.silent))]
+    head, sweep, future = self._fetch(con)
+    if len(head) == self.batch: events = self._overflow(con)
+    else: events = self._advance(head) + self._swept(sweep) + [e for r in future if (e := self._note(r, self.silent))]
     events += self._fallback(con, time.monotonic() if now is None else now)
     seen, out = set(), []
     for e in events:
@@ -316,30 +343,39 @@ def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
 
 # %% ../../nbs/store/14_events.ipynb #c35221ae
 @patch
-def _head(self: ChangeCursor, con) -> list[RunEvent]:
-    "Rows after the head: events, or one `resync` (and a jump to the newest row) when the batch is full."
-    k = self.head_key
-    params = {"hi": self.hi, **({"c_u": k[0], "c_id": k[1]} if k else {})}
-    rows = self._read(con, self.q.head(k is not None), **params)
-    if len(rows) < self.batch:
-        if rows: self.head_key = (rows[-1][4], rows[-1][0])
-        return [e for r in rows if (e := self._note(r))]
+def _fetch(self: ChangeCursor, con) -> tuple[list, list, list]:
+    "The head's, the sweep's and the future's pages, in one round trip."
+    h = self.head_key
+    if self.floor and (_utc(self.floor[0], self.zone) or self.now) < self.now - self.skew: self.floor = None
+    after = max((k for k in (self.sweep_key, self.floor) if k), default=None)
+    from_lo = after is None or not _at_least(after[0], self.lo)  # one lower bound, or SQLite picks the wrong one
+    sweep = None if h is None else (after is not None, from_lo)
+    params = {"hi": self.hi, "lo": self.lo, **_key("h", h), **_key("s", after)}
+    parts = ([], [], [])
+    for r in self._read(con, self.q.combined(h is not None, sweep, self.future_rows), **params): parts[r[0] - 1].append(r[1:])
+    if h is None: self.silent = False  # an empty table: nothing to learn
+    return parts
+
+# %% ../../nbs/store/14_events.ipynb #ae157ade
+@patch
+def _advance(self: ChangeCursor, rows) -> list[RunEvent]:
+    "The head's page (fewer rows than `batch`): move the head past it; its news."
+    if rows: self.head_key = (rows[-1][4], rows[-1][0])
+    return [e for r in rows if (e := self._note(r))]
+
+@patch
+def _overflow(self: ChangeCursor, con) -> list[RunEvent]:
+    "More changes than one page: one `resync`, the head and the floor at the newest row, fresh fingerprints."
     self.memo, self.resyncs = {}, self.resyncs + 1  # every tab re-reads: what was remembered is stale
     self.head_key = self.floor = self._top(con)
     self.sweep_key, self.silent = None, False
     self._learn(con)
     return [RunEvent(None, None, None, "resync")]
 
-# %% ../../nbs/store/14_events.ipynb #ae157ade
+# %% ../../nbs/store/14_events.ipynb #6dea7b89
 @patch
-def _sweep(self: ChangeCursor, con) -> list[RunEvent]:
-    "The next page of rows dated within `skew` behind the head (and after the floor, if any)."
-    if self.head_key is None: self.silent = False; return []
-    if self.floor and (_utc(self.floor[0], self.zone) or self.now) < self.now - self.skew: self.floor = None
-    k, s, f = self.head_key, self.sweep_key, self.floor
-    params = {"lo": self.lo, "c_u": k[0], "c_id": k[1], **({"s_u": s[0], "s_id": s[1]} if s else {}),
-              **({"f_u": f[0], "f_id": f[1]} if f else {})}
-    rows = self._read(con, self.q.sweep(s is not None, f is not None), **params)
+def _swept(self: ChangeCursor, rows) -> list[RunEvent]:
+    "The sweep's page (rows dated within `skew` behind the head, after the floor if any): its news."
     events = [e for r in rows if (e := self._note(r, self.silent))]
     if len(rows) == self.batch: self.sweep_key = (rows[-1][4], rows[-1][0])
     else: self.sweep_key, self.silent = None, False; self._forget(self.now - self.skew)
@@ -347,6 +383,14 @@ def _sweep(self: ChangeCursor, con) -> list[RunEvent]:
         self.floor, self.sweep_key, self.silent = self.head_key, None, False
         self._forget(self.now + self.ahead)
     return events
+
+def _at_least(a, b) -> bool:
+    "a >= b for two stored timestamps; False when they do not compare (both bounds are then used)."
+    try: return a >= b
+    except TypeError: return False
+
+def _key(name: str, key) -> dict:
+    return {} if key is None else {name + "_u": key[0], name + "_id": key[1]}
 
 @patch
 def _forget(self: ChangeCursor, before: datetime):
