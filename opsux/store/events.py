@@ -133,13 +133,13 @@ class ListenWatcher(Watcher):
 
 # %% ../../nbs/store/14_events.ipynb #131f0123
 PROBE_BATCH = 2000  # rows one probe query reads at most
-PROBE_SKEW = timedelta(minutes=2)  # a writer's clock may lag the database's this much and its writes are still seen
-PROBE_AHEAD = timedelta(seconds=2)  # rows dated later than the database's clock plus this are "in the future"
+PROBE_SKEW = timedelta(minutes=2)  # a writer's clock may lag this much and be seen
+PROBE_AHEAD = timedelta(seconds=2)  # later than the database's clock + this: future
 FUTURE_ROWS = 500  # future-dated rows followed at most
 FALLBACK_SECONDS = 5.0  # active runs are re-read this often: changes that did not touch updated_at
-FULL_RESYNC_SECONDS = 300.0  # every tab re-reads this often: what no cursor can see (0 turns it off)
+FULL_RESYNC_SECONDS = 300.0  # every tab re-reads this often: what no cursor can see (0: never)
 CLOCK_SECONDS = 10.0  # the database's clock is read this often
-MEMO_MAX = 50_000  # fingerprints kept at most (about 8 MB); past that the sweep restarts from the head
+MEMO_MAX = 50_000  # fingerprints kept at most (about 8 MB); past that the sweep starts at the head
 
 # %% ../../nbs/store/14_events.ipynb #a4197800
 @dataclass(frozen=True)
@@ -151,9 +151,9 @@ class WatchSource:
     user_id: str = "user_id"
     status: str = "status"
     updated_at: str = "updated_at"
-    watched: tuple[str, ...] = ("outcome", "summary_counts", "failure_summary", "started_at", "completed_at",
-                                "heartbeat_at")  # a change of these is news even within the same second
-    active: tuple[str, ...] = ACTIVE_STATUSES  # stored status values of running work (the fallback reads these)
+    watched: tuple[str, ...] = ("outcome", "summary_counts", "failure_summary", "started_at",
+                                "completed_at", "heartbeat_at")  # news even within the same second
+    active: tuple[str, ...] = ACTIVE_STATUSES  # status values of running work (fallback)
     timezone: str = "UTC"  # zone of naive timestamps
 
 class WatchSourceError(ValueError):
@@ -162,7 +162,7 @@ class WatchSourceError(ValueError):
 # %% ../../nbs/store/14_events.ipynb #b578a086
 @patch
 def resolve(self: WatchSource, present) -> tuple[str, ...]:
-    "The columns the probe selects, given the table's columns `present`; `WatchSourceError` if one it needs is missing."
+    "The columns the probe selects, given the table's columns `present`; else `WatchSourceError`."
     need = (self.id, self.tenant_id, self.user_id, self.status, self.updated_at)
     missing = [c for c in need if c not in present]
     if missing: raise WatchSourceError(f"watcher: {self.table} has no column {', '.join(missing)}")
@@ -176,16 +176,17 @@ class _Statements:
         self.cols, self.u, self.id = [t.c[n] for n in names], t.c[src.updated_at], t.c[src.id]
         self.batch, self.status, self.active, self._cache = batch, t.c[src.status], src.active, {}
     def select(self, *where, order=None, limit=None):
-        return select(*self.cols).where(*where).order_by(*(order or (self.u, self.id))).limit(limit or self.batch)
+        order = order or (self.u, self.id)
+        return select(*self.cols).where(*where).order_by(*order).limit(limit or self.batch)
     def upto(self, name: str):
-        "`(u, id) <= (:name_u, :name_id)`, as a range on `u` and a filter (not an OR an index would drive)."
+        "`(u, id) <= (:name_u, :name_id)`: a range on `u` plus a filter, not an OR."
         u, i = bindparam(name + "_u"), bindparam(name + "_id")
         return and_(self.u <= u, or_(self.u < u, self.id <= i))
 
 # %% ../../nbs/store/14_events.ipynb #036d1a50
 @patch
 def after(self: _Statements, *where, seek: str | None):
-    "Rows matching `where` (and after the key `(:seek_u, :seek_id)`), oldest first, `batch` at most."
+    "Rows matching `where` and after the key `(:seek_u, :seek_id)`, oldest first, `batch` at most."
     if not seek: return self.select(*where)
     u, i = bindparam(seek + "_u"), bindparam(seek + "_id")
     tie = self.select(*where, self.u == u, self.id > i, order=(self.id,)).subquery("tie")
@@ -202,12 +203,14 @@ def head(self: _Statements, has_cursor: bool):
 @patch
 def top(self: _Statements):
     "The newest key up to the horizon."
-    return select(self.u, self.id).where(self.u <= bindparam("hi")).order_by(self.u.desc(), self.id.desc()).limit(1)
+    newest = (self.u.desc(), self.id.desc())
+    return select(self.u, self.id).where(self.u <= bindparam("hi")).order_by(*newest).limit(1)
 
 @patch
 def sweep(self: _Statements, has_key: bool, from_lo: bool):
-    "Rows up to the head's key `h`, after the key `s` (the sweep's own, or the floor) and/or dated since `lo`."
-    return self.after(*([self.u >= bindparam("lo")] if from_lo else []), self.upto("h"), seek="s" if has_key else None)
+    "Rows up to the head's key `h`, after the key `s` (the sweep's or the floor) and/or since `lo`."
+    since = [self.u >= bindparam("lo")] if from_lo else []
+    return self.after(*since, self.upto("h"), seek="s" if has_key else None)
 
 # %% ../../nbs/store/14_events.ipynb #17a09ba2
 @patch
@@ -222,13 +225,14 @@ def running(self: _Statements):
 
 @patch
 def combined(self: _Statements, head_seek: bool, sweep: tuple | None, future_rows: int):
-    "Head, sweep (if any) and future pages in one statement, one round trip; column `part` tells them apart."
+    "Head, sweep (if any) and future pages in one statement; column `part` tells which."
     key = (head_seek, sweep, future_rows)
     if key not in self._cache:
-        parts = [(1, self.head(head_seek)), *([(2, self.sweep(*sweep))] if sweep else []), (3, self.future(future_rows))]
-        subs = [(n, stmt.subquery(f"part{n}")) for n, stmt in parts]
-        both = union_all(*(select(literal(n).label("part"), *sub.c) for n, sub in subs)).subquery("probe")
-        self._cache[key] = select(*both.c).order_by(*list(both.c)[:1], both.c[self.u.name], both.c[self.id.name])
+        parts = [(1, self.head(head_seek)), *([(2, self.sweep(*sweep))] if sweep else []),
+                 (3, self.future(future_rows))]
+        subs = [select(literal(n).label("part"), *stmt.subquery(f"part{n}").c) for n, stmt in parts]
+        c = union_all(*subs).subquery("probe").c
+        self._cache[key] = select(*c).order_by(c.part, c[self.u.name], c[self.id.name])
     return self._cache[key]
 
 @patch
@@ -243,7 +247,7 @@ def _db_now(con) -> datetime:
     return _utc(con.execute(q).scalar())
 
 def _utc(raw, zone: ZoneInfo = timezone.utc) -> datetime | None:
-    "A stored timestamp (text or datetime; naive ones in `zone`) as aware UTC; None when it is not one."
+    "A stored timestamp (text or datetime; naive ones in `zone`) as aware UTC (None if not one)."
     if isinstance(raw, str):
         try: raw = datetime.fromisoformat(raw.strip())
         except ValueError: return None
@@ -252,34 +256,39 @@ def _utc(raw, zone: ZoneInfo = timezone.utc) -> datetime | None:
 
 # %% ../../nbs/store/14_events.ipynb #5a81d6f6
 def _bound(dt: datetime, dialect: str, naive: bool, zone) -> object:
-    "`dt` in the form the column compares with: text on SQLite, a naive local time for `timestamp` columns."
+    "`dt` as the column compares it: text on SQLite, a naive local time for `timestamp` columns."
     if naive or dialect == "sqlite": dt = dt.astimezone(zone).replace(tzinfo=None)
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else dt
 
 # %% ../../nbs/store/14_events.ipynb #d3be0d42
 class ChangeCursor:
     "The probe's state: head and sweep keysets, fingerprints of recent rows, the fallback's clock."
-    def __init__(self, source: WatchSource | None = None, batch: int = PROBE_BATCH, skew: timedelta = PROBE_SKEW,
-                 ahead: timedelta = PROBE_AHEAD, future_rows: int = FUTURE_ROWS,
-                 fallback: float = FALLBACK_SECONDS, full: float = FULL_RESYNC_SECONDS, memo_max: int = MEMO_MAX):
+    def __init__(self, source: WatchSource | None = None, # table and columns (default opsux's)
+                 batch: int = PROBE_BATCH, skew: timedelta = PROBE_SKEW,
+                 ahead: timedelta = PROBE_AHEAD,
+                 future_rows: int = FUTURE_ROWS, fallback: float = FALLBACK_SECONDS,
+                 full: float = FULL_RESYNC_SECONDS, memo_max: int = MEMO_MAX):
         self.source, self.batch, self.skew, self.ahead = source or WatchSource(), batch, skew, ahead
-        self.future_rows, self.fallback, self.full, self.memo_max = future_rows, fallback, full, memo_max
+        self.future_rows, self.fallback, self.full = future_rows, fallback, full
+        self.memo_max = memo_max
         self.zone = ZoneInfo(self.source.timezone)
-        self.q, self.head_key, self.sweep_key, self.floor, self.silent = None, None, None, None, True
+        self.q, self.head_key, self.sweep_key, self.floor = None, None, None, None
+        self.silent = True  # learning: rows never seen are not news
         self.memo, self.running, self.rows_read, self.probes, self.resyncs = {}, set(), 0, 0, 0
         self._fallback_at = self._full_at = self._clock_at = None
 
 # %% ../../nbs/store/14_events.ipynb #48e27e6f
 @patch
 def start(self: ChangeCursor, con) -> ChangeCursor:
-    "Prepare for probing on `con`: check the source, put the head at the newest row, learn recent rows."
-    cols = {c["name"]: c for c in sa_inspect(con).get_columns(self.source.table)} if _has(con, self.source) else {}
+    "Prepare for probing on `con`: check the source, head at the newest row, learn recent rows."
+    found = _has(con, self.source)
+    cols = {c["name"]: c for c in sa_inspect(con).get_columns(self.source.table)} if found else {}
     if not cols: raise WatchSourceError(f"watcher: there is no table or view {self.source.table}")
     self.q = _Statements(self.source, self.source.resolve(cols), self.batch)
     self.naive = not getattr(cols[self.source.updated_at]["type"], "timezone", False)
     self._clock(con)
     self.head_key, self.sweep_key, self.silent = self._top(con), None, True
-    self._learn(con); self._swept(self._fetch(con)[1])  # the first sweep page at once: it learns, silently
+    self._learn(con); self._swept(self._fetch(con)[1])  # first sweep page now: learns, silently
     return self
 
 def _has(con, src: WatchSource) -> bool:
@@ -289,7 +298,7 @@ def _has(con, src: WatchSource) -> bool:
 # %% ../../nbs/store/14_events.ipynb #3647abd6
 @patch
 def _clock(self: ChangeCursor, con):
-    "The database's clock (read every `CLOCK_SECONDS`, carried on by the monotonic clock); sets `hi` and `lo`."
+    "The database's clock (read every `CLOCK_SECONDS`, then carried on); sets `hi`, `lo`."
     mono = time.monotonic()
     if self._clock_at is None or not 0 <= mono - self._clock_at[0] < CLOCK_SECONDS:
         self._clock_at = (mono, _db_now(con))
@@ -306,7 +315,8 @@ def _read(self: ChangeCursor, con, stmt, **params) -> list:
 @patch
 def _learn(self: ChangeCursor, con):
     "Remember the future rows and the active runs without reporting them."
-    for r in self._read(con, self.q.future(self.future_rows), hi=self.hi): self._note(r, silent=True)
+    future = self._read(con, self.q.future(self.future_rows), hi=self.hi)
+    for r in future: self._note(r, silent=True)
     self._active(con, silent=True); self._fallback_at = time.monotonic()
 
 @patch
@@ -334,7 +344,9 @@ def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
     self._clock(con); self.probes += 1
     head, sweep, future = self._fetch(con)
     if len(head) == self.batch: events = self._overflow(con)
-    else: events = self._advance(head) + self._swept(sweep) + [e for r in future if (e := self._note(r, self.silent))]
+    else:
+        events = self._advance(head) + self._swept(sweep)
+        events += [e for r in future if (e := self._note(r, self.silent))]
     events += self._fallback(con, time.monotonic() if now is None else now)
     seen, out = set(), []
     for e in events:
@@ -346,13 +358,15 @@ def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
 def _fetch(self: ChangeCursor, con) -> tuple[list, list, list]:
     "The head's, the sweep's and the future's pages, in one round trip."
     h = self.head_key
-    if self.floor and (_utc(self.floor[0], self.zone) or self.now) < self.now - self.skew: self.floor = None
+    if self.floor and (_utc(self.floor[0], self.zone) or self.now) < self.now - self.skew:
+        self.floor = None  # aged out of the sweep's window
     after = max((k for k in (self.sweep_key, self.floor) if k), default=None)
-    from_lo = after is None or not _at_least(after[0], self.lo)  # one lower bound, or SQLite picks the wrong one
+    from_lo = after is None or not _at_least(after[0], self.lo)  # one lower bound: SQLite
     sweep = None if h is None else (after is not None, from_lo)
     params = {"hi": self.hi, "lo": self.lo, **_key("h", h), **_key("s", after)}
     parts = ([], [], [])
-    for r in self._read(con, self.q.combined(h is not None, sweep, self.future_rows), **params): parts[r[0] - 1].append(r[1:])
+    for r in self._read(con, self.q.combined(h is not None, sweep, self.future_rows), **params):
+        parts[r[0] - 1].append(r[1:])
     if h is None: self.silent = False  # an empty table: nothing to learn
     return parts
 
@@ -365,8 +379,8 @@ def _advance(self: ChangeCursor, rows) -> list[RunEvent]:
 
 @patch
 def _overflow(self: ChangeCursor, con) -> list[RunEvent]:
-    "More changes than one page: one `resync`, the head and the floor at the newest row, fresh fingerprints."
-    self.memo, self.resyncs = {}, self.resyncs + 1  # every tab re-reads: what was remembered is stale
+    "More changes than one page: one `resync`; head and floor at the newest row."
+    self.memo, self.resyncs = {}, self.resyncs + 1  # every tab re-reads: the memo is stale
     self.head_key = self.floor = self._top(con)
     self.sweep_key, self.silent = None, False
     self._learn(con)
@@ -395,12 +409,13 @@ def _key(name: str, key) -> dict:
 @patch
 def _forget(self: ChangeCursor, before: datetime):
     "Drop the fingerprints of rows dated before `before`, except running ones."
-    self.memo = {i: m for i, m in self.memo.items() if i in self.running or (m[0] is not None and m[0] >= before)}
+    keep = lambda i, m: i in self.running or (m[0] is not None and m[0] >= before)
+    self.memo = {i: m for i, m in self.memo.items() if keep(i, m)}
 
 # %% ../../nbs/store/14_events.ipynb #c8fdce7f
 @patch
 def _fallback(self: ChangeCursor, con, now: float) -> list[RunEvent]:
-    "When due: the active runs and those that just left the active set; a periodic `resync` for all tabs."
+    "When due: the active runs and those that just left; a periodic `resync`."
     events = []
     if self._full_at is None: self._full_at = now
     elif self.full and now - self._full_at >= self.full:
@@ -423,7 +438,7 @@ def _active(self: ChangeCursor, con, silent: bool) -> list[RunEvent]:
 
 # %% ../../nbs/store/14_events.ipynb #1bf5e772
 class ProbeWatcher(Watcher):
-    "SQLite, or any read-only database: a `ChangeCursor` probed once per interval on one connection."
+    "SQLite, or any read-only database: a `ChangeCursor` probed once per interval, one connection."
     def __init__(self, ops, interval: float = 0.5, source: WatchSource | None = None, **cursor):
         super().__init__(ops, interval)
         self.source, self.cursor_options, self.cursor = source or WatchSource(), cursor, None
@@ -454,15 +469,19 @@ def _run(self: ProbeWatcher):
 _registry: dict[tuple, Watcher] = {}
 _registry_lock = threading.Lock()
 
-def shared_watcher(ops, interval: float | None = None, source: WatchSource | None = None) -> Watcher:
-    "The one running watcher of this process for `ops`'s database (LISTEN on PostgreSQL, probe otherwise)."
+def shared_watcher(ops, interval: float | None = None, # seconds between probes / LISTEN checks
+                   source: WatchSource | None = None, # the probe's table and columns
+                  ) -> Watcher:
+    "The one running watcher of this process for `ops`'s database (LISTEN on PostgreSQL, or probe)."
     listen = ops.is_postgres and not ops.read_only
     source = source or getattr(ops, "watch_source", None) or WatchSource()
-    key = (os.getpid(), ops.engine.url.render_as_string(hide_password=False), listen, None if listen else source)
+    url = ops.engine.url.render_as_string(hide_password=False)
+    key = (os.getpid(), url, listen, None if listen else source)
     with _registry_lock:
         w = _registry.get(key)
         if w is None or not w.alive:
-            w = ListenWatcher(ops, interval or 1.0) if listen else ProbeWatcher(ops, interval or 0.5, source)
+            if listen: w = ListenWatcher(ops, interval or 1.0)
+            else: w = ProbeWatcher(ops, interval or 0.5, source)
             _registry[key] = w.start()
         w.users += 1
         return w
