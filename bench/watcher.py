@@ -11,7 +11,7 @@ Scenarios, each with both probes side by side on the same data:
   bulk       one UPDATE of all N runs (one timestamp), then 1 `advance` between probes
 "seen" counts probes after which the advanced run had been reported (the bulk's first probe excluded).
 On PostgreSQL the cursor is also measured as a host's table would be: with only an index on (updated_at), and
-with no index on updated_at at all (what `CREATE INDEX … (updated_at, id)` buys). Idle database time per minute
+with no index on updated_at at all (what `CREATE INDEX … (updated_at, id)` buys). Probe time per idle minute
 is ms per probe × 120 (two probes a second).
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ def line(label, name, s, n):
     seen = f"  seen {s['seen']}/{len(ms)}" if s["seen"] or label != "idle" else ""
     print(f"  {label:6} {name:22} {statistics.median(ms):8.2f} ms/probe (max {max(ms):7.2f})"
           f"  {statistics.mean(rows):8.0f} rows/probe{seen}"
-          + (f"  idle db time {statistics.median(ms) * 120 / 1000:.2f} s/min" if label == "idle" else ""))
+          + (f"  probe time {statistics.median(ms) * 120 / 1000:.2f} s per idle min" if label == "idle" else ""))
 
 
 def started(ops, probe):
