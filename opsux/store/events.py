@@ -156,6 +156,7 @@ class WatchSource:
     active: tuple[str, ...] = ACTIVE_STATUSES  # status values of running work (fallback)
     timezone: str = "UTC"  # zone of naive timestamps
 
+# %% ../../nbs/store/14_events.ipynb #55b947d5
 class WatchSourceError(ValueError):
     "The watched table or one of its columns is missing (a schema problem, not an outage)."
 
@@ -200,29 +201,33 @@ def head(self: _Statements, has_cursor: bool):
     "Rows after the head's key `h` up to the horizon."
     return self.after(self.u <= bindparam("hi"), seek="h" if has_cursor else None)
 
+# %% ../../nbs/store/14_events.ipynb #17a09ba2
 @patch
 def top(self: _Statements):
     "The newest key up to the horizon."
     newest = (self.u.desc(), self.id.desc())
     return select(self.u, self.id).where(self.u <= bindparam("hi")).order_by(*newest).limit(1)
 
+# %% ../../nbs/store/14_events.ipynb #a085eba8
 @patch
 def sweep(self: _Statements, has_key: bool, from_lo: bool):
     "Rows up to the head's key `h`, after the key `s` (the sweep's or the floor) and/or since `lo`."
     since = [self.u >= bindparam("lo")] if from_lo else []
     return self.after(*since, self.upto("h"), seek="s" if has_key else None)
 
-# %% ../../nbs/store/14_events.ipynb #17a09ba2
+# %% ../../nbs/store/14_events.ipynb #9735abba
 @patch
 def future(self: _Statements, rows: int):
     "The first `rows` rows dated beyond the horizon."
     return self.select(self.u > bindparam("hi"), limit=rows)
 
+# %% ../../nbs/store/14_events.ipynb #63fec130
 @patch
 def running(self: _Statements):
     "Active runs by status (the fallback)."
     return self.select(self.status.in_(self.active), order=(self.id,))
 
+# %% ../../nbs/store/14_events.ipynb #e94f7f32
 @patch
 def combined(self: _Statements, head_seek: bool, sweep: tuple | None, future_rows: int):
     "Head, sweep (if any) and future pages in one statement; column `part` tells which."
@@ -235,6 +240,7 @@ def combined(self: _Statements, head_seek: bool, sweep: tuple | None, future_row
         self._cache[key] = select(*c).order_by(c.part, c[self.u.name], c[self.id.name])
     return self._cache[key]
 
+# %% ../../nbs/store/14_events.ipynb #babd02a1
 @patch
 def by_ids(self: _Statements):
     return self.select(self.id.in_(bindparam("ids", expanding=True)), order=(self.id,))
@@ -246,6 +252,7 @@ def _db_now(con) -> datetime:
     else: q = select(func.statement_timestamp())
     return _utc(con.execute(q).scalar())
 
+# %% ../../nbs/store/14_events.ipynb #9898275d
 def _utc(raw, zone: ZoneInfo = timezone.utc) -> datetime | None:
     "A stored timestamp (text or datetime; naive ones in `zone`) as aware UTC (None if not one)."
     if isinstance(raw, str):
@@ -291,11 +298,12 @@ def start(self: ChangeCursor, con) -> ChangeCursor:
     self._learn(con); self._swept(self._fetch(con)[1])  # first sweep page now: learns, silently
     return self
 
+# %% ../../nbs/store/14_events.ipynb #3647abd6
 def _has(con, src: WatchSource) -> bool:
     i = sa_inspect(con)
     return src.table in i.get_table_names() or src.table in i.get_view_names()
 
-# %% ../../nbs/store/14_events.ipynb #3647abd6
+# %% ../../nbs/store/14_events.ipynb #743500ae
 @patch
 def _clock(self: ChangeCursor, con):
     "The database's clock (read every `CLOCK_SECONDS`, then carried on); sets `hi`, `lo`."
@@ -306,12 +314,14 @@ def _clock(self: ChangeCursor, con):
     b = lambda dt: _bound(dt, con.dialect.name, self.naive, self.zone)
     self.now, self.hi, self.lo = now, b(now + self.ahead), b(now - self.skew)
 
+# %% ../../nbs/store/14_events.ipynb #1260d408
 @patch
 def _read(self: ChangeCursor, con, stmt, **params) -> list:
     rows = con.execute(stmt, params).all()
     self.rows_read += len(rows)
     return rows
 
+# %% ../../nbs/store/14_events.ipynb #5cfa00d2
 @patch
 def _learn(self: ChangeCursor, con):
     "Remember the future rows and the active runs without reporting them."
@@ -319,6 +329,7 @@ def _learn(self: ChangeCursor, con):
     for r in future: self._note(r, silent=True)
     self._active(con, silent=True); self._fallback_at = time.monotonic()
 
+# %% ../../nbs/store/14_events.ipynb #ec776b72
 @patch
 def _top(self: ChangeCursor, con):
     row = con.execute(self.q.top(), {"hi": self.hi}).first()
@@ -333,6 +344,7 @@ def _note(self: ChangeCursor, r, silent: bool = False) -> RunEvent | None:
     if (old is None and silent) or (old is not None and old[1] == fp): return None
     return RunEvent(r[0], r[1], r[2], _kind(r[3]))
 
+# %% ../../nbs/store/14_events.ipynb #d4a213a5
 def _kind(status) -> str:
     s = str(status or "").strip().lower()
     return {"queued": "enqueued", "running": "progress"}.get(s, "completed")
@@ -377,6 +389,7 @@ def _advance(self: ChangeCursor, rows) -> list[RunEvent]:
     if rows: self.head_key = (rows[-1][4], rows[-1][0])
     return [e for r in rows if (e := self._note(r))]
 
+# %% ../../nbs/store/14_events.ipynb #6dea7b89
 @patch
 def _overflow(self: ChangeCursor, con) -> list[RunEvent]:
     "More changes than one page: one `resync`; head and floor at the newest row."
@@ -386,7 +399,7 @@ def _overflow(self: ChangeCursor, con) -> list[RunEvent]:
     self._learn(con)
     return [RunEvent(None, None, None, "resync")]
 
-# %% ../../nbs/store/14_events.ipynb #6dea7b89
+# %% ../../nbs/store/14_events.ipynb #188a676e
 @patch
 def _swept(self: ChangeCursor, rows) -> list[RunEvent]:
     "The sweep's page (rows dated within `skew` behind the head, after the floor if any): its news."
@@ -398,14 +411,17 @@ def _swept(self: ChangeCursor, rows) -> list[RunEvent]:
         self._forget(self.now + self.ahead)
     return events
 
+# %% ../../nbs/store/14_events.ipynb #b759a39e
 def _at_least(a, b) -> bool:
     "a >= b for two stored timestamps; False when they do not compare (both bounds are then used)."
     try: return a >= b
     except TypeError: return False
 
+# %% ../../nbs/store/14_events.ipynb #ea969eea
 def _key(name: str, key) -> dict:
     return {} if key is None else {name + "_u": key[0], name + "_id": key[1]}
 
+# %% ../../nbs/store/14_events.ipynb #c20dd212
 @patch
 def _forget(self: ChangeCursor, before: datetime):
     "Drop the fingerprints of rows dated before `before`, except running ones."
@@ -424,6 +440,7 @@ def _fallback(self: ChangeCursor, con, now: float) -> list[RunEvent]:
     self._fallback_at = now
     return events + self._active(con, self.silent)
 
+# %% ../../nbs/store/14_events.ipynb #a6e4a723
 @patch
 def _active(self: ChangeCursor, con, silent: bool) -> list[RunEvent]:
     "Re-read the active runs, and by id those no longer active."
