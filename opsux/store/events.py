@@ -139,7 +139,7 @@ FUTURE_ROWS = 500  # future-dated rows followed at most
 FALLBACK_SECONDS = 5.0  # active runs are re-read this often: changes that did not touch updated_at
 FULL_RESYNC_SECONDS = 300.0  # every tab re-reads this often: what no cursor can see (0: never)
 CLOCK_SECONDS = 10.0  # the database's clock is read this often
-MEMO_MAX = 50_000  # fingerprints kept at most (about 8 MB); past that the sweep starts at the head
+MEMO_MAX = 50_000  # fingerprints kept at most (~12 MB); then the sweep starts at the head
 
 # %% ../../nbs/store/14_events.ipynb #a4197800
 @dataclass(frozen=True)
