@@ -342,12 +342,14 @@ def _note(self: ChangeCursor, r, silent: bool = False) -> RunEvent | None:
     fp, old = hash(repr(tuple(r))), self.memo.get(r[0])
     self.memo[r[0]] = (_utc(r[4], self.zone), fp, r[1], r[2])
     if (old is None and silent) or (old is not None and old[1] == fp): return None
-    return RunEvent(r[0], r[1], r[2], _kind(r[3]))
+    return RunEvent(r[0], r[1], r[2], _kind(r[3], self.source.active))
 
 # %% ../../nbs/store/14_events.ipynb #d4a213a5
-def _kind(status) -> str:
+def _kind(status, active=ACTIVE_STATUSES) -> str:
+    "The event kind of a row with `status` (`active`: the source's status values of running work)."
     s = str(status or "").strip().lower()
-    return {"queued": "enqueued", "running": "progress"}.get(s, "completed")
+    if s == "queued": return "enqueued"
+    return "progress" if s == "running" or s in {str(a).strip().lower() for a in active} else "completed"
 
 # %% ../../nbs/store/14_events.ipynb #41cc6460
 @patch
