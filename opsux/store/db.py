@@ -260,7 +260,7 @@ class Database:
         self.engine, self.read_only, self.retry_seconds = engine, read_only, retry_seconds
         self.url = engine.url.render_as_string(hide_password=True)
         insp = inspect(engine)
-        self.tables = frozenset(insp.get_table_names())
+        self.tables = frozenset(insp.get_table_names()) | frozenset(insp.get_view_names())  # views map like tables
         self.run_columns = (tuple(c["name"] for c in insp.get_columns("operation_runs"))
                             if "operation_runs" in self.tables else ())
         _open_databases.add(self)
