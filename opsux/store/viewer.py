@@ -194,7 +194,7 @@ def _note_scope(self: Viewer):
         conds.append(or_(c.run_id.is_(None), select(r.id).where(r.id == c.run_id, self._scope()).exists()))
     return and_(*conds)
 
-# %% ../../nbs/store/13_viewer.ipynb #959e059b
+# %% ../../nbs/store/13_viewer.ipynb #ea1c652b
 _NOTE_FIELDS = ("id", "run_id", "type", "data", "read_at", "created_at")
 
 def _by_time(n) -> bool:
@@ -206,11 +206,11 @@ def _after(self: Viewer, n, after):
     "The condition for notifications older than the one with id `after`."
     if not _by_time(n): return n.c.id < id_of(after)
     with self.ops.reader.connect() as con:
-        at = con.execute(select(n.c.created_at).where(n.c.id == str(after), self._note_scope())).scalar()
+        at = con.execute(select(n.c.created_at).where(n.c.id == after, self._note_scope())).scalar()
     if at is None: return false()
-    return or_(n.c.created_at < at, and_(n.c.created_at == at, n.c.id < str(after)))
+    return or_(n.c.created_at < at, and_(n.c.created_at == at, n.c.id < after))
 
-# %% ../../nbs/store/13_viewer.ipynb #77ac186a
+# %% ../../nbs/store/13_viewer.ipynb #c8784d4f
 def _url_of(data: dict):
     "A Laravel/Filament notification's link: `url`, else its first action's."
     acts = data.get("actions")
@@ -225,7 +225,7 @@ def _note(row, style) -> SimpleNamespace:
                 "status": {"info": "neutral"}.get(data.get("status"), data.get("status"))}
     return SimpleNamespace(**{**m, "data": data})
 
-# %% ../../nbs/store/13_viewer.ipynb #a0ef0545
+# %% ../../nbs/store/13_viewer.ipynb #1dcd9fa7
 @patch
 def notifications(self: Viewer, unread_only: bool = False, limit: int = 50, after=None) -> list:
     "The user's notifications, newest first (keyset-paged by id, or by time for a host's)."
@@ -248,7 +248,7 @@ def unread_count(self: Viewer) -> int:
         return con.execute(select(func.count()).select_from(n.table).where(self._note_scope(),
                                                                           n.c.read_at.is_(None))).scalar()
 
-# %% ../../nbs/store/13_viewer.ipynb #cc7b28ff
+# %% ../../nbs/store/13_viewer.ipynb #54ed3038
 @patch
 def _mark(self: Viewer, where) -> int:
     n = self.schema.notifications

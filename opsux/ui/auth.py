@@ -705,6 +705,11 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
     if auth == "none":
         if not as_user:
             raise AuthConfigError("--auth none needs --as EMAIL: the opsux user every visitor acts as")
+        if ops.schema.users is None:
+            raise AuthConfigError(f"--as {as_user!r}: this database has no users mapped ({ops.schema.name}); map "
+                                  "[users] in opsux.toml (see `opsux doctor`)")
+        if ops.directory.get_user(as_user) is None and ops.schema.name != "preset opsux":
+            raise AuthConfigError(f"--as {as_user!r}: no user in {ops.schema.users.where} has that email")
         if ops.directory.get_user(as_user) is None:
             raise AuthConfigError(f"--as {as_user!r}: no opsux user has that email; add one with "
                                   f"`opsux users add {as_user} --name NAME --tenant TENANT`")

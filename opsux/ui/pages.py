@@ -322,7 +322,8 @@ def presenter(self: DashboardApp) -> OperationUxPresenter:
     "The process's one presenter (its ETA smoothing is per run, the same for every session showing the run)."
     ops = self.ops
     with self._lock:
-        if self._presenter is None: self._presenter = OperationUxPresenter(catalog=ops.catalog, eta_memory=10_000)
+        if self._presenter is None: self._presenter = OperationUxPresenter(catalog=ops.catalog, eta_memory=10_000,
+                                                                   legacy=ops.schema.legacy)
         return self._presenter
 
 # %% ../../nbs/ui/23_pages.ipynb #acab8878
@@ -371,8 +372,11 @@ def _page(self: DashboardApp, route: str):
     user = self.current_user(cookies)
     if user is None:
         return page_shell([], [], [pn.pane.Markdown("## Access denied\nYour account is not an opsux user.")])
-    s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer")).load()
-    return build_page(s)
+    s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer"))
+    if s.mine.no_membership:          # the host's pivot gives this user no tenant: say so instead of an empty list
+        return page_shell([], [], [pn.pane.Markdown("## No tenants\nYour account belongs to no tenant, so there "
+                                                    "are no operations to show. Ask an administrator to add you.")])
+    return build_page(s.load())
 
 # %% ../../nbs/ui/23_pages.ipynb #735d7662
 def unavailable_page(app: DashboardApp):
@@ -433,7 +437,8 @@ def page_header(s: DashboardSession) -> list:
         personas = {clean_text(f"{u.name} <{u.email}>", MAX_NAME): str(u.id) for u in s.ops.directory.users()}
         header.append(cookie_select("Persona (demo)", personas, str(s.user.id), "opsux_persona", "ox-persona"))
     s.bell = pn.widgets.Button(name=pn.bind(_bell, s.inbox.param.unread), css_classes=["ox-bell"], button_type="light",
-                               width=110, margin=(18, 10), description="Notifications: unread count")
+                               width=110, margin=(18, 10), description="Notifications: unread count",
+                               visible=s.ops.schema.notifications is not None)   # no notifications mapped: no inbox
     s.toasts = Toasts()      # in the header: the main area is a CSS containment box, where fixed is not fixed
     return header + [s.bell, s.toasts]
 
