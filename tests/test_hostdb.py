@@ -77,6 +77,17 @@ def test_preset_from_the_url_alone_lists_scopes_and_filters(host, statements):
     assert statements and only_selects(statements) == []
 
 
+def test_read_only_handles_cannot_write_even_as_a_privileged_role(host):
+    url, _, _ = host
+    from sqlalchemy import text
+    ops = opsux.connect(url, read_only=True)
+    try:
+        for engine in (ops.engine, ops.reader):
+            with pytest.raises(Exception, match="read-only transaction"):
+                with engine.connect() as c: c.execute(text("insert into tenants (name) values ('x')"))
+    finally: ops.close()
+
+
 def test_scoping_is_in_sql(host, statements):
     _, ro, w = host
     ops = opsux.connect(ro, read_only=True)

@@ -268,9 +268,11 @@ class Database:
     @cached_property
     def reader(self) -> Engine:
         "The engine for single statements: its own autocommit pool on PostgreSQL (no BEGIN/ROLLBACK round trips)."
-        if self.is_postgres and not self.read_only:
+        if self.is_postgres:   # read-only: every statement is its own read-only transaction, set by the server
+            ro = " -c default_transaction_read_only=on" if self.read_only else ""
+            args = {"connect_timeout": CONNECT_TIMEOUT, "options": PG_OPTIONS + ro}
             return _guarded(create_engine(self.engine.url, isolation_level="AUTOCOMMIT",
-                                          **_pg_pool(pool_reset_on_return=None)))
+                                          **_pg_pool(pool_reset_on_return=None, connect_args=args)))
         return self.engine
     @cached_property
     def writer(self) -> Engine:

@@ -99,7 +99,10 @@ class Viewer:
         return select(*self.schema.runs.select_list()).where(self._scope())
 
     def _rows(self, stmt) -> list[Run]:
-        with self.ops.reader.connect() as con: return [Run.from_row(r) for r in con.execute(stmt)]
+        with self.ops.reader.connect() as con:
+            res = con.execute(stmt)
+            names = tuple(res.keys())           # the field labels, once per result (not per row)
+            return [Run(**dict(zip(names, row))) for row in res.all()]
 
 # %% ../../nbs/store/13_viewer.ipynb #226ab4c9
 @patch
@@ -194,7 +197,7 @@ def _note_scope(self: Viewer):
         conds.append(or_(c.run_id.is_(None), select(r.id).where(r.id == c.run_id, self._scope()).exists()))
     return and_(*conds)
 
-# %% ../../nbs/store/13_viewer.ipynb #ea1c652b
+# %% ../../nbs/store/13_viewer.ipynb #b994c758
 _NOTE_FIELDS = ("id", "run_id", "type", "data", "read_at", "created_at")
 
 def _by_time(n) -> bool:
@@ -210,7 +213,7 @@ def _after(self: Viewer, n, after):
     if at is None: return false()
     return or_(n.c.created_at < at, and_(n.c.created_at == at, n.c.id < after))
 
-# %% ../../nbs/store/13_viewer.ipynb #c8784d4f
+# %% ../../nbs/store/13_viewer.ipynb #2e834d87
 def _url_of(data: dict):
     "A Laravel/Filament notification's link: `url`, else its first action's."
     acts = data.get("actions")
@@ -225,7 +228,7 @@ def _note(row, style) -> SimpleNamespace:
                 "status": {"info": "neutral"}.get(data.get("status"), data.get("status"))}
     return SimpleNamespace(**{**m, "data": data})
 
-# %% ../../nbs/store/13_viewer.ipynb #1dcd9fa7
+# %% ../../nbs/store/13_viewer.ipynb #a952904a
 @patch
 def notifications(self: Viewer, unread_only: bool = False, limit: int = 50, after=None) -> list:
     "The user's notifications, newest first (keyset-paged by id, or by time for a host's)."
@@ -248,7 +251,7 @@ def unread_count(self: Viewer) -> int:
         return con.execute(select(func.count()).select_from(n.table).where(self._note_scope(),
                                                                           n.c.read_at.is_(None))).scalar()
 
-# %% ../../nbs/store/13_viewer.ipynb #54ed3038
+# %% ../../nbs/store/13_viewer.ipynb #8edc43c3
 @patch
 def _mark(self: Viewer, where) -> int:
     n = self.schema.notifications
