@@ -6,14 +6,17 @@
 from __future__ import annotations
 import json, logging, os, threading, time
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable
-from sqlalchemy import bindparam, text
-from .models import UtcDateTime
+from zoneinfo import ZoneInfo
+from sqlalchemy import bindparam, column as sa_column, func, inspect as sa_inspect, select, table as sa_table, tuple_
+from ..rules.basics import patch
+from ..rules.status import ACTIVE_STATUSES
 
 # %% auto #0
-__all__ = ['log', 'CHANNEL', 'PROBE_SLACK', 'RunEvent', 'Subscribers', 'EventBus', 'Watcher', 'ListenWatcher', 'ProbeWatcher',
-           'shared_watcher']
+__all__ = ['log', 'CHANNEL', 'PROBE_BATCH', 'PROBE_SKEW', 'PROBE_AHEAD', 'FUTURE_ROWS', 'FALLBACK_SECONDS', 'FULL_RESYNC_SECONDS',
+           'RunEvent', 'Subscribers', 'EventBus', 'Watcher', 'ListenWatcher', 'WatchSource', 'WatchSourceError',
+           'ChangeCursor', 'ProbeWatcher', 'shared_watcher']
 
 # %% ../../nbs/store/14_events.ipynb #e871aa86
 log = logging.getLogger(__name__)
@@ -128,14 +131,241 @@ class ListenWatcher(Watcher):
                 con.execute("SELECT 1")  # notices a dead connection even when nothing is sent
 
 # %% ../../nbs/store/14_events.ipynb #131f0123
-PROBE_SLACK = timedelta(seconds=2)  # commits may land out of timestamp order; look back this far
+PROBE_BATCH = 2000  # rows one probe query reads at most
+PROBE_SKEW = timedelta(minutes=2)  # a writer's clock may lag the database's this much and its writes are still seen
+PROBE_AHEAD = timedelta(seconds=2)  # rows dated later than the database's clock plus this are "in the future"
+FUTURE_ROWS = 500  # future-dated rows followed at most
+FALLBACK_SECONDS = 5.0  # active runs are re-read this often: changes that did not touch updated_at
+FULL_RESYNC_SECONDS = 300.0  # every tab re-reads this often: what no cursor can see (0 turns it off)
 
+# %% ../../nbs/store/14_events.ipynb #a4197800
+@dataclass(frozen=True)
+class WatchSource:
+    "The table (or view) the probe reads and the names of its columns."
+    table: str = "operation_runs"
+    id: str = "id"
+    tenant_id: str = "tenant_id"
+    user_id: str = "user_id"
+    status: str = "status"
+    updated_at: str = "updated_at"
+    watched: tuple[str, ...] = ("outcome", "summary_counts", "failure_summary", "started_at", "completed_at",
+                                "heartbeat_at")  # a change of these is news even within the same second
+    active: tuple[str, ...] = ACTIVE_STATUSES  # stored status values of running work (the fallback reads these)
+    timezone: str = "UTC"  # zone of naive timestamps
+
+class WatchSourceError(ValueError):
+    "The watched table or one of its columns is missing (a schema problem, not an outage)."
+
+# %% ../../nbs/store/14_events.ipynb #b578a086
+@patch
+def resolve(self: WatchSource, present) -> tuple[str, ...]:
+    "The columns the probe selects, given the table's columns `present`; `WatchSourceError` if one it needs is missing."
+    need = (self.id, self.tenant_id, self.user_id, self.status, self.updated_at)
+    missing = [c for c in need if c not in present]
+    if missing: raise WatchSourceError(f"watcher: {self.table} has no column {', '.join(missing)}")
+    return need + tuple(c for c in self.watched if c in present and c not in need)
+
+# %% ../../nbs/store/14_events.ipynb #ffaea3b1
+class _Statements:
+    "The probe's SQL for one source: head, top, sweep, future, active and by-id reads."
+    def __init__(self, src: WatchSource, names: tuple[str, ...], batch: int):
+        t = sa_table(src.table, *(sa_column(n) for n in names))
+        self.cols, self.u, self.id = [t.c[n] for n in names], t.c[src.updated_at], t.c[src.id]
+        self.key, self.batch = tuple_(self.u, self.id), batch
+        self.status, self.active = t.c[src.status], src.active
+    def select(self, *where, order=None, limit=None):
+        return select(*self.cols).where(*where).order_by(*(order or (self.u, self.id))).limit(limit or self.batch)
+    def after(self, name: str):
+        return self.key > tuple_(bindparam(name + "_u"), bindparam(name + "_id"))
+
+# %% ../../nbs/store/14_events.ipynb #036d1a50
+@patch
+def head(self: _Statements, has_cursor: bool):
+    "Rows after the cursor up to the horizon, oldest first."
+    return self.select(self.u <= bindparam("hi"), *([self.after("c")] if has_cursor else []))
+
+@patch
+def top(self: _Statements):
+    "The newest key up to the horizon."
+    return select(self.u, self.id).where(self.u <= bindparam("hi")).order_by(self.u.desc(), self.id.desc()).limit(1)
+
+@patch
+def sweep(self: _Statements, has_cursor: bool):
+    "Rows dated since `lo` up to the head, after the sweep's own cursor."
+    return self.select(self.u >= bindparam("lo"), ~self.after("c"), *([self.after("s")] if has_cursor else []))
+
+# %% ../../nbs/store/14_events.ipynb #17a09ba2
+@patch
+def future(self: _Statements, rows: int):
+    "The first `rows` rows dated beyond the horizon."
+    return self.select(self.u > bindparam("hi"), limit=rows)
+
+@patch
+def running(self: _Statements):
+    "Active runs by status (the fallback)."
+    return self.select(self.status.in_(self.active), order=(self.id,))
+
+@patch
+def by_ids(self: _Statements):
+    return self.select(self.id.in_(bindparam("ids", expanding=True)), order=(self.id,))
+
+# %% ../../nbs/store/14_events.ipynb #b591b64e
+def _db_now(con) -> datetime:
+    "The database's current time, UTC."
+    if con.dialect.name == "sqlite": q = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
+    else: q = select(func.statement_timestamp())
+    return _utc(con.execute(q).scalar())
+
+def _utc(raw, zone: ZoneInfo = timezone.utc) -> datetime | None:
+    "A stored timestamp (text or datetime; naive ones in `zone`) as aware UTC; None when it is not one."
+    if isinstance(raw, str):
+        try: raw = datetime.fromisoformat(raw.strip())
+        except ValueError: return None
+    if not isinstance(raw, datetime): return None
+    return (raw if raw.tzinfo else raw.replace(tzinfo=zone)).astimezone(timezone.utc)
+
+# %% ../../nbs/store/14_events.ipynb #5a81d6f6
+def _bound(dt: datetime, dialect: str, naive: bool, zone) -> object:
+    "`dt` in the form the column compares with: text on SQLite, a naive local time for `timestamp` columns."
+    if naive or dialect == "sqlite": dt = dt.astimezone(zone).replace(tzinfo=None)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else dt
+
+# %% ../../nbs/store/14_events.ipynb #d3be0d42
+class ChangeCursor:
+    "The probe's state: head and sweep keysets, fingerprints of recent rows, the fallback's clock."
+    def __init__(self, source: WatchSource | None = None, batch: int = PROBE_BATCH, skew: timedelta = PROBE_SKEW,
+                 ahead: timedelta = PROBE_AHEAD, future_rows: int = FUTURE_ROWS,
+                 fallback: float = FALLBACK_SECONDS, full: float = FULL_RESYNC_SECONDS):
+        self.source, self.batch, self.skew, self.ahead = source or WatchSource(), batch, skew, ahead
+        self.future_rows, self.fallback, self.full = future_rows, fallback, full
+        self.zone = ZoneInfo(self.source.timezone)
+        self.q, self.head_key, self.sweep_key, self.silent = None, None, None, True
+        self.memo, self.running, self.rows_read, self.probes, self.resyncs = {}, set(), 0, 0, 0
+        self._fallback_at = self._full_at = None
+
+# %% ../../nbs/store/14_events.ipynb #48e27e6f
+@patch
+def start(self: ChangeCursor, con) -> ChangeCursor:
+    "Prepare for probing on `con`: check the source, put the head at the newest row, learn recent rows."
+    cols = {c["name"]: c for c in sa_inspect(con).get_columns(self.source.table)} if _has(con, self.source) else {}
+    if not cols: raise WatchSourceError(f"watcher: there is no table or view {self.source.table}")
+    self.q = _Statements(self.source, self.source.resolve(cols), self.batch)
+    self.naive = not getattr(cols[self.source.updated_at]["type"], "timezone", False)
+    self._clock(con)
+    self.head_key, self.sweep_key, self.silent = self._top(con), None, True
+    for r in self._read(con, self.q.future(self.future_rows), hi=self.hi): self._note(r, silent=True)
+    self._sweep(con); self._fallback(con, time.monotonic(), silent=True)
+    return self
+
+def _has(con, src: WatchSource) -> bool:
+    i = sa_inspect(con)
+    return src.table in i.get_table_names() or src.table in i.get_view_names()
+
+# %% ../../nbs/store/14_events.ipynb #3647abd6
+@patch
+def _clock(self: ChangeCursor, con):
+    "Read the database's clock; set the horizon `hi` and the sweep's start `lo` (bound values)."
+    now = _db_now(con)
+    b = lambda dt: _bound(dt, con.dialect.name, self.naive, self.zone)
+    self.now, self.hi, self.lo = now, b(now + self.ahead), b(now - self.skew)
+
+@patch
+def _read(self: ChangeCursor, con, stmt, **params) -> list:
+    rows = con.execute(stmt, params).all()
+    self.rows_read += len(rows)
+    return rows
+
+@patch
+def _top(self: ChangeCursor, con):
+    row = con.execute(self.q.top(), {"hi": self.hi}).first()
+    return None if row is None else tuple(row)
+
+# %% ../../nbs/store/14_events.ipynb #3a9f1f22
+@patch
+def _note(self: ChangeCursor, r, silent: bool = False) -> RunEvent | None:
+    "Remember row `r`; the event to emit when it is news."
+    fp, old = hash(repr(tuple(r))), self.memo.get(r[0])
+    self.memo[r[0]] = (_utc(r[4], self.zone), fp, r[1], r[2])
+    if (old is None and silent) or (old is not None and old[1] == fp): return None
+    return RunEvent(r[0], r[1], r[2], _kind(r[3]))
+
+def _kind(status) -> str:
+    s = str(status or "").strip().lower()
+    return {"queued": "enqueued", "running": "progress"}.get(s, "completed")
+
+# %% ../../nbs/store/14_events.ipynb #41cc6460
+@patch
+def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
+    "One probe on `con`: the events of what changed since the last one."
+    self._clock(con); self.probes += 1
+    events = self._head(con) + self._sweep(con)
+    future = self._read(con, self.q.future(self.future_rows), hi=self.hi)
+    events += [e for r in future if (e := self._note(r, self.silent))]
+    events += self._fallback(con, time.monotonic() if now is None else now)
+    seen, out = set(), []
+    for e in events:
+        if e.run_id is None or e.run_id not in seen: seen.add(e.run_id); out.append(e)
+    return out
+
+# %% ../../nbs/store/14_events.ipynb #c35221ae
+@patch
+def _head(self: ChangeCursor, con) -> list[RunEvent]:
+    "Rows after the head: events, or one `resync` (and a jump to the newest row) when the batch is full."
+    k = self.head_key
+    params = {"hi": self.hi, **({"c_u": k[0], "c_id": k[1]} if k else {})}
+    rows = self._read(con, self.q.head(k is not None), **params)
+    if len(rows) < self.batch:
+        if rows: self.head_key = (rows[-1][4], rows[-1][0])
+        return [e for r in rows if (e := self._note(r))]
+    self.memo = {}  # every tab re-reads: what was remembered is stale, and the next sweep round learns afresh
+    for r in rows: self._note(r, silent=True)
+    self.head_key, self.sweep_key, self.silent = self._top(con), None, True
+    self.resyncs += 1
+    return [RunEvent(None, None, None, "resync")]
+
+# %% ../../nbs/store/14_events.ipynb #ae157ade
+@patch
+def _sweep(self: ChangeCursor, con) -> list[RunEvent]:
+    "The next page of rows dated within `skew` behind the head; a finished round forgets older fingerprints."
+    if self.head_key is None: self.silent = False; return []
+    k, s = self.head_key, self.sweep_key
+    params = {"lo": self.lo, "c_u": k[0], "c_id": k[1], **({"s_u": s[0], "s_id": s[1]} if s else {})}
+    rows = self._read(con, self.q.sweep(s is not None), **params)
+    events = [e for r in rows if (e := self._note(r, self.silent))]
+    if len(rows) == self.batch: self.sweep_key = (rows[-1][4], rows[-1][0])
+    else: self.sweep_key, self.silent = None, False; self._forget()
+    return events
+
+@patch
+def _forget(self: ChangeCursor):
+    "Drop fingerprints of rows dated before the sweep's start, unless they are running or in the future."
+    lo = self.now - self.skew
+    self.memo = {i: m for i, m in self.memo.items() if i in self.running or (m[0] is not None and m[0] >= lo)}
+
+# %% ../../nbs/store/14_events.ipynb #c8fdce7f
+@patch
+def _fallback(self: ChangeCursor, con, now: float, silent: bool = False) -> list[RunEvent]:
+    "When due: the active runs, the runs that just left the active set, and a periodic `resync` for all tabs."
+    events, silent = [], silent or self.silent
+    if self._full_at is None: self._full_at = now
+    elif self.full and now - self._full_at >= self.full:
+        self._full_at = now; events.append(RunEvent(None, None, None, "resync"))
+    if self._fallback_at is not None and now - self._fallback_at < self.fallback: return events
+    self._fallback_at, rows = now, self._read(con, self.q.running())
+    ids, gone = {r[0] for r in rows}, self.running
+    left = self._read(con, self.q.by_ids(), ids=sorted(gone - ids)) if gone - ids else []
+    events += [e for r in [*rows, *left] if (e := self._note(r, silent))]
+    vanished = gone - ids - {r[0] for r in left}  # deleted while active
+    events += [RunEvent(i, *self.memo.pop(i)[2:], "changed") for i in vanished if i in self.memo]
+    self.running = ids
+    return events
+
+# %% ../../nbs/store/14_events.ipynb #1bf5e772
 class ProbeWatcher(Watcher):
-    "SQLite (or any read-only database): one cheap indexed query per interval for runs whose `updated_at` moved."
-    _q = text("SELECT id, tenant_id, user_id, status, updated_at FROM operation_runs "
-              "WHERE updated_at >= :since ORDER BY updated_at LIMIT 2000"
-              ).bindparams(bindparam("since", type_=UtcDateTime())).columns(updated_at=UtcDateTime())
-    _max = text("SELECT max(updated_at) AS m FROM operation_runs").columns(m=UtcDateTime())
+    "SQLite, or any read-only database: a `ChangeCursor` probed once per interval on one connection."
+    def __init__(self, ops, interval: float = 0.5, source: WatchSource | None = None, **cursor):
+        super().__init__(ops, interval)
+        self.source, self.cursor_options, self.cursor = source or WatchSource(), cursor, None
 
     def start(self) -> Watcher:
         self._unsub_bus = self.ops.events.subscribe(lambda ev: self._wake.set())
@@ -144,45 +374,34 @@ class ProbeWatcher(Watcher):
         if getattr(self, "_unsub_bus", None): self._unsub_bus(); self._unsub_bus = None
         super().stop(timeout)
 
-    def _run(self):
-        with self.ops.engine.connect() as con:
-            latest = con.execute(self._max).scalar()
-            con.rollback()
-            since, seen = (latest - PROBE_SLACK) if latest else None, {}
-            if latest is not None:  # rows already there are history, not news
-                for r in con.execute(self._q, {"since": since}): seen[r.id] = r.updated_at
-                con.rollback()
-            self._connected()
-            while not self._stop.is_set():
-                rows = con.execute(self._q, {"since": since}).all() if since else con.execute(
-                    text("SELECT id, tenant_id, user_id, status, updated_at FROM operation_runs "
-                         "ORDER BY updated_at LIMIT 2000").columns(updated_at=UtcDateTime())).all()
-                con.rollback()  # end the read transaction so the next probe sees new commits
-                for r in rows:
-                    if seen.get(r.id) == r.updated_at: continue
-                    seen[r.id] = r.updated_at
-                    self.emit(RunEvent(r.id, r.tenant_id, r.user_id, _kind(r.status)))
-                if rows:
-                    since = max(r.updated_at for r in rows) - PROBE_SLACK
-                    seen = {k: v for k, v in seen.items() if v >= since}
-                self._wake.wait(self.interval); self._wake.clear()
+# %% ../../nbs/store/14_events.ipynb #3c40c182
+@patch
+def _run(self: ProbeWatcher):
+    with self.ops.engine.connect() as con:
+        self.cursor = ChangeCursor(self.source, **self.cursor_options).start(con)
+        con.rollback()
+        self._connected()
+        while not self._stop.is_set():
+            events = self.cursor.probe(con)
+            con.rollback()  # end the read transaction so the next probe sees new commits
+            for e in events: self.emit(e)
+            self._wake.wait(self.interval); self._wake.clear()
 
-def _kind(status) -> str:
-    s = str(status or "").strip().lower()
-    return {"queued": "enqueued", "running": "progress"}.get(s, "completed")
 
-# %% ../../nbs/store/14_events.ipynb #a4197800
+
+# %% ../../nbs/store/14_events.ipynb #f6a91963
 _registry: dict[tuple, Watcher] = {}
 _registry_lock = threading.Lock()
 
-def shared_watcher(ops, interval: float | None = None) -> Watcher:
+def shared_watcher(ops, interval: float | None = None, source: WatchSource | None = None) -> Watcher:
     "The one running watcher of this process for `ops`'s database (LISTEN on PostgreSQL, probe otherwise)."
     listen = ops.is_postgres and not ops.read_only
-    key = (os.getpid(), ops.engine.url.render_as_string(hide_password=False), listen)
+    source = source or getattr(ops, "watch_source", None) or WatchSource()
+    key = (os.getpid(), ops.engine.url.render_as_string(hide_password=False), listen, None if listen else source)
     with _registry_lock:
         w = _registry.get(key)
         if w is None or not w.alive:
-            cls = ListenWatcher if listen else ProbeWatcher
-            w = _registry[key] = cls(ops, interval or (1.0 if listen else 0.5)).start()
+            w = ListenWatcher(ops, interval or 1.0) if listen else ProbeWatcher(ops, interval or 0.5, source)
+            _registry[key] = w.start()
         w.users += 1
         return w

@@ -99,7 +99,7 @@ _RUN_INDEXES = (
     Index("uq_operation_runs_active_identity", "tenant_id", "type", "identity", unique=True,
           sqlite_where=text(ACTIVE_SQL + " AND identity IS NOT NULL"),
           postgresql_where=text(ACTIVE_SQL + " AND identity IS NOT NULL")),
-    Index("ix_operation_runs_updated_at", "updated_at"),
+    Index("ix_operation_runs_updated_at_id", "updated_at", "id"),  # watcher keyset (0005)
     Index("ix_operation_runs_job_id", "job_id", sqlite_where=text("job_id IS NOT NULL"),
           postgresql_where=text("job_id IS NOT NULL")),
 )
