@@ -10,7 +10,7 @@ from ..rules.catalog import OperationCatalog, default_catalog
 from .db import (RETRY_SECONDS, Database, current_revision, explained, head_revision, make_engine,
                             _upgrade_engine)
 from .directory import Directory
-from .events import EventBus, shared_watcher
+from .events import EventBus, WatchSource, shared_watcher
 from .schema import Schema, SchemaError, probe_query
 import time
 from sqlalchemy import inspect, select
@@ -40,6 +40,18 @@ class Ops(Database):
     def directory(self) -> Directory: return Directory(self)
     @cached_property
     def runs(self) -> OperationRunService: return OperationRunService(self)
+
+    @cached_property
+    def watch_source(self) -> WatchSource | None:
+        "What the change watcher probes: the mapped runs table, its columns and the time zone of naive timestamps."
+        r = self.schema.runs
+        if r is None: return None
+        c = r.c
+        name = lambda f: c[f].name if f in c else f          # a missing one is the watcher's one-line error
+        watched = ("outcome", "summary_counts", "failure_summary", "started_at", "completed_at", "heartbeat_at")
+        return WatchSource(table=r.where, id=name("id"), tenant_id=name("tenant_id"), user_id=name("user_id"),
+                           status=name("status"), updated_at=name("updated_at"),
+                           watched=tuple(c[f].name for f in watched if f in c), timezone=self.schema.timezone)
 
     def viewer(self, user, tenant=None) -> Viewer:
         "A `Viewer` for `user` (object, id or email), optionally narrowed to `tenant` (one or several)."
@@ -83,7 +95,7 @@ def connect(url: str | None = None, # SQLAlchemy URL or SQLite path; default `$O
         if ops is not None: ops.close()
         engine.dispose(); raise
 
-# %% ../../nbs/store/17_ops.ipynb #f59ccec4
+# %% ../../nbs/store/17_ops.ipynb #fabad63f
 def _timestamp_notes(s: Schema) -> list[str]:
     r, out = s.runs, []
     if r is None or not r.has("updated_at"): return out
@@ -92,7 +104,7 @@ def _timestamp_notes(s: Schema) -> list[str]:
                            f"{s.timezone} wall time (set timezone = \"...\" if the application writes another)")
     return out
 
-# %% ../../nbs/store/17_ops.ipynb #250e488e
+# %% ../../nbs/store/17_ops.ipynb #bcec1862
 def _sample_viewer(ops):
     "A viewer over real data for the timings: a member with memberships, else the first run's tenant."
     s, r = ops.schema, ops.schema.runs
@@ -104,7 +116,7 @@ def _sample_viewer(ops):
         row = con.execute(select(*r.select_fields("tenant_id", "user_id")).limit(1)).first()
     return ops.viewer(row.user_id or 0, tenant=[row.tenant_id]) if row else None
 
-# %% ../../nbs/store/17_ops.ipynb #e0fb247a
+# %% ../../nbs/store/17_ops.ipynb #7569329a
 def _timed(fn, n: int = 5) -> float:
     import time
     times = []
@@ -112,7 +124,7 @@ def _timed(fn, n: int = 5) -> float:
         t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
     return sorted(times)[n // 2] * 1000
 
-# %% ../../nbs/store/17_ops.ipynb #98028368
+# %% ../../nbs/store/17_ops.ipynb #8a51a7ad
 def _timings(ops) -> list[str]:
     v = _sample_viewer(ops)
     if v is None: return ["note  timings: no runs or memberships to time yet"]
@@ -122,7 +134,7 @@ def _timings(ops) -> list[str]:
     if ops.schema.runs.has("updated_at"): figs.append(f"watcher probe {_timed(probe):.1f} ms")
     return [f"time  {', '.join(figs)} (user {v.user.id}, {len(v.tenant_ids)} tenant(s), median of 5)"]
 
-# %% ../../nbs/store/17_ops.ipynb #9a813c10
+# %% ../../nbs/store/17_ops.ipynb #71b74a18
 def _existing_indexes(ops) -> set:
     insp, names = inspect(ops.engine), set()
     for p in ops.schema.parts.values():
@@ -130,7 +142,7 @@ def _existing_indexes(ops) -> set:
         except Exception: pass                                 # a view has none
     return names
 
-# %% ../../nbs/store/17_ops.ipynb #f6914ad8
+# %% ../../nbs/store/17_ops.ipynb #d6ee41c7
 def doctor(url=None, config=None, measure: bool = True) -> tuple[list[str], int]:
     "The report on the mapped schema at `url` as lines, and the exit code (1 when there is a problem)."
     from opsux.store.ops import connect
