@@ -88,22 +88,27 @@ def one_tenant_user(ops):
 def idle_minute(ro: str, seconds: float) -> dict:
     "Statements and their client-side time while the watcher of a fresh process-wide handle idles, per minute."
     ops = opsux.connect(ro, read_only=True)
-    spent, lock = [0, 0.0], threading.Lock()
+    spent, lock, by = [0, 0.0], threading.Lock(), {}
     def before(conn, cur, stmt, params, ctx, many): conn.info["t0"] = time.perf_counter()
     def after(conn, cur, stmt, params, ctx, many):
-        with lock: spent[0] += 1; spent[1] += time.perf_counter() - conn.info.pop("t0", time.perf_counter())
+        dt = time.perf_counter() - conn.info.pop("t0", time.perf_counter())
+        key = " ".join(stmt.split())[:90]
+        with lock:
+            spent[0] += 1; spent[1] += dt
+            n, t = by.get(key, (0, 0.0)); by[key] = (n + 1, t + dt)
     for e in {ops.engine, ops.reader}:
         event.listen(e, "before_cursor_execute", before); event.listen(e, "after_cursor_execute", after)
     try:
         w = ops.watcher()
         w.ready.wait(30)
         time.sleep(2)                                     # start-up reads are not idle time
-        with lock: spent[:] = [0, 0.0]
+        with lock: spent[:] = [0, 0.0]; by.clear()
         time.sleep(seconds)
-        with lock: n, t = spent
+        with lock: n, t, top = *spent, sorted(by.items(), key=lambda kv: -kv[1][1])[:3]
     finally: ops.close()
     return {"statements_per_min": round(n * 60 / seconds), "db_seconds_per_min": round(t * 60 / seconds, 3),
-            "watcher": type(w).__name__}
+            "watcher": type(w).__name__,
+            "top_statements": [f"{c}× {1000 * s / c:.2f} ms: {k}" for k, (c, s) in top]}
 
 
 def measure(ro: str, raw, idle: float) -> dict:

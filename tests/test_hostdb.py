@@ -226,12 +226,12 @@ def test_doctor_reports_the_mapping_and_the_indexes(host):
     wanted = [l.strip() for l in lines if l.strip().startswith("CREATE INDEX CONCURRENTLY")]
     assert ("CREATE INDEX CONCURRENTLY IF NOT EXISTS opsux_operation_runs_active_user ON operation_runs "
             "(user_id, id) WHERE lower(trim(status)) IN ('queued', 'running');") in wanted
-    assert len(wanted) == 5 and any(l.startswith("time  list page ") for l in lines)
+    assert len(wanted) == 6 and any(l.startswith("time  list page ") for l in lines)
     import psycopg                                   # the statements run as printed, and doctor then sees them
     with psycopg.connect(dsn(url), autocommit=True) as con:
         for st in wanted: con.execute(st)
     code, out, _ = cli("doctor", "--db", ro)
-    assert code == 0 and out.count("-- already there") == 5
+    assert code == 0 and out.count("-- already there") == 6
 
 
 def test_schema_problems_are_one_line_each_and_serve_refuses(host, tmp_path):

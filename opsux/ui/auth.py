@@ -22,6 +22,7 @@ from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 from ..store.authstore import auth_store
 from .http import allowed_hosts, host_allowed, safe_next
+from .push import is_schema_error
 
 # %% auto #0
 __all__ = ['AUTH_MODES', 'MIN_SECRET_LENGTH', 'LOGIN_TEMPLATE', 'LOGOUT_TEMPLATE', 'CSRF_COOKIE', 'SESSION_COOKIE',
@@ -405,6 +406,10 @@ async def _post(self):
         return self._page("This sign-in form has expired. Please sign in again.", email, 403)
     try: user, wait = await self._check(email, self.get_argument("password", ""))
     except Exception as e:                      # a database fault must not become a traceback page
+        if is_schema_error(e):                  # permanent: say so (not "try again"), and what to run
+            _log.error("opsux login cannot read the users table: %s", " ".join(str(getattr(e, "orig", e)).split())[:200])
+            return self._page("Sign-in cannot read the users table; the server log says why (run `opsux doctor`).",
+                              email, 500)
         _log.error("opsux login unavailable: %s", type(e).__name__)
         return self._page("Sign-in is unavailable right now. Try again shortly.", email, 503)
     if wait:
