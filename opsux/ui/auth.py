@@ -710,11 +710,12 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
     if auth == "none":
         if not as_user:
             raise AuthConfigError("--auth none needs --as EMAIL: the opsux user every visitor acts as")
-        if ops.schema.users is None:
-            raise AuthConfigError(f"--as {as_user!r}: this database has no users mapped ({ops.schema.name}); map "
+        schema = getattr(ops, "schema", None)          # the database's mapping (opsux.store.schema)
+        if schema is not None and schema.users is None:
+            raise AuthConfigError(f"--as {as_user!r}: this database has no users mapped ({schema.name}); map "
                                   "[users] in opsux.toml (see `opsux doctor`)")
-        if ops.directory.get_user(as_user) is None and ops.schema.name != "preset opsux":
-            raise AuthConfigError(f"--as {as_user!r}: no user in {ops.schema.users.where} has that email")
+        if schema is not None and schema.name != "preset opsux" and ops.directory.get_user(as_user) is None:
+            raise AuthConfigError(f"--as {as_user!r}: no user in {schema.users.where} has that email")
         if ops.directory.get_user(as_user) is None:
             raise AuthConfigError(f"--as {as_user!r}: no opsux user has that email; add one with "
                                   f"`opsux users add {as_user} --name NAME --tenant TENANT`")
