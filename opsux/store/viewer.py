@@ -11,7 +11,7 @@ from sqlalchemy import and_, false, func, literal_column, null, or_, select, tru
 from types import SimpleNamespace
 from sqlalchemy.sql import ColumnElement
 from ..rules.basics import patch
-from .models import Notification, OperationRun, Run, Tenant, User, id_of, utcnow
+from .models import Notification, OperationRun, RUN_FIELDS, Run, Tenant, User, id_of, utcnow
 from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
@@ -102,6 +102,7 @@ class Viewer:
         with self.ops.reader.connect() as con:
             res = con.execute(stmt)
             names = tuple(res.keys())           # the field labels, once per result (not per row)
+            if names == RUN_FIELDS[:len(names)]: return [Run(*row) for row in res.all()]   # in field order
             return [Run(**dict(zip(names, row))) for row in res.all()]
 
 # %% ../../nbs/store/13_viewer.ipynb #226ab4c9
@@ -197,7 +198,7 @@ def _note_scope(self: Viewer):
         conds.append(or_(c.run_id.is_(None), select(r.id).where(r.id == c.run_id, self._scope()).exists()))
     return and_(*conds)
 
-# %% ../../nbs/store/13_viewer.ipynb #b994c758
+# %% ../../nbs/store/13_viewer.ipynb #a54f2ecc
 _NOTE_FIELDS = ("id", "run_id", "type", "data", "read_at", "created_at")
 
 def _by_time(n) -> bool:
@@ -213,7 +214,7 @@ def _after(self: Viewer, n, after):
     if at is None: return false()
     return or_(n.c.created_at < at, and_(n.c.created_at == at, n.c.id < after))
 
-# %% ../../nbs/store/13_viewer.ipynb #2e834d87
+# %% ../../nbs/store/13_viewer.ipynb #09fc9ad6
 def _url_of(data: dict):
     "A Laravel/Filament notification's link: `url`, else its first action's."
     acts = data.get("actions")
@@ -228,7 +229,7 @@ def _note(row, style) -> SimpleNamespace:
                 "status": {"info": "neutral"}.get(data.get("status"), data.get("status"))}
     return SimpleNamespace(**{**m, "data": data})
 
-# %% ../../nbs/store/13_viewer.ipynb #a952904a
+# %% ../../nbs/store/13_viewer.ipynb #f02c38bf
 @patch
 def notifications(self: Viewer, unread_only: bool = False, limit: int = 50, after=None) -> list:
     "The user's notifications, newest first (keyset-paged by id, or by time for a host's)."
@@ -251,7 +252,7 @@ def unread_count(self: Viewer) -> int:
         return con.execute(select(func.count()).select_from(n.table).where(self._note_scope(),
                                                                           n.c.read_at.is_(None))).scalar()
 
-# %% ../../nbs/store/13_viewer.ipynb #8edc43c3
+# %% ../../nbs/store/13_viewer.ipynb #745ebd7f
 @patch
 def _mark(self: Viewer, where) -> int:
     n = self.schema.notifications
