@@ -322,8 +322,9 @@ def presenter(self: DashboardApp) -> OperationUxPresenter:
     "The process's one presenter (its ETA smoothing is per run, the same for every session showing the run)."
     ops = self.ops
     with self._lock:
-        if self._presenter is None: self._presenter = OperationUxPresenter(catalog=ops.catalog, eta_memory=10_000,
-                                                                   legacy=ops.schema.legacy)
+        legacy = getattr(getattr(ops, "schema", None), "legacy", None)      # a host mapping's [legacy] map
+        if self._presenter is None:
+            self._presenter = OperationUxPresenter(catalog=ops.catalog, eta_memory=10_000, legacy=legacy)
         return self._presenter
 
 # %% ../../nbs/ui/23_pages.ipynb #acab8878
@@ -373,7 +374,7 @@ def _page(self: DashboardApp, route: str):
     if user is None:
         return page_shell([], [], [pn.pane.Markdown("## Access denied\nYour account is not an opsux user.")])
     s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer"))
-    if s.mine.no_membership:          # the host's pivot gives this user no tenant: say so instead of an empty list
+    if getattr(s.mine, "no_membership", False) and not self.demo:   # the pivot gives no tenant: say so
         return page_shell([], [], [pn.pane.Markdown("## No tenants\nYour account belongs to no tenant, so there "
                                                     "are no operations to show. Ask an administrator to add you.")])
     return build_page(s.load())
@@ -438,12 +439,16 @@ def page_header(s: DashboardSession) -> list:
         header.append(cookie_select("Persona (demo)", personas, str(s.user.id), "opsux_persona", "ox-persona"))
     s.bell = pn.widgets.Button(name=pn.bind(_bell, s.inbox.param.unread), css_classes=["ox-bell"], button_type="light",
                                width=110, margin=(18, 10), description="Notifications: unread count",
-                               visible=s.ops.schema.notifications is not None)   # no notifications mapped: no inbox
+                               visible=_inbox_mapped(s.ops))
     s.toasts = Toasts()      # in the header: the main area is a CSS containment box, where fixed is not fixed
     return header + [s.bell, s.toasts]
 
 # %% ../../nbs/ui/23_pages.ipynb #6a01b1c8
 def _bell(unread: int) -> str: return f"Inbox ({unread})"
+
+def _inbox_mapped(ops) -> bool:
+    "False when the database's mapping reads no notifications (then there is no inbox, and no query)."
+    return getattr(getattr(ops, "schema", None), "notifications", True) is not None
 
 # %% ../../nbs/ui/23_pages.ipynb #3a9ad957
 def page_main(s: DashboardSession) -> list:
