@@ -314,3 +314,16 @@ def test_serve_signs_in_with_the_hosts_bcrypt_password(host, tmp_path):
         proc.terminate()
         try: proc.wait(10)
         except subprocess.TimeoutExpired: proc.kill()
+
+
+def test_opsux_toml_in_the_working_directory_and_opsux_config(host, tmp_path, monkeypatch):
+    _, ro, _ = host
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "opsux.toml").write_text('preset = "laravel"\nnotifications = "none"\n')
+    ops = opsux.connect(ro, read_only=True)
+    try: assert ops.schema.notifications is None and ops.schema.name.endswith("opsux.toml")
+    finally: ops.close()
+    monkeypatch.setenv("OPSUX_CONFIG", "laravel")                 # the environment wins over the file
+    ops = opsux.connect(ro, read_only=True)
+    try: assert ops.schema.name == "preset laravel" and ops.schema.notifications is not None
+    finally: ops.close()
