@@ -6,7 +6,9 @@
 - a row dated in the future stops nothing, and its own changes are seen;
 - on a foreign table with second-precision timestamps (`timestamp(0)`), two writes in the same second both reach
   subscribers;
-- what one probe reads stays bounded whatever the size of the change.
+- what one probe reads stays bounded whatever the size of the change;
+- a change that does not touch `updated_at` reaches subscribers through the fallback;
+- the table and its columns are explicit inputs (`WatchSource`), so a host's own names can be mapped.
 """
 from __future__ import annotations
 
@@ -187,3 +189,50 @@ def test_a_missing_table_or_column_is_one_clear_line(world):
             ChangeCursor(WatchSource(table="host_runs")).start(con)
         with pytest.raises(WatchSourceError, match="^watcher: operation_runs has no column modified$"):
             ChangeCursor(WatchSource(updated_at="modified")).start(con)
+
+
+def test_a_change_that_does_not_touch_updated_at_is_caught_by_the_fallback(world, probe):
+    from opsux.store.events import FALLBACK_SECONDS
+    runs = world.ops.runs
+    w, got = probe
+    r = runs.start(runs.enqueue(world.contoso, "inventory.sync", user=world.ada))
+    wait_until(lambda: seen(got, r.id), timeout=SEEN_WITHIN)
+    with world.ops.engine.begin() as c:  # dated long ago: outside the sweep's two minutes
+        c.execute(text("UPDATE operation_runs SET updated_at = :t WHERE id = :i"),
+                  {"t": sql_now(world.ops, -600), "i": r.id})
+    wait_until(lambda: w.cursor.memo.get(r.id) and w.cursor.memo[r.id][0] < utcnow() - timedelta(minutes=5),
+               timeout=FALLBACK_SECONDS + SEEN_WITHIN)  # the fallback has read it as it is now
+    n = len(got)
+    with world.ops.engine.begin() as c:  # counts move, updated_at stays
+        c.execute(text("UPDATE operation_runs SET summary_counts = :sc WHERE id = :i"),
+                  {"sc": '{"processed": 3}', "i": r.id})
+    wait_until(lambda: any(e.run_id == r.id for e in got[n:]), timeout=FALLBACK_SECONDS + SEEN_WITHIN)
+
+
+HOST_JOBS = ("CREATE TABLE jobs (job_id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL, owner_id INTEGER, "
+             "state VARCHAR(20) NOT NULL, modified {ts} NOT NULL, progress INTEGER)")
+
+
+def test_the_table_and_its_columns_are_explicit_inputs(db_url):
+    "A host table with its own names (what the host-database mapping passes in), read through `WatchSource`."
+    from sqlalchemy import create_engine
+    from opsux.store.events import ChangeCursor, WatchSource
+    host = create_engine(db_url)
+    pg = is_pg(db_url)
+    stamp = lambda: utcnow().replace(tzinfo=None) if pg else utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+    src = WatchSource(table="jobs", id="job_id", tenant_id="org_id", user_id="owner_id", status="state",
+                      updated_at="modified", watched=("progress",), active=("pending", "working"))
+    try:
+        with host.begin() as c:
+            c.execute(text(HOST_JOBS.format(ts="timestamp" if pg else "TEXT")))
+            c.execute(text("INSERT INTO jobs VALUES (1, 5, 9, 'working', :t, 0)"), {"t": stamp()})
+        with host.connect() as con:
+            cur = ChangeCursor(src).start(con); con.rollback()
+            with host.begin() as c:
+                c.execute(text("UPDATE jobs SET progress = 1, modified = :t WHERE job_id = 1"), {"t": stamp()})
+                c.execute(text("INSERT INTO jobs VALUES (2, 5, 9, 'done', :t, 4)"), {"t": stamp()})
+            events = cur.probe(con)
+        assert [(e.run_id, e.tenant_id, e.user_id, e.kind) for e in events] == [(1, 5, 9, "progress"),
+                                                                               (2, 5, 9, "completed")]
+    finally:
+        host.dispose()

@@ -9,14 +9,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
-from sqlalchemy import bindparam, column as sa_column, func, inspect as sa_inspect, select, table as sa_table, tuple_
+from sqlalchemy import and_, bindparam, column as sa_column, func, inspect as sa_inspect, or_, select, union_all
+from sqlalchemy import literal, table as sa_table
 from ..rules.basics import patch
 from ..rules.status import ACTIVE_STATUSES
 
 # %% auto #0
 __all__ = ['log', 'CHANNEL', 'PROBE_BATCH', 'PROBE_SKEW', 'PROBE_AHEAD', 'FUTURE_ROWS', 'FALLBACK_SECONDS', 'FULL_RESYNC_SECONDS',
-           'RunEvent', 'Subscribers', 'EventBus', 'Watcher', 'ListenWatcher', 'WatchSource', 'WatchSourceError',
-           'ChangeCursor', 'ProbeWatcher', 'shared_watcher']
+           'CLOCK_SECONDS', 'MEMO_MAX', 'RunEvent', 'Subscribers', 'EventBus', 'Watcher', 'ListenWatcher',
+           'WatchSource', 'WatchSourceError', 'ChangeCursor', 'ProbeWatcher', 'shared_watcher']
 
 # %% ../../nbs/store/14_events.ipynb #e871aa86
 log = logging.getLogger(__name__)
@@ -132,11 +133,13 @@ class ListenWatcher(Watcher):
 
 # %% ../../nbs/store/14_events.ipynb #131f0123
 PROBE_BATCH = 2000  # rows one probe query reads at most
-PROBE_SKEW = timedelta(minutes=2)  # a writer's clock may lag the database's this much and its writes are still seen
-PROBE_AHEAD = timedelta(seconds=2)  # rows dated later than the database's clock plus this are "in the future"
+PROBE_SKEW = timedelta(minutes=2)  # a writer's clock may lag this much and be seen
+PROBE_AHEAD = timedelta(seconds=2)  # later than the database's clock + this: future
 FUTURE_ROWS = 500  # future-dated rows followed at most
 FALLBACK_SECONDS = 5.0  # active runs are re-read this often: changes that did not touch updated_at
-FULL_RESYNC_SECONDS = 300.0  # every tab re-reads this often: what no cursor can see (0 turns it off)
+FULL_RESYNC_SECONDS = 300.0  # every tab re-reads this often: what no cursor can see (0: never)
+CLOCK_SECONDS = 10.0  # the database's clock is read this often
+MEMO_MAX = 50_000  # fingerprints kept at most (~12 MB); then the sweep starts at the head
 
 # %% ../../nbs/store/14_events.ipynb #a4197800
 @dataclass(frozen=True)
@@ -148,18 +151,19 @@ class WatchSource:
     user_id: str = "user_id"
     status: str = "status"
     updated_at: str = "updated_at"
-    watched: tuple[str, ...] = ("outcome", "summary_counts", "failure_summary", "started_at", "completed_at",
-                                "heartbeat_at")  # a change of these is news even within the same second
-    active: tuple[str, ...] = ACTIVE_STATUSES  # stored status values of running work (the fallback reads these)
+    watched: tuple[str, ...] = ("outcome", "summary_counts", "failure_summary", "started_at",
+                                "completed_at", "heartbeat_at")  # news even within the same second
+    active: tuple[str, ...] = ACTIVE_STATUSES  # status values of running work (fallback)
     timezone: str = "UTC"  # zone of naive timestamps
 
+# %% ../../nbs/store/14_events.ipynb #55b947d5
 class WatchSourceError(ValueError):
     "The watched table or one of its columns is missing (a schema problem, not an outage)."
 
 # %% ../../nbs/store/14_events.ipynb #b578a086
 @patch
 def resolve(self: WatchSource, present) -> tuple[str, ...]:
-    "The columns the probe selects, given the table's columns `present`; `WatchSourceError` if one it needs is missing."
+    "The columns the probe selects, given the table's columns `present`; else `WatchSourceError`."
     need = (self.id, self.tenant_id, self.user_id, self.status, self.updated_at)
     missing = [c for c in need if c not in present]
     if missing: raise WatchSourceError(f"watcher: {self.table} has no column {', '.join(missing)}")
@@ -171,40 +175,72 @@ class _Statements:
     def __init__(self, src: WatchSource, names: tuple[str, ...], batch: int):
         t = sa_table(src.table, *(sa_column(n) for n in names))
         self.cols, self.u, self.id = [t.c[n] for n in names], t.c[src.updated_at], t.c[src.id]
-        self.key, self.batch = tuple_(self.u, self.id), batch
-        self.status, self.active = t.c[src.status], src.active
+        self.batch, self.status, self.active, self._cache = batch, t.c[src.status], src.active, {}
     def select(self, *where, order=None, limit=None):
-        return select(*self.cols).where(*where).order_by(*(order or (self.u, self.id))).limit(limit or self.batch)
-    def after(self, name: str):
-        return self.key > tuple_(bindparam(name + "_u"), bindparam(name + "_id"))
+        order = order or (self.u, self.id)
+        return select(*self.cols).where(*where).order_by(*order).limit(limit or self.batch)
+    def upto(self, name: str):
+        "`(u, id) <= (:name_u, :name_id)`: a range on `u` plus a filter, not an OR."
+        u, i = bindparam(name + "_u"), bindparam(name + "_id")
+        return and_(self.u <= u, or_(self.u < u, self.id <= i))
 
 # %% ../../nbs/store/14_events.ipynb #036d1a50
 @patch
-def head(self: _Statements, has_cursor: bool):
-    "Rows after the cursor up to the horizon, oldest first."
-    return self.select(self.u <= bindparam("hi"), *([self.after("c")] if has_cursor else []))
+def after(self: _Statements, *where, seek: str | None):
+    "Rows matching `where` and after the key `(:seek_u, :seek_id)`, oldest first, `batch` at most."
+    if not seek: return self.select(*where)
+    u, i = bindparam(seek + "_u"), bindparam(seek + "_id")
+    tie = self.select(*where, self.u == u, self.id > i, order=(self.id,)).subquery("tie")
+    later = self.select(*where, self.u > u).subquery("later")
+    both = union_all(select(*tie.c), select(*later.c)).subquery("page")
+    return select(*both.c).order_by(both.c[self.u.name], both.c[self.id.name]).limit(self.batch)
 
+# %% ../../nbs/store/14_events.ipynb #d175471a
+@patch
+def head(self: _Statements, has_cursor: bool):
+    "Rows after the head's key `h` up to the horizon."
+    return self.after(self.u <= bindparam("hi"), seek="h" if has_cursor else None)
+
+# %% ../../nbs/store/14_events.ipynb #17a09ba2
 @patch
 def top(self: _Statements):
     "The newest key up to the horizon."
-    return select(self.u, self.id).where(self.u <= bindparam("hi")).order_by(self.u.desc(), self.id.desc()).limit(1)
+    newest = (self.u.desc(), self.id.desc())
+    return select(self.u, self.id).where(self.u <= bindparam("hi")).order_by(*newest).limit(1)
 
+# %% ../../nbs/store/14_events.ipynb #a085eba8
 @patch
-def sweep(self: _Statements, has_cursor: bool):
-    "Rows dated since `lo` up to the head, after the sweep's own cursor."
-    return self.select(self.u >= bindparam("lo"), ~self.after("c"), *([self.after("s")] if has_cursor else []))
+def sweep(self: _Statements, has_key: bool, from_lo: bool):
+    "Rows up to the head's key `h`, after the key `s` (the sweep's or the floor) and/or since `lo`."
+    since = [self.u >= bindparam("lo")] if from_lo else []
+    return self.after(*since, self.upto("h"), seek="s" if has_key else None)
 
-# %% ../../nbs/store/14_events.ipynb #17a09ba2
+# %% ../../nbs/store/14_events.ipynb #9735abba
 @patch
 def future(self: _Statements, rows: int):
     "The first `rows` rows dated beyond the horizon."
     return self.select(self.u > bindparam("hi"), limit=rows)
 
+# %% ../../nbs/store/14_events.ipynb #63fec130
 @patch
 def running(self: _Statements):
     "Active runs by status (the fallback)."
     return self.select(self.status.in_(self.active), order=(self.id,))
 
+# %% ../../nbs/store/14_events.ipynb #e94f7f32
+@patch
+def combined(self: _Statements, head_seek: bool, sweep: tuple | None, future_rows: int):
+    "Head, sweep (if any) and future pages in one statement; column `part` tells which."
+    key = (head_seek, sweep, future_rows)
+    if key not in self._cache:
+        parts = [(1, self.head(head_seek)), *([(2, self.sweep(*sweep))] if sweep else []),
+                 (3, self.future(future_rows))]
+        subs = [select(literal(n).label("part"), *stmt.subquery(f"part{n}").c) for n, stmt in parts]
+        c = union_all(*subs).subquery("probe").c
+        self._cache[key] = select(*c).order_by(c.part, c[self.u.name], c[self.id.name])
+    return self._cache[key]
+
+# %% ../../nbs/store/14_events.ipynb #babd02a1
 @patch
 def by_ids(self: _Statements):
     return self.select(self.id.in_(bindparam("ids", expanding=True)), order=(self.id,))
@@ -216,8 +252,9 @@ def _db_now(con) -> datetime:
     else: q = select(func.statement_timestamp())
     return _utc(con.execute(q).scalar())
 
+# %% ../../nbs/store/14_events.ipynb #9898275d
 def _utc(raw, zone: ZoneInfo = timezone.utc) -> datetime | None:
-    "A stored timestamp (text or datetime; naive ones in `zone`) as aware UTC; None when it is not one."
+    "A stored timestamp (text or datetime; naive ones in `zone`) as aware UTC (None if not one)."
     if isinstance(raw, str):
         try: raw = datetime.fromisoformat(raw.strip())
         except ValueError: return None
@@ -226,55 +263,73 @@ def _utc(raw, zone: ZoneInfo = timezone.utc) -> datetime | None:
 
 # %% ../../nbs/store/14_events.ipynb #5a81d6f6
 def _bound(dt: datetime, dialect: str, naive: bool, zone) -> object:
-    "`dt` in the form the column compares with: text on SQLite, a naive local time for `timestamp` columns."
+    "`dt` as the column compares it: text on SQLite, a naive local time for `timestamp` columns."
     if naive or dialect == "sqlite": dt = dt.astimezone(zone).replace(tzinfo=None)
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else dt
 
 # %% ../../nbs/store/14_events.ipynb #d3be0d42
 class ChangeCursor:
     "The probe's state: head and sweep keysets, fingerprints of recent rows, the fallback's clock."
-    def __init__(self, source: WatchSource | None = None, batch: int = PROBE_BATCH, skew: timedelta = PROBE_SKEW,
-                 ahead: timedelta = PROBE_AHEAD, future_rows: int = FUTURE_ROWS,
-                 fallback: float = FALLBACK_SECONDS, full: float = FULL_RESYNC_SECONDS):
+    def __init__(self, source: WatchSource | None = None, # table and columns (default opsux's)
+                 batch: int = PROBE_BATCH, skew: timedelta = PROBE_SKEW,
+                 ahead: timedelta = PROBE_AHEAD,
+                 future_rows: int = FUTURE_ROWS, fallback: float = FALLBACK_SECONDS,
+                 full: float = FULL_RESYNC_SECONDS, memo_max: int = MEMO_MAX):
         self.source, self.batch, self.skew, self.ahead = source or WatchSource(), batch, skew, ahead
         self.future_rows, self.fallback, self.full = future_rows, fallback, full
+        self.memo_max = memo_max
         self.zone = ZoneInfo(self.source.timezone)
-        self.q, self.head_key, self.sweep_key, self.silent = None, None, None, True
+        self.q, self.head_key, self.sweep_key, self.floor = None, None, None, None
+        self.silent = True  # learning: rows never seen are not news
         self.memo, self.running, self.rows_read, self.probes, self.resyncs = {}, set(), 0, 0, 0
-        self._fallback_at = self._full_at = None
+        self._fallback_at = self._full_at = self._clock_at = None
 
 # %% ../../nbs/store/14_events.ipynb #48e27e6f
 @patch
 def start(self: ChangeCursor, con) -> ChangeCursor:
-    "Prepare for probing on `con`: check the source, put the head at the newest row, learn recent rows."
-    cols = {c["name"]: c for c in sa_inspect(con).get_columns(self.source.table)} if _has(con, self.source) else {}
+    "Prepare for probing on `con`: check the source, head at the newest row, learn recent rows."
+    found = _has(con, self.source)
+    cols = {c["name"]: c for c in sa_inspect(con).get_columns(self.source.table)} if found else {}
     if not cols: raise WatchSourceError(f"watcher: there is no table or view {self.source.table}")
     self.q = _Statements(self.source, self.source.resolve(cols), self.batch)
     self.naive = not getattr(cols[self.source.updated_at]["type"], "timezone", False)
     self._clock(con)
     self.head_key, self.sweep_key, self.silent = self._top(con), None, True
-    for r in self._read(con, self.q.future(self.future_rows), hi=self.hi): self._note(r, silent=True)
-    self._sweep(con); self._fallback(con, time.monotonic(), silent=True)
+    self._learn(con); self._swept(self._fetch(con)[1])  # first sweep page now: learns, silently
     return self
 
+# %% ../../nbs/store/14_events.ipynb #3647abd6
 def _has(con, src: WatchSource) -> bool:
     i = sa_inspect(con)
     return src.table in i.get_table_names() or src.table in i.get_view_names()
 
-# %% ../../nbs/store/14_events.ipynb #3647abd6
+# %% ../../nbs/store/14_events.ipynb #743500ae
 @patch
 def _clock(self: ChangeCursor, con):
-    "Read the database's clock; set the horizon `hi` and the sweep's start `lo` (bound values)."
-    now = _db_now(con)
+    "The database's clock (read every `CLOCK_SECONDS`, then carried on); sets `hi`, `lo`."
+    mono = time.monotonic()
+    if self._clock_at is None or not 0 <= mono - self._clock_at[0] < CLOCK_SECONDS:
+        self._clock_at = (mono, _db_now(con))
+    now = self._clock_at[1] + timedelta(seconds=mono - self._clock_at[0])
     b = lambda dt: _bound(dt, con.dialect.name, self.naive, self.zone)
     self.now, self.hi, self.lo = now, b(now + self.ahead), b(now - self.skew)
 
+# %% ../../nbs/store/14_events.ipynb #1260d408
 @patch
 def _read(self: ChangeCursor, con, stmt, **params) -> list:
     rows = con.execute(stmt, params).all()
     self.rows_read += len(rows)
     return rows
 
+# %% ../../nbs/store/14_events.ipynb #5cfa00d2
+@patch
+def _learn(self: ChangeCursor, con):
+    "Remember the future rows and the active runs without reporting them."
+    future = self._read(con, self.q.future(self.future_rows), hi=self.hi)
+    for r in future: self._note(r, silent=True)
+    self._active(con, silent=True); self._fallback_at = time.monotonic()
+
+# %% ../../nbs/store/14_events.ipynb #ec776b72
 @patch
 def _top(self: ChangeCursor, con):
     row = con.execute(self.q.top(), {"hi": self.hi}).first()
@@ -287,20 +342,25 @@ def _note(self: ChangeCursor, r, silent: bool = False) -> RunEvent | None:
     fp, old = hash(repr(tuple(r))), self.memo.get(r[0])
     self.memo[r[0]] = (_utc(r[4], self.zone), fp, r[1], r[2])
     if (old is None and silent) or (old is not None and old[1] == fp): return None
-    return RunEvent(r[0], r[1], r[2], _kind(r[3]))
+    return RunEvent(r[0], r[1], r[2], _kind(r[3], self.source.active))
 
-def _kind(status) -> str:
+# %% ../../nbs/store/14_events.ipynb #d4a213a5
+def _kind(status, active=ACTIVE_STATUSES) -> str:
+    "The event kind of a row with `status` (`active`: the source's status values of running work)."
     s = str(status or "").strip().lower()
-    return {"queued": "enqueued", "running": "progress"}.get(s, "completed")
+    if s == "queued": return "enqueued"
+    return "progress" if s == "running" or s in {str(a).strip().lower() for a in active} else "completed"
 
 # %% ../../nbs/store/14_events.ipynb #41cc6460
 @patch
 def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
     "One probe on `con`: the events of what changed since the last one."
     self._clock(con); self.probes += 1
-    events = self._head(con) + self._sweep(con)
-    future = self._read(con, self.q.future(self.future_rows), hi=self.hi)
-    events += [e for r in future if (e := self._note(r, self.silent))]
+    head, sweep, future = self._fetch(con)
+    if len(head) == self.batch: events = self._overflow(con)
+    else:
+        events = self._advance(head) + self._swept(sweep)
+        events += [e for r in future if (e := self._note(r, self.silent))]
     events += self._fallback(con, time.monotonic() if now is None else now)
     seen, out = set(), []
     for e in events:
@@ -309,52 +369,87 @@ def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
 
 # %% ../../nbs/store/14_events.ipynb #c35221ae
 @patch
-def _head(self: ChangeCursor, con) -> list[RunEvent]:
-    "Rows after the head: events, or one `resync` (and a jump to the newest row) when the batch is full."
-    k = self.head_key
-    params = {"hi": self.hi, **({"c_u": k[0], "c_id": k[1]} if k else {})}
-    rows = self._read(con, self.q.head(k is not None), **params)
-    if len(rows) < self.batch:
-        if rows: self.head_key = (rows[-1][4], rows[-1][0])
-        return [e for r in rows if (e := self._note(r))]
-    self.memo = {}  # every tab re-reads: what was remembered is stale, and the next sweep round learns afresh
-    for r in rows: self._note(r, silent=True)
-    self.head_key, self.sweep_key, self.silent = self._top(con), None, True
-    self.resyncs += 1
-    return [RunEvent(None, None, None, "resync")]
+def _fetch(self: ChangeCursor, con) -> tuple[list, list, list]:
+    "The head's, the sweep's and the future's pages, in one round trip."
+    h = self.head_key
+    if self.floor and (_utc(self.floor[0], self.zone) or self.now) < self.now - self.skew:
+        self.floor = None  # aged out of the sweep's window
+    after = max((k for k in (self.sweep_key, self.floor) if k), default=None)
+    from_lo = after is None or not _at_least(after[0], self.lo)  # one lower bound: SQLite
+    sweep = None if h is None else (after is not None, from_lo)
+    params = {"hi": self.hi, "lo": self.lo, **_key("h", h), **_key("s", after)}
+    parts = ([], [], [])
+    for r in self._read(con, self.q.combined(h is not None, sweep, self.future_rows), **params):
+        parts[r[0] - 1].append(r[1:])
+    if h is None: self.silent = False  # an empty table: nothing to learn
+    return parts
 
 # %% ../../nbs/store/14_events.ipynb #ae157ade
 @patch
-def _sweep(self: ChangeCursor, con) -> list[RunEvent]:
-    "The next page of rows dated within `skew` behind the head; a finished round forgets older fingerprints."
-    if self.head_key is None: self.silent = False; return []
-    k, s = self.head_key, self.sweep_key
-    params = {"lo": self.lo, "c_u": k[0], "c_id": k[1], **({"s_u": s[0], "s_id": s[1]} if s else {})}
-    rows = self._read(con, self.q.sweep(s is not None), **params)
+def _advance(self: ChangeCursor, rows) -> list[RunEvent]:
+    "The head's page (fewer rows than `batch`): move the head past it; its news."
+    if rows: self.head_key = (rows[-1][4], rows[-1][0])
+    return [e for r in rows if (e := self._note(r))]
+
+# %% ../../nbs/store/14_events.ipynb #6dea7b89
+@patch
+def _overflow(self: ChangeCursor, con) -> list[RunEvent]:
+    "More changes than one page: one `resync`; head and floor at the newest row."
+    self.memo, self.resyncs = {}, self.resyncs + 1  # every tab re-reads: the memo is stale
+    self.head_key = self.floor = self._top(con)
+    self.sweep_key, self.silent = None, False
+    self._learn(con)
+    return [RunEvent(None, None, None, "resync")]
+
+# %% ../../nbs/store/14_events.ipynb #188a676e
+@patch
+def _swept(self: ChangeCursor, rows) -> list[RunEvent]:
+    "The sweep's page (rows dated within `skew` behind the head, after the floor if any): its news."
     events = [e for r in rows if (e := self._note(r, self.silent))]
     if len(rows) == self.batch: self.sweep_key = (rows[-1][4], rows[-1][0])
-    else: self.sweep_key, self.silent = None, False; self._forget()
+    else: self.sweep_key, self.silent = None, False; self._forget(self.now - self.skew)
+    if len(self.memo) > self.memo_max:  # too much changed within `skew`: sweep from here on
+        self.floor, self.sweep_key, self.silent = self.head_key, None, False
+        self._forget(self.now + self.ahead)
     return events
 
+# %% ../../nbs/store/14_events.ipynb #b759a39e
+def _at_least(a, b) -> bool:
+    "a >= b for two stored timestamps; False when they do not compare (both bounds are then used)."
+    try: return a >= b
+    except TypeError: return False
+
+# %% ../../nbs/store/14_events.ipynb #ea969eea
+def _key(name: str, key) -> dict:
+    return {} if key is None else {name + "_u": key[0], name + "_id": key[1]}
+
+# %% ../../nbs/store/14_events.ipynb #c20dd212
 @patch
-def _forget(self: ChangeCursor):
-    "Drop fingerprints of rows dated before the sweep's start, unless they are running or in the future."
-    lo = self.now - self.skew
-    self.memo = {i: m for i, m in self.memo.items() if i in self.running or (m[0] is not None and m[0] >= lo)}
+def _forget(self: ChangeCursor, before: datetime):
+    "Drop the fingerprints of rows dated before `before`, except running ones."
+    keep = lambda i, m: i in self.running or (m[0] is not None and m[0] >= before)
+    self.memo = {i: m for i, m in self.memo.items() if keep(i, m)}
 
 # %% ../../nbs/store/14_events.ipynb #c8fdce7f
 @patch
-def _fallback(self: ChangeCursor, con, now: float, silent: bool = False) -> list[RunEvent]:
-    "When due: the active runs, the runs that just left the active set, and a periodic `resync` for all tabs."
-    events, silent = [], silent or self.silent
+def _fallback(self: ChangeCursor, con, now: float) -> list[RunEvent]:
+    "When due: the active runs and those that just left; a periodic `resync`."
+    events = []
     if self._full_at is None: self._full_at = now
     elif self.full and now - self._full_at >= self.full:
         self._full_at = now; events.append(RunEvent(None, None, None, "resync"))
     if self._fallback_at is not None and now - self._fallback_at < self.fallback: return events
-    self._fallback_at, rows = now, self._read(con, self.q.running())
+    self._fallback_at = now
+    return events + self._active(con, self.silent)
+
+# %% ../../nbs/store/14_events.ipynb #a6e4a723
+@patch
+def _active(self: ChangeCursor, con, silent: bool) -> list[RunEvent]:
+    "Re-read the active runs, and by id those no longer active."
+    rows = self._read(con, self.q.running())
     ids, gone = {r[0] for r in rows}, self.running
     left = self._read(con, self.q.by_ids(), ids=sorted(gone - ids)) if gone - ids else []
-    events += [e for r in [*rows, *left] if (e := self._note(r, silent))]
+    events = [e for r in [*rows, *left] if (e := self._note(r, silent))]
     vanished = gone - ids - {r[0] for r in left}  # deleted while active
     events += [RunEvent(i, *self.memo.pop(i)[2:], "changed") for i in vanished if i in self.memo]
     self.running = ids
@@ -362,7 +457,7 @@ def _fallback(self: ChangeCursor, con, now: float, silent: bool = False) -> list
 
 # %% ../../nbs/store/14_events.ipynb #1bf5e772
 class ProbeWatcher(Watcher):
-    "SQLite, or any read-only database: a `ChangeCursor` probed once per interval on one connection."
+    "SQLite, or any read-only database: a `ChangeCursor` probed once per interval, one connection."
     def __init__(self, ops, interval: float = 0.5, source: WatchSource | None = None, **cursor):
         super().__init__(ops, interval)
         self.source, self.cursor_options, self.cursor = source or WatchSource(), cursor, None
@@ -393,15 +488,19 @@ def _run(self: ProbeWatcher):
 _registry: dict[tuple, Watcher] = {}
 _registry_lock = threading.Lock()
 
-def shared_watcher(ops, interval: float | None = None, source: WatchSource | None = None) -> Watcher:
-    "The one running watcher of this process for `ops`'s database (LISTEN on PostgreSQL, probe otherwise)."
+def shared_watcher(ops, interval: float | None = None, # seconds between probes / LISTEN checks
+                   source: WatchSource | None = None, # the probe's table and columns
+                  ) -> Watcher:
+    "The one running watcher of this process for `ops`'s database (LISTEN on PostgreSQL, or probe)."
     listen = ops.is_postgres and not ops.read_only
     source = source or getattr(ops, "watch_source", None) or WatchSource()
-    key = (os.getpid(), ops.engine.url.render_as_string(hide_password=False), listen, None if listen else source)
+    url = ops.engine.url.render_as_string(hide_password=False)
+    key = (os.getpid(), url, listen, None if listen else source)
     with _registry_lock:
         w = _registry.get(key)
         if w is None or not w.alive:
-            w = ListenWatcher(ops, interval or 1.0) if listen else ProbeWatcher(ops, interval or 0.5, source)
+            if listen: w = ListenWatcher(ops, interval or 1.0)
+            else: w = ProbeWatcher(ops, interval or 0.5, source)
             _registry[key] = w.start()
         w.users += 1
         return w
