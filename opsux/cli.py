@@ -50,6 +50,10 @@ def _page_limit(text):
 def _db(p): p.add_argument("--db", metavar="URL", default=None,
                            help="database URL (default: $OPSUX_DATABASE_URL or the embedded SQLite file)")
 
+def _config(p): p.add_argument("--config", metavar="PATH", default=None,
+                               help="mapping of the database's tables: an opsux.toml, or a preset (opsux, laravel); "
+                                    "default $OPSUX_CONFIG, ./opsux.toml, else guessed (see opsux doctor)")
+
 def build_parser() -> argparse.ArgumentParser:
     "The `opsux` argument parser."
     p = argparse.ArgumentParser(prog="opsux", description="Background operations made visible and trustworthy.")
@@ -62,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="none (loopback only), basic (opsux users and passwords) or oauth")
     s.add_argument("--as", dest="as_user", metavar="EMAIL", default=None, help="with --auth none: the user to act as")
     s.add_argument("--read-only", action="store_true", help="never write or migrate (e.g. a foreign operation_runs table)")
+    _config(s)
     s.add_argument("--num-procs", type=_positive_int, default=1)
     s.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
                    help="public name of a reverse proxy in front of the server; repeatable")
@@ -72,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--page-limit", default="30/1", type=_page_limit, metavar="BURST/SECONDS",
                    help="with a login: pages a user may open at once, then one every SECONDS (default 30/1)")
     s.set_defaults(func=_serve)
+
+    dr = sub.add_parser("doctor", help="check the mapped schema of a database; print the indexes the dashboard needs")
+    _db(dr); _config(dr)
+    dr.add_argument("--no-timings", action="store_true", help="skip timing the dashboard's queries")
+    dr.set_defaults(func=_doctor)
 
     d = sub.add_parser("demo", help="create a demo database, run a simulated worker and serve the dashboard")
     _db(d)
@@ -118,12 +128,20 @@ def _connect(args, **kw):
     return opsux.connect(args.db, **kw)
 
 def _serve(args):
+    import os
     from opsux.ui.server import serve
+    if args.config: os.environ["OPSUX_CONFIG"] = args.config   # read by connect() here and in --num-procs children
     serve(db=args.db, host=args.host, port=args.port, read_only=args.read_only, auth=args.auth,
           as_user=args.as_user, num_procs=args.num_procs,
           allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders,
           trusted_proxy=args.trusted_proxy, page_limit=args.page_limit)
     return 0
+
+def _doctor(args):
+    from opsux.store.ops import doctor
+    lines, code = doctor(args.db, args.config, measure=not args.no_timings)
+    print("\n".join(lines))
+    return code
 
 def _demo(args):
     from opsux.demo import demo
@@ -186,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     try: return args.func(args) or 0
     except KeyboardInterrupt: return 130
     except Exception as e:
+        from opsux.store.schema import SchemaError
+        if isinstance(e, SchemaError):                   # one line per problem, each with its fix
+            for line in e.problems: print(f"opsux: {line}", file=sys.stderr)
+            return 2
         from sqlalchemy.exc import OperationalError, ArgumentError
         if isinstance(e, OperationalError):
             msg = f"cannot reach the database at {display_url(getattr(args, 'db', None))}: {str(e.orig).strip().splitlines()[0] if e.orig else e}"

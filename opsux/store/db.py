@@ -260,7 +260,7 @@ class Database:
         self.engine, self.read_only, self.retry_seconds = engine, read_only, retry_seconds
         self.url = engine.url.render_as_string(hide_password=True)
         insp = inspect(engine)
-        self.tables = frozenset(insp.get_table_names())
+        self.tables = frozenset(insp.get_table_names()) | frozenset(insp.get_view_names())  # views map like tables
         self.run_columns = (tuple(c["name"] for c in insp.get_columns("operation_runs"))
                             if "operation_runs" in self.tables else ())
         _open_databases.add(self)
@@ -268,9 +268,11 @@ class Database:
     @cached_property
     def reader(self) -> Engine:
         "The engine for single statements: its own autocommit pool on PostgreSQL (no BEGIN/ROLLBACK round trips)."
-        if self.is_postgres and not self.read_only:
+        if self.is_postgres:   # read-only: every statement is its own read-only transaction, set by the server
+            ro = " -c default_transaction_read_only=on" if self.read_only else ""
+            args = {"connect_timeout": CONNECT_TIMEOUT, "options": PG_OPTIONS + ro}
             return _guarded(create_engine(self.engine.url, isolation_level="AUTOCOMMIT",
-                                          **_pg_pool(pool_reset_on_return=None)))
+                                          **_pg_pool(pool_reset_on_return=None, connect_args=args)))
         return self.engine
     @cached_property
     def writer(self) -> Engine:

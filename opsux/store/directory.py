@@ -7,15 +7,27 @@ from __future__ import annotations
 from typing import Iterable
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from .models import Membership, Tenant, User, id_of, utcnow
 
 # %% auto #0
-__all__ = ['Directory']
+__all__ = ['BCRYPT_PREFIXES', 'check_password', 'Directory']
+
+# %% ../../nbs/store/12a_directory.ipynb #cb0f9410
+_hasher = PasswordHasher()
+BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
+
+def check_password(stored: str | None, password: str) -> bool:
+    "True when `password` matches the stored bcrypt or argon2 hash; False for a wrong password or any other hash."
+    if not stored or not password: return False
+    if stored.startswith(BCRYPT_PREFIXES):
+        import bcrypt
+        try: return bcrypt.checkpw(password.encode("utf-8")[:72], stored.encode("ascii"))
+        except ValueError: return False
+    try: return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError): return False
 
 # %% ../../nbs/store/12a_directory.ipynb #4fddf1bb
-_hasher = PasswordHasher()
-
 class Directory:
     "Tenants, users and who belongs where (`ops.directory`)."
     def __init__(self, ops): self.ops = ops
@@ -28,13 +40,6 @@ class Directory:
         with self._w().begin() as con:
             row = con.execute(insert(Tenant).values(name=name, created_at=utcnow()).returning(*Tenant.__table__.c)).one()
         return row
-
-    def _tenant_id(self, con, tenant) -> int:
-        if isinstance(tenant, str) and not tenant.strip().isdigit():
-            tid = con.execute(select(Tenant.id).where(Tenant.name == tenant)).scalar()
-            if tid is None: raise LookupError(f"no tenant named {tenant!r}")
-            return tid
-        return id_of(tenant)
 
     def add_user(self, name: str, email: str | None = None, tenants: Iterable = (), password: str | None = None) -> User:
         "Create a user, optionally a member of `tenants` (objects, ids or names) with a password."
@@ -78,38 +83,61 @@ class Directory:
         if user is None or not user.password_hash:
             _hasher.hash("x" * 12)  # same cost whether or not the user exists
             return None
-        try: _hasher.verify(user.password_hash, password)
-        except (VerificationError, InvalidHashError): return None
-        if _hasher.check_needs_rehash(user.password_hash) and not self.ops.read_only: self.set_password(user, password)
+        if not check_password(user.password_hash, password): return None
+        own = self.ops.schema.name == "preset opsux" and not self.ops.read_only
+        if own and user.password_hash.startswith("$argon2") and _hasher.check_needs_rehash(user.password_hash):
+            self.set_password(user, password)
         return user
 
     def get_user(self, id_or_email) -> User | None:
-        "A user by id, email or object; None when there is none."
-        if isinstance(id_or_email, str) and "@" in id_or_email: where = User.email == id_or_email.strip().lower()
+        "A user by id, email (any case) or object; None when there is none."
+        u = self.ops.schema.users
+        if u is None: return None
+        if isinstance(id_or_email, str) and "@" in id_or_email:
+            e = id_or_email.strip().lower()
+            own = self.ops.schema.name == "preset opsux"        # opsux stores emails lower-cased (unique index)
+            where = u.c.email == e if own else func.lower(u.c.email) == e
         else:
-            try: where = User.id == id_of(id_or_email)
+            try: where = u.c.id == id_of(id_or_email)
             except TypeError: return None
         with self.ops.reader.connect() as con:
-            row = con.execute(select(*User.__table__.c).where(where)).first()
-        return row
+            return con.execute(select(*u.select_fields("id", "name", "email", "password_hash")).where(where)
+                               .order_by(u.c.id).limit(1)).first()
+
+    def _tenant_id(self, con, tenant) -> int:
+        if isinstance(tenant, str) and not tenant.strip().isdigit():
+            t = self.ops.schema.tenants
+            tid = con.execute(select(t.c.id).where(t.c.name == tenant)).scalar() if t is not None else None
+            if tid is None: raise LookupError(f"no tenant named {tenant!r}")
+            return tid
+        return id_of(tenant)
 
     def get_tenant(self, id_or_name) -> Tenant | None:
         "A tenant by id, name or object; None when there is none."
+        t = self.ops.schema.tenants
+        if t is None: return None
         with self.ops.reader.connect() as con:
             try: tid = self._tenant_id(con, id_or_name)
             except (LookupError, TypeError): return None
-            row = con.execute(select(*Tenant.__table__.c).where(Tenant.id == tid)).first()
-        return row
+            return con.execute(select(*t.select_fields("id", "name")).where(t.c.id == tid)).first()
 
     def tenants(self) -> list[Tenant]:
         "Every tenant, by name."
+        t = self.ops.schema.tenants
+        if t is None: return []
         with self.ops.reader.connect() as con:
-            return list(con.execute(select(*Tenant.__table__.c).order_by(Tenant.name)))
+            return list(con.execute(select(*t.select_fields("id", "name")).order_by(t.c.name)))
     def users(self) -> list[User]:
         "Every user, by name."
+        u = self.ops.schema.users
+        if u is None: return []
         with self.ops.reader.connect() as con:
-            return list(con.execute(select(*User.__table__.c).order_by(User.name, User.id)))
+            return list(con.execute(select(*u.select_fields("id", "name", "email", "password_hash"))
+                                    .order_by(u.c.name if u.has("name") else u.c.id, u.c.id)))
     def memberships(self, user) -> list[int]:
         "The tenant ids `user` belongs to."
+        m = self.ops.schema.memberships
+        if m is None: return []
         with self.ops.reader.connect() as con:
-            return list(con.execute(select(Membership.tenant_id).where(Membership.user_id == id_of(user)).order_by(Membership.tenant_id)).scalars())
+            q = select(m.c.tenant_id).where(m.c.user_id == id_of(user)).order_by(m.c.tenant_id)
+            return list(con.execute(q).scalars())

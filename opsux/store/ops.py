@@ -10,21 +10,29 @@ from ..rules.catalog import OperationCatalog, default_catalog
 from .db import (RETRY_SECONDS, Database, current_revision, explained, head_revision, make_engine,
                             _upgrade_engine)
 from .directory import Directory
-from .events import EventBus, shared_watcher
+from .events import EventBus, WatchSource, shared_watcher
+from .schema import Schema, SchemaError, probe_query
+import time
+from sqlalchemy import inspect, select
 from .service import OperationRunService
 from .viewer import Viewer
 
 # %% auto #0
-__all__ = ['Ops', 'connect']
+__all__ = ['Ops', 'connect', 'doctor']
 
 # %% ../../nbs/store/17_ops.ipynb #98238ce8
 class Ops(Database):
     "An open opsux database: engines, catalog, directory, runs, events, viewers and the shared watcher."
     def __init__(self, engine, read_only: bool = False, catalog: OperationCatalog | None = None,
-                 retry_seconds: float = RETRY_SECONDS):
+                 retry_seconds: float = RETRY_SECONDS, config=None):
         super().__init__(engine, read_only=read_only, retry_seconds=retry_seconds)
         self.catalog = catalog if catalog is not None else default_catalog()
         self._watcher, self._lock = None, threading.Lock()
+        self.schema = Schema.reflect(engine, config, read_only=read_only, tables=self.tables).probe(self.reader)
+        if not read_only and self.schema.name != "preset opsux":
+            self.schema.problems.append(
+                f"the mapping {self.schema.name} maps a host's own tables, which opsux only reads; fix: open it "
+                "read-only (serve --read-only); enqueue/advance/complete need opsux's own tables (docs: write path)")
 
     @cached_property
     def events(self) -> EventBus: return EventBus()
@@ -32,6 +40,18 @@ class Ops(Database):
     def directory(self) -> Directory: return Directory(self)
     @cached_property
     def runs(self) -> OperationRunService: return OperationRunService(self)
+
+    @cached_property
+    def watch_source(self) -> WatchSource | None:
+        "What the change watcher probes: the mapped runs table, its columns and the time zone of naive timestamps."
+        r = self.schema.runs
+        if r is None: return None
+        c = r.c
+        name = lambda f: c[f].name if f in c else f          # a missing one is the watcher's one-line error
+        watched = ("outcome", "summary_counts", "failure_summary", "started_at", "completed_at", "heartbeat_at")
+        return WatchSource(table=r.where, id=name("id"), tenant_id=name("tenant_id"), user_id=name("user_id"),
+                           status=name("status"), updated_at=name("updated_at"),
+                           watched=tuple(c[f].name for f in watched if f in c), timezone=self.schema.timezone)
 
     def viewer(self, user, tenant=None) -> Viewer:
         "A `Viewer` for `user` (object, id or email), optionally narrowed to `tenant` (one or several)."
@@ -59,12 +79,84 @@ def connect(url: str | None = None, # SQLAlchemy URL or SQLite path; default `$O
             *, migrate: bool = True, # bring the schema to head first (ignored when read-only)
             catalog: OperationCatalog | None = None, # operation types enqueue accepts (default catalog)
             retry_seconds: float = RETRY_SECONDS, # how long worker calls retry a lost connection before raising
+            config=None, # the mapping: preset name, opsux.toml path or dict (default: see `config_source`)
+            check: bool = True, # raise `SchemaError` when the mapped schema cannot be read (doctor: False)
            ) -> Ops:
     "Open an opsux database and return its `Ops` handle (`DatabaseUnavailable` when it cannot be reached)."
     engine = make_engine(url, read_only=read_only)
+    ops = None
     try:
         with explained(engine):
             if migrate and not read_only and current_revision(engine) != head_revision(): _upgrade_engine(engine)
-            return Ops(engine, read_only=read_only, catalog=catalog, retry_seconds=retry_seconds)
+            ops = Ops(engine, read_only=read_only, catalog=catalog, retry_seconds=retry_seconds, config=config)
+            if check: ops.schema.check()
+            return ops
     except BaseException:
+        if ops is not None: ops.close()
         engine.dispose(); raise
+
+# %% ../../nbs/store/17_ops.ipynb #fabad63f
+def _timestamp_notes(s: Schema) -> list[str]:
+    r, out = s.runs, []
+    if r is None or not r.has("updated_at"): return out
+    t = r.c.updated_at.type
+    if t.naive: out.append(f"note  timestamps: {r.where}.{r.c.updated_at.name} has no time zone: read as "
+                           f"{s.timezone} wall time (set timezone = \"...\" if the application writes another)")
+    return out
+
+# %% ../../nbs/store/17_ops.ipynb #bcec1862
+def _sample_viewer(ops):
+    "A viewer over real data for the timings: a member with memberships, else the first run's tenant."
+    s, r = ops.schema, ops.schema.runs
+    with ops.reader.connect() as con:
+        if s.memberships is not None:
+            m = s.memberships.c
+            uid = con.execute(select(m.user_id).limit(1)).scalar()
+            return ops.viewer(uid) if uid is not None else None
+        row = con.execute(select(*r.select_fields("tenant_id", "user_id")).limit(1)).first()
+    return ops.viewer(row.user_id or 0, tenant=[row.tenant_id]) if row else None
+
+# %% ../../nbs/store/17_ops.ipynb #7569329a
+def _timed(fn, n: int = 5) -> float:
+    import time
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return sorted(times)[n // 2] * 1000
+
+# %% ../../nbs/store/17_ops.ipynb #8a51a7ad
+def _timings(ops) -> list[str]:
+    v = _sample_viewer(ops)
+    if v is None: return ["note  timings: no runs or memberships to time yet"]
+    def probe():
+        with ops.reader.connect() as con: con.execute(probe_query(ops.schema)).all()
+    figs = [f"list page {_timed(lambda: v.runs(limit=50)):.1f} ms", f"active runs {_timed(v.active_runs):.1f} ms"]
+    if ops.schema.runs.has("updated_at"): figs.append(f"watcher probe {_timed(probe):.1f} ms")
+    return [f"time  {', '.join(figs)} (user {v.user.id}, {len(v.tenant_ids)} tenant(s), median of 5)"]
+
+# %% ../../nbs/store/17_ops.ipynb #71b74a18
+def _existing_indexes(ops) -> set:
+    insp, names = inspect(ops.engine), set()
+    for p in ops.schema.parts.values():
+        try: names |= {i["name"] for i in insp.get_indexes(p.table.name, schema=p.table.schema)}
+        except Exception: pass                                 # a view has none
+    return names
+
+# %% ../../nbs/store/17_ops.ipynb #d6ee41c7
+def doctor(url=None, config=None, measure: bool = True) -> tuple[list[str], int]:
+    "The report on the mapped schema at `url` as lines, and the exit code (1 when there is a problem)."
+    from opsux.store.ops import connect
+    ops = connect(url, read_only=True, config=config, check=False)
+    try:
+        s = ops.schema
+        lines = [f"opsux doctor: {ops.url} with the mapping {s.name}"]
+        for name, p in s.parts.items():
+            cols = ", ".join(k if p.c[k].name == k else f"{k}={p.c[k].name}" for k in p.fields)
+            lines.append(f"ok    {name}: {p.where} ({cols})")
+        lines += [f"note  {n}" for n in s.notes] + _timestamp_notes(s) + [f"error {p}" for p in s.problems]
+        if s.runs is not None:
+            lines.append("index the dashboard's queries need (run each once, e.g. in psql):")
+            lines += [f"  {st}" for st in s.index_statements(ops.engine, _existing_indexes(ops))]
+        if measure and not s.problems and s.runs is not None: lines += _timings(ops)
+        return lines, 1 if s.problems else 0
+    finally: ops.close()

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Sequence
 from sqlalchemy import and_, false, func, literal_column, null, or_, select, true, update
+from types import SimpleNamespace
 from sqlalchemy.sql import ColumnElement
 from ..rules.basics import patch
-from .models import Membership, Notification, OperationRun, Run, Tenant, User, id_of, utcnow
+from .models import Notification, OperationRun, RUN_FIELDS, Run, Tenant, User, id_of, utcnow
+from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
 # %% auto #0
@@ -63,34 +65,45 @@ def _as_list(value) -> list:
 class Viewer:
     "What one user may read. Every query is limited to `tenant_ids`, the tenants the user belongs to."
     def __init__(self, ops, user, tenant=None):
-        self.ops = ops
-        self._run_cols = [OperationRun.__table__.c[n] for n in ops.run_columns if n in OperationRun.__table__.c]
+        self.ops, self.schema = ops, ops.schema
+        if self.schema.runs is None: raise LookupError("this database has no runs table (see `opsux doctor`)")
+        self._r = self.schema.runs.c                       # the host's run columns, keyed by opsux field
         self.user = self._resolve_user(user)
-        wanted = _ids(tenant)
-        if "tenant_memberships" in ops.tables:
+        wanted, m = _ids(tenant), self.schema.memberships
+        if m is not None:                                  # the host's pivot decides, in SQL, on every read
             with ops.reader.connect() as con:
-                member = list(con.execute(select(Membership.tenant_id).where(Membership.user_id == self.user.id)).scalars())
+                member = list(con.execute(select(m.c.tenant_id).where(m.c.user_id == self.user.id)).scalars())
             self.tenant_ids = tuple(sorted(set(member) & set(wanted))) if tenant is not None else tuple(sorted(member))
-        else:  # foreign database without memberships: the tenants the integrator names, nothing else
+        else:  # no memberships mapped: the tenants the integrator names, nothing else
             self.tenant_ids = tuple(sorted(set(wanted)))
+
+    @property
+    def no_membership(self) -> bool:
+        "True when memberships are mapped and this user belongs to no tenant (so sees nothing)."
+        return self.schema.memberships is not None and not self.tenant_ids
 
     def _resolve_user(self, user) -> User:
         if isinstance(user, User) or hasattr(user, "_mapping"): return user   # a user row from the directory
-        if "users" in self.ops.tables:
+        if self.schema.users is not None:
             found = self.ops.directory.get_user(user)
             if found is not None: return found
-            if "tenant_memberships" in self.ops.tables: raise LookupError(f"no user {user!r}")
+            if self.schema.memberships is not None: raise LookupError(f"no user {user!r}")
         uid = id_of(user)
         return User(id=uid, name=getattr(user, "name", None) or f"User {uid}")
 
-    def _scope(self, col=OperationRun.tenant_id) -> ColumnElement:
+    def _scope(self, col=None) -> ColumnElement:
+        col = self._r.tenant_id if col is None else col
         return col.in_(self.tenant_ids) if self.tenant_ids else false()
 
     def _select_runs(self):
-        return select(*self._run_cols).where(self._scope())
+        return select(*self.schema.runs.select_list()).where(self._scope())
 
     def _rows(self, stmt) -> list[Run]:
-        with self.ops.reader.connect() as con: return [Run.from_row(r) for r in con.execute(stmt)]
+        with self.ops.reader.connect() as con:
+            res = con.execute(stmt)
+            names = tuple(res.keys())           # the field labels, once per result (not per row)
+            if names == RUN_FIELDS[:len(names)]: return [Run(*row) for row in res.all()]   # in field order
+            return [Run(**dict(zip(names, row))) for row in res.all()]
 
 # %% ../../nbs/store/13_viewer.ipynb #226ab4c9
 @patch
@@ -105,16 +118,16 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
          after: int | None = None, # `next_after` of the previous page
         ) -> RunPage:
     "One page of visible runs, newest first, filtered in SQL."
-    c = OperationRun.__table__.c
+    c = self._r
     q = self._select_runs()
     if tenant is not None: q = q.where(c.tenant_id.in_(_ids(tenant)))
     types = _as_list(type)
     if types: q = q.where(c.type.in_(types))
     statuses = _as_list(status)
-    if statuses: q = q.where(status_predicate(statuses))
-    if initiator: q = q.where(c.initiator_name == initiator)
-    if since is not None: q = q.where(c.created_at >= since)
-    if until is not None: q = q.where(c.created_at < until)
+    if statuses: q = q.where(status_predicate(statuses, c.status, self._outcome()))
+    if initiator: q = q.where(c.initiator_name == initiator if "initiator_name" in c else false())
+    if since is not None: q = q.where(c.created_at >= since if "created_at" in c else false())
+    if until is not None: q = q.where(c.created_at < until if "created_at" in c else false())
     if run_id is not None: q = q.where(c.id == id_of(run_id))
     if after is not None: q = q.where(c.id < id_of(after))
     limit = max(1, min(int(limit), 500))
@@ -128,83 +141,133 @@ def run(self: Viewer, run_id) -> Run | None:
     "One visible run; None when it is missing or belongs to a tenant the user is not in."
     try: rid = id_of(run_id)
     except TypeError: return None
-    rows = self._rows(self._select_runs().where(OperationRun.id == rid))
+    rows = self._rows(self._select_runs().where(self._r.id == rid))
     return rows[0] if rows else None
 
 @patch
 def active_runs(self: Viewer) -> list[Run]:
     "This user's queued and running runs (the progress widget), oldest first."
-    c = OperationRun.__table__.c
-    active = (c.status.in_(ACTIVE_STATUSES) if not self.ops.read_only
-              else status_predicate([UxStatus.queued, UxStatus.running]))
+    c = self._r
+    if "user_id" not in c: return []
+    # read-only (a host's table): the partial index `opsux doctor` prints matches the first condition exactly
+    active = (c.status.in_(ACTIVE_STATUSES) if not self.ops.read_only else and_(
+        func.lower(func.trim(c.status)).in_(ACTIVE_WORDS),
+        status_predicate([UxStatus.queued, UxStatus.running], c.status, self._outcome())))
     return self._rows(self._select_runs().where(c.user_id == self.user.id, active).order_by(c.id).limit(200))
 
 @patch
 def tenants(self: Viewer) -> list[Tenant]:
     "The tenants this viewer sees, by name."
-    if "tenants" not in self.ops.tables: return [Tenant(id=i, name=f"Tenant {i}") for i in self.tenant_ids]
+    t = self.schema.tenants
+    if t is None: return [Tenant(id=i, name=f"Tenant {i}") for i in self.tenant_ids]
     with self.ops.reader.connect() as con:
-        rows = con.execute(select(*Tenant.__table__.c).where(self._scope(Tenant.id)).order_by(Tenant.name))
-        return list(rows)
+        return list(con.execute(select(*t.select_fields("id", "name")).where(self._scope(t.c.id)).order_by(t.c.name)))
 
 @patch
-def _recent_values(self: Viewer, column, recent: int) -> list[str]:
+def _recent_values(self: Viewer, column: str, recent: int) -> list[str]:
     "The distinct non-empty values of `column` among the newest `recent` visible runs (bounded cost at any size)."
-    c = OperationRun.__table__.c
-    sub = select(column).where(self._scope()).order_by(c.id.desc()).limit(recent).subquery()
+    c = self._r
+    if column not in c: return []
+    sub = select(c[column].label("v")).where(self._scope()).order_by(c.id.desc()).limit(recent).subquery()
     with self.ops.reader.connect() as con:
-        return sorted(v for v in con.execute(select(sub.c[column.name]).distinct()).scalars() if v)
+        return sorted(v for v in con.execute(select(sub.c.v).distinct()).scalars() if v)
+
+@patch
+def _outcome(self: Viewer):
+    "The outcome column, or NULL when the host has none."
+    return self._r.outcome if "outcome" in self._r else null()
 
 @patch
 def initiators(self: Viewer, recent: int = 10_000) -> list[str]:
     "Initiator names for the filter: those among the newest `recent` visible runs."
-    return self._recent_values(OperationRun.__table__.c.initiator_name, recent)
+    return self._recent_values("initiator_name", recent)
 
 @patch
 def types(self: Viewer, recent: int = 10_000) -> list[str]:
     "Operation types among the newest `recent` visible runs."
-    return self._recent_values(OperationRun.__table__.c.type, recent)
+    return self._recent_values("type", recent)
 
 # %% ../../nbs/store/13_viewer.ipynb #20f6ce37
 @patch
 def _note_scope(self: Viewer):
-    n, r = Notification.__table__.c, OperationRun.__table__.c
-    # correlated EXISTS: a primary-key probe per notification, not a scan of the tenants' runs
-    visible = select(r.id).where(r.id == n.run_id, self._scope()).exists()
-    return and_(n.user_id == self.user.id, or_(n.run_id.is_(None), visible))
+    n, r = self.schema.notifications, self._r
+    c, conds = n.c, [n.c.user_id == self.user.id]
+    if n.options.get("notifiable_type") and "notifiable_type" in c:        # Laravel: a morph to the user model
+        conds.append(c.notifiable_type == n.options["notifiable_type"])
+    if "run_id" in c:   # correlated EXISTS: a primary-key probe per notification, not a scan of the tenants' runs
+        conds.append(or_(c.run_id.is_(None), select(r.id).where(r.id == c.run_id, self._scope()).exists()))
+    return and_(*conds)
+
+# %% ../../nbs/store/13_viewer.ipynb #a54f2ecc
+_NOTE_FIELDS = ("id", "run_id", "type", "data", "read_at", "created_at")
+
+def _by_time(n) -> bool:
+    "Page by (created_at, id): a host's notification ids need not grow (Laravel's are UUIDs)."
+    return n.options.get("style") == "laravel" and n.has("created_at")
 
 @patch
-def notifications(self: Viewer, unread_only: bool = False, limit: int = 50, after: int | None = None) -> list[Notification]:
-    "The user's notifications, newest first (keyset-paged by id)."
-    if "notifications" not in self.ops.tables: return []
-    n = Notification.__table__.c
-    q = select(*n).where(self._note_scope())
-    if unread_only: q = q.where(n.read_at.is_(None))
-    if after is not None: q = q.where(n.id < id_of(after))
+def _after(self: Viewer, n, after):
+    "The condition for notifications older than the one with id `after`."
+    if not _by_time(n): return n.c.id < id_of(after)
     with self.ops.reader.connect() as con:
-        return list(con.execute(q.order_by(n.id.desc()).limit(max(1, min(limit, 500)))))
+        at = con.execute(select(n.c.created_at).where(n.c.id == after, self._note_scope())).scalar()
+    if at is None: return false()
+    return or_(n.c.created_at < at, and_(n.c.created_at == at, n.c.id < after))
+
+# %% ../../nbs/store/13_viewer.ipynb #09fc9ad6
+def _url_of(data: dict):
+    "A Laravel/Filament notification's link: `url`, else its first action's."
+    acts = data.get("actions")
+    first = acts[0] if isinstance(acts, list) and acts and isinstance(acts[0], dict) else {}
+    return data.get("url") or first.get("url")
+
+def _note(row, style) -> SimpleNamespace:
+    "A notification row as display data; Laravel's `data` keeps title, body, status and url."
+    m, data = dict(row._mapping), row.data if isinstance(row.data, dict) else {}
+    if style == "laravel":
+        data = {"title": data.get("title"), "body": data.get("body"), "url": _url_of(data),
+                "status": {"info": "neutral"}.get(data.get("status"), data.get("status"))}
+    return SimpleNamespace(**{**m, "data": data})
+
+# %% ../../nbs/store/13_viewer.ipynb #f02c38bf
+@patch
+def notifications(self: Viewer, unread_only: bool = False, limit: int = 50, after=None) -> list:
+    "The user's notifications, newest first (keyset-paged by id, or by time for a host's)."
+    n = self.schema.notifications
+    if n is None: return []                                   # not mapped: no query at all
+    q = select(*n.select_fields(*_NOTE_FIELDS)).where(self._note_scope())
+    if unread_only: q = q.where(n.c.read_at.is_(None) if n.has("read_at") else false())
+    if after is not None: q = q.where(self._after(n, after))
+    order = [n.c.created_at.desc(), n.c.id.desc()] if _by_time(n) else [n.c.id.desc()]
+    with self.ops.reader.connect() as con:
+        rows = con.execute(q.order_by(*order).limit(max(1, min(limit, 500))))
+        return [_note(r, n.options.get("style")) for r in rows]
 
 @patch
 def unread_count(self: Viewer) -> int:
     "How many of the user's notifications are unread."
-    if "notifications" not in self.ops.tables: return 0
-    n = Notification.__table__.c
+    n = self.schema.notifications
+    if n is None or not n.has("read_at"): return 0
     with self.ops.reader.connect() as con:
-        return con.execute(select(func.count()).select_from(Notification).where(self._note_scope(), n.read_at.is_(None))).scalar()
+        return con.execute(select(func.count()).select_from(n.table).where(self._note_scope(),
+                                                                          n.c.read_at.is_(None))).scalar()
 
+# %% ../../nbs/store/13_viewer.ipynb #745ebd7f
 @patch
 def _mark(self: Viewer, where) -> int:
-    if self.ops.read_only or "notifications" not in self.ops.tables: return 0
-    n = Notification.__table__.c
+    n = self.schema.notifications
+    if self.ops.read_only or n is None: return 0
+    mine = select(n.c.id).where(self._note_scope(), n.c.read_at.is_(None), where)
     with self.ops.writer.begin() as con:
-        return con.execute(update(Notification).where(self._note_scope(), n.read_at.is_(None), where).values(read_at=utcnow())).rowcount
+        stmt = update(Notification).where(Notification.id.in_(mine), Notification.read_at.is_(None))
+        return con.execute(stmt.values(read_at=utcnow())).rowcount
 
 @patch
 def mark_read(self: Viewer, notification_id) -> bool:
     "Mark one of the user's notifications read; False when it is not theirs or already read."
     try: nid = id_of(notification_id)
     except TypeError: return False
-    return self._mark(Notification.id == nid) == 1
+    return self._mark(self.schema.notifications.c.id == nid) == 1 if self.schema.notifications else False
 
 @patch
 def mark_all_read(self: Viewer) -> int:

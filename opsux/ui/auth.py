@@ -22,6 +22,7 @@ from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 from ..store.authstore import auth_store
 from .http import allowed_hosts, host_allowed, safe_next
+from .push import is_schema_error
 
 # %% auto #0
 __all__ = ['AUTH_MODES', 'MIN_SECRET_LENGTH', 'LOGIN_TEMPLATE', 'LOGOUT_TEMPLATE', 'CSRF_COOKIE', 'SESSION_COOKIE',
@@ -405,6 +406,10 @@ async def _post(self):
         return self._page("This sign-in form has expired. Please sign in again.", email, 403)
     try: user, wait = await self._check(email, self.get_argument("password", ""))
     except Exception as e:                      # a database fault must not become a traceback page
+        if is_schema_error(e):                  # permanent: say so (not "try again"), and what to run
+            _log.error("opsux login cannot read the users table: %s", " ".join(str(getattr(e, "orig", e)).split())[:200])
+            return self._page("Sign-in cannot read the users table; the server log says why (run `opsux doctor`).",
+                              email, 500)
         _log.error("opsux login unavailable: %s", type(e).__name__)
         return self._page("Sign-in is unavailable right now. Try again shortly.", email, 503)
     if wait:
@@ -705,6 +710,12 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
     if auth == "none":
         if not as_user:
             raise AuthConfigError("--auth none needs --as EMAIL: the opsux user every visitor acts as")
+        schema = getattr(ops, "schema", None)          # the database's mapping (opsux.store.schema)
+        if schema is not None and schema.users is None:
+            raise AuthConfigError(f"--as {as_user!r}: this database has no users mapped ({schema.name}); map "
+                                  "[users] in opsux.toml (see `opsux doctor`)")
+        if schema is not None and schema.name != "preset opsux" and ops.directory.get_user(as_user) is None:
+            raise AuthConfigError(f"--as {as_user!r}: no user in {schema.users.where} has that email")
         if ops.directory.get_user(as_user) is None:
             raise AuthConfigError(f"--as {as_user!r}: no opsux user has that email; add one with "
                                   f"`opsux users add {as_user} --name NAME --tenant TENANT`")

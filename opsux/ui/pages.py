@@ -322,7 +322,9 @@ def presenter(self: DashboardApp) -> OperationUxPresenter:
     "The process's one presenter (its ETA smoothing is per run, the same for every session showing the run)."
     ops = self.ops
     with self._lock:
-        if self._presenter is None: self._presenter = OperationUxPresenter(catalog=ops.catalog, eta_memory=10_000)
+        legacy = getattr(getattr(ops, "schema", None), "legacy", None)      # a host mapping's [legacy] map
+        if self._presenter is None:
+            self._presenter = OperationUxPresenter(catalog=ops.catalog, eta_memory=10_000, legacy=legacy)
         return self._presenter
 
 # %% ../../nbs/ui/23_pages.ipynb #acab8878
@@ -371,8 +373,11 @@ def _page(self: DashboardApp, route: str):
     user = self.current_user(cookies)
     if user is None:
         return page_shell([], [], [pn.pane.Markdown("## Access denied\nYour account is not an opsux user.")])
-    s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer")).load()
-    return build_page(s)
+    s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer"))
+    if getattr(s.mine, "no_membership", False) and not self.demo:   # the pivot gives no tenant: say so
+        return page_shell([], [], [pn.pane.Markdown("## No tenants\nYour account belongs to no tenant, so there "
+                                                    "are no operations to show. Ask an administrator to add you.")])
+    return build_page(s.load())
 
 # %% ../../nbs/ui/23_pages.ipynb #735d7662
 def unavailable_page(app: DashboardApp):
@@ -433,12 +438,17 @@ def page_header(s: DashboardSession) -> list:
         personas = {clean_text(f"{u.name} <{u.email}>", MAX_NAME): str(u.id) for u in s.ops.directory.users()}
         header.append(cookie_select("Persona (demo)", personas, str(s.user.id), "opsux_persona", "ox-persona"))
     s.bell = pn.widgets.Button(name=pn.bind(_bell, s.inbox.param.unread), css_classes=["ox-bell"], button_type="light",
-                               width=110, margin=(18, 10), description="Notifications: unread count")
+                               width=110, margin=(18, 10), description="Notifications: unread count",
+                               visible=_inbox_mapped(s.ops))
     s.toasts = Toasts()      # in the header: the main area is a CSS containment box, where fixed is not fixed
     return header + [s.bell, s.toasts]
 
 # %% ../../nbs/ui/23_pages.ipynb #6a01b1c8
 def _bell(unread: int) -> str: return f"Inbox ({unread})"
+
+def _inbox_mapped(ops) -> bool:
+    "False when the database's mapping reads no notifications (then there is no inbox, and no query)."
+    return getattr(getattr(ops, "schema", None), "notifications", True) is not None
 
 # %% ../../nbs/ui/23_pages.ipynb #3a9ad957
 def page_main(s: DashboardSession) -> list:

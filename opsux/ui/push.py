@@ -16,7 +16,8 @@ from ..store.models import utcnow
 
 # %% auto #0
 __all__ = ['log', 'WRITE_FAILURE', 'WRITES', 'SharedMemo', 'write_failure', 'WriteHealth', 'Health', 'is_database_error',
-           'DatabaseHealth', 'SharedReads', 'SharedViewer', 'clock_reading', 'Rounds', 'Push', 'default_writes']
+           'is_schema_error', 'DatabaseHealth', 'SharedReads', 'SharedViewer', 'clock_reading', 'Rounds', 'Push',
+           'default_writes']
 
 # %% ../../nbs/ui/22_push.ipynb #f58e0a1e
 log = logging.getLogger(__name__)
@@ -111,7 +112,14 @@ class Health:
 # %% ../../nbs/ui/22_push.ipynb #bb9d3910
 def is_database_error(exc: BaseException) -> bool:
     "True for errors that mean the database could not be used (connection lost or refused, server shut down)."
-    return isinstance(exc, DBAPIError)
+    if not isinstance(exc, DBAPIError): return False
+    return not is_schema_error(exc)
+
+def is_schema_error(exc: BaseException) -> bool:
+    "True for a permanent schema problem (no such table or column, permission denied): a message, not 'Reconnecting…'."
+    orig = getattr(exc, "orig", exc)
+    if str(getattr(orig, "sqlstate", None) or "").startswith("42"): return True
+    return isinstance(exc, DBAPIError) and bool(re.search(r"no such (table|column)", str(orig)))
 
 # %% ../../nbs/ui/22_push.ipynb #de2db3bd
 class DatabaseHealth(Subscribers):

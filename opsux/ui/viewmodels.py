@@ -21,7 +21,7 @@ from ..store.models import utcnow
 __all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_CONTEXT_ITEMS', 'format_time',
            'run_duration', 'clean_text', 'reported', 'Unshared', 'ListFilters', 'page_number', 'list_row',
            'OperationsListModel', 'context_items', 'RunDetailModel', 'widget_order', 'stalled_for', 'mark_stalled',
-           'ProgressWidgetModel', 'notification_item', 'InboxModel', 'ConnectionModel', 'event_concerns']
+           'ProgressWidgetModel', 'safe_link', 'notification_item', 'InboxModel', 'ConnectionModel', 'event_concerns']
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #fc5bf5c0
 def format_time(value: datetime | None) -> str:
@@ -460,13 +460,20 @@ def run_ids(self: ProgressWidgetModel) -> set[int]:
     "Ids of the runs the widget holds (shown or not)."
     return set(self._runs)
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #70eb6674
+def safe_link(url) -> str | None:
+    "`url` when it is a site path (`/…`) or an http(s) URL without spaces or control characters, else None."
+    if not isinstance(url, str) or len(url) > 2000 or any(ch.isspace() or ord(ch) < 32 for ch in url): return None
+    if url.startswith("/") and not url.startswith(("//", "/\\")): return url
+    return url if url.lower().startswith(("https://", "http://")) else None
+
 # %% ../../nbs/ui/20_viewmodels.ipynb #42ff2d76
 def notification_item(n) -> dict:
     "A stored notification as display data: title, body, status, url, read flag, time."
     data = getattr(n, "data", None)
     data = data if isinstance(data, dict) else {}
     rid = data.get("run_id") if data.get("run_id") is not None else getattr(n, "run_id", None)
-    url = run_url(parse_run_id(rid)) if rid is not None and parse_run_id(rid) else None
+    url = run_url(parse_run_id(rid)) if rid is not None and parse_run_id(rid) else safe_link(data.get("url"))
     status = data.get("status") if data.get("status") in ("success", "warning", "danger", "neutral") else "neutral"
     return dict(id=n.id, title=clean_text(data.get("title") or "Operation finished", MAX_NAME),
                 body=clean_text(data.get("body") or "", MAX_TEXT), status=status, url=url,
