@@ -12,6 +12,7 @@ from .db import (RETRY_SECONDS, Database, current_revision, explained, head_revi
 from .directory import Directory
 from .events import EventBus, shared_watcher
 from .service import OperationRunService
+from .tokens import Tokens
 from .viewer import Viewer
 
 # %% auto #0
@@ -19,7 +20,7 @@ __all__ = ['Ops', 'connect']
 
 # %% ../../nbs/store/17_ops.ipynb #98238ce8
 class Ops(Database):
-    "An open opsux database: engines, catalog, directory, runs, events, viewers and the shared watcher."
+    "An open opsux database: engines, catalog, directory, runs, API tokens, events, viewers and the shared watcher."
     def __init__(self, engine, read_only: bool = False, catalog: OperationCatalog | None = None,
                  retry_seconds: float = RETRY_SECONDS):
         super().__init__(engine, read_only=read_only, retry_seconds=retry_seconds)
@@ -32,6 +33,8 @@ class Ops(Database):
     def directory(self) -> Directory: return Directory(self)
     @cached_property
     def runs(self) -> OperationRunService: return OperationRunService(self)
+    @cached_property
+    def tokens(self) -> Tokens: return Tokens(self)
 
     def viewer(self, user, tenant=None) -> Viewer:
         "A `Viewer` for `user` (object, id or email), optionally narrowed to `tenant` (one or several)."
