@@ -14,6 +14,7 @@ from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from ..rules.status import UxStatus, normalize
 from ..rules.urls import parse_run_id, run_url
 from ..store.models import OperationRun, utcnow
@@ -164,7 +165,7 @@ def _histogram(self: RunMetrics, durations):
     h = HistogramMetricFamily("opsux_run_duration_seconds", "Durations of finished runs, start to completion.",
                               labels=["type"])
     for t, n, total, cumulative in sorted(durations):
-        h.add_metric([t], [*zip(map(str, DURATION_BUCKETS), cumulative), ("+Inf", n)], sum_value=total)
+        h.add_metric([t], [*zip(map(floatToGoString, DURATION_BUCKETS), cumulative), ("+Inf", n)], sum_value=total)
     return h
 
 RunMetrics._ages, RunMetrics._histogram = _ages, _histogram
