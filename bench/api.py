@@ -87,41 +87,46 @@ def bench_pages(kind, url, runs, tenants, rows):
     ops = opsux.connect(url)
     t0 = time.perf_counter()
     seed(ops, runs=runs, tenants=tenants, random_seed=3)
-    print(f"\n{kind}: seeded {runs:,} runs across {tenants} tenants in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"\n{kind}: seeded {runs:,} runs across {tenants} tenants in {time.perf_counter() - t0:.1f} s",
+          flush=True)
     if ops.is_postgres:
         vacuum(url)
     uid, tids = the_user(ops)
     token = ops.tokens.create(uid, "bench")[1]
     raw, fetch = raw_pages(ops, url, tids)
     n_visible = raw.execute(f"SELECT count(*) FROM operation_runs WHERE tenant_id IN ({','.join(map(str, tids))})").fetchone()[0]
+    depth = min(200, n_visible // PAGE - 1)         # a full page that deep
     deep = raw.execute(f"SELECT id FROM operation_runs WHERE tenant_id IN ({','.join(map(str, tids))}) "
-                       f"ORDER BY id DESC LIMIT 1 OFFSET {min(199 * PAGE, n_visible - 1)}").fetchone()[0]
-    ops.close()
+                       f"ORDER BY id DESC LIMIT 1 OFFSET {(depth - 1) * PAGE - 1}").fetchone()[0]
+    viewer = ops.viewer(uid)
     server = Served(Path(tempfile.mkdtemp()), url, "--auth", "basic", name=f"bench-{kind}")
     try:
         http_ = Http(server.port, token)
         failed = "AND (lower(trim(status)) = 'failed' OR lower(trim(outcome)) = 'failed')"
-        cases = [("first page", "/api/runs?limit=100", "", ()),
-                 ("page 200 (after=)", f"/api/runs?limit=100&after={deep}", "AND id < %s", (deep,)),
-                 ("status=failed page", "/api/runs?limit=100&status=failed", failed, ())]
-        for name, path, where, args in cases:
+        cases = [("first page", "/api/runs?limit=100", "", (), {}),
+                 (f"page {depth} (after=)", f"/api/runs?limit=100&after={deep}", "AND id < %s", (deep,),
+                  {"after": deep}),
+                 ("status=failed page", "/api/runs?limit=100&status=failed", failed, (), {"status": "failed"})]
+        for name, path, where, args, kw in cases:
             got = [r["id"] for r in json.loads(http_.get(path))["items"]]
             assert got == [r[0] for r in fetch(where, args)[:PAGE]], name
             api = timed(lambda: http_.get(path))
             base = timed(lambda: fetch(where, args))
             enc = timed(lambda: json.dumps([list(r) for r in fetch(where, args)], default=str))
             ok = api <= 2 * base
+            inner = timed(lambda: viewer.runs(limit=PAGE, **kw))         # the list page's own read
             rows.append(dict(db=kind, name=name, api_ms=round(api, 3), raw_ms=round(base, 3),
-                             raw_json_ms=round(enc, 3), ratio=round(api / base, 2), target="<= 2x raw", ok=ok))
+                             raw_json_ms=round(enc, 3), viewer_runs_ms=round(inner, 3), ratio=round(api / base, 2), target="<= 2x raw", ok=ok))
             print(f"  {name:<22} API {api:7.2f} ms   raw SQL {base:7.2f} ms ({api / base:4.2f}x, target <= 2x "
-                  f"{'OK' if ok else 'MISSED'})   raw SQL + json.dumps {enc:7.2f} ms ({api / enc:4.2f}x)", flush=True)
+                  f"{'OK' if ok else 'MISSED'})   raw SQL + json.dumps {enc:7.2f} ms ({api / enc:4.2f}x)   "
+                  f"Viewer.runs in process {inner:7.2f} ms", flush=True)
         t = time.perf_counter(); body = http_.get("/api/runs.csv"); secs = time.perf_counter() - t
         lines = body.count(b"\n") - 1
         assert lines == n_visible, (lines, n_visible)
         rows.append(dict(db=kind, name="CSV download", rows=lines, seconds=round(secs, 3), rows_per_s=round(lines / secs)))
         print(f"  CSV download           {lines:,} rows in {secs:.2f} s ({lines / secs:,.0f} rows/s, {len(body) / 2**20:.1f} MiB)",
               flush=True)
-    finally: server.stop()
+    finally: server.stop(); ops.close()
 
 
 def bench_metrics(url, runs, tenants, rows):
@@ -138,19 +143,23 @@ def bench_metrics(url, runs, tenants, rows):
         con = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
         def scrape():
             con.request("GET", "/metrics"); r = con.getresponse(); r.read(); assert r.status == 200
-        over_http = timed(scrape, reps=7, warmup=1)
+        cold = []
+        for _ in range(3):                      # answers are shared for 5 s: wait that out to measure a pass
+            time.sleep(5.2)
+            t = time.perf_counter(); scrape(); cold.append((time.perf_counter() - t) * 1000)
+        over_http, cached = statistics.median(cold), timed(scrape, reps=20, warmup=1)
     finally: server.stop()
     rows.append(dict(db="postgresql", name=f"/metrics at {runs:,} runs", inproc_ms=round(inproc, 1),
-                     http_ms=round(over_http, 1), bytes=size))
-    print(f"  /metrics at {runs:,} runs: {inproc:.0f} ms in process, {over_http:.0f} ms over HTTP ({size:,} bytes)",
-          flush=True)
+                     http_ms=round(over_http, 1), http_cached_ms=round(cached, 2), bytes=size))
+    print(f"  /metrics at {runs:,} runs: {inproc:.0f} ms in process, {over_http:.0f} ms over HTTP "
+          f"({cached:.2f} ms within the 5 s it is shared; {size:,} bytes)", flush=True)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--metrics-runs", type=int, default=1_000_000, help="0 to skip")
-    ap.add_argument("--tenants", type=int, default=20)
+    ap.add_argument("--tenants", type=int, default=4, help="the measured user sees one tenant's runs")
     ap.add_argument("--sqlite", action="store_true", help="also measure the pages on SQLite")
     ap.add_argument("--db", default=os.environ.get("OPSUX_BENCH_DATABASE_URL"), help="admin URL of a PostgreSQL server")
     args = ap.parse_args(argv)
