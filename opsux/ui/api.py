@@ -265,9 +265,8 @@ def _session_user(self: ApiHandler):
 
 def _viewer(self: ApiHandler, token):
     "The scoped `Viewer` of this request's user, or None (in a worker thread)."
-    if token is not None: uid = self.ops.tokens.user_for(token)
-    else: uid = getattr(self._session_user(), "id", None)
-    return self.ops.viewer(uid) if uid is not None else None
+    user = self.ops.tokens.owner(token) if token is not None else self._session_user()
+    return self.ops.viewer(user) if user is not None else None   # a user row: no second lookup
 
 ApiHandler._session_user, ApiHandler._viewer = _session_user, _viewer
 
