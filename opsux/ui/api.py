@@ -24,7 +24,7 @@ from .viewmodels import MAX_ID, ListFilters
 __all__ = ['API_PARAMS', 'PAGE_SIZE', 'MAX_PAGE', 'RUN_TIMES', 'RUN_DATA', 'CSV_COLUMNS', 'DURATION_BUCKETS', 'EXPORT_PAGE',
            'BadQuery', 'query_values', 'page_size', 'run_query', 'run_json', 'notification_json', 'csv_cell', 'csv_row',
            'RunMetrics', 'metrics_text', 'MetricsCache', 'bearer', 'ApiHandler', 'RunsHandler', 'RunHandler',
-           'notification_query', 'NotificationsHandler', 'ExportHandler', 'MetricsHandler', 'api_routes']
+           'notification_query', 'NotificationsHandler', 'ExportHandler', 'export_url', 'MetricsHandler', 'api_routes']
 
 # %% ../../nbs/ui/27_api.ipynb #bd7abd3a
 API_PARAMS = (*ListFilters.FILTERS, "after", "limit")
@@ -359,6 +359,14 @@ async def _stream(self: ExportHandler, kw: dict):
     self.finish("\n]\n" if self.fmt == "json" else "")
 
 ExportHandler._chunk, ExportHandler._stream = _chunk, _stream
+
+# %% ../../nbs/ui/27_api.ipynb #13ad77e3
+def export_url(filters: ListFilters, # the list page's filters
+               fmt: str = "csv", # "csv" or "json"
+              ) -> str:
+    "The download URL of every run matching `filters`."
+    q = {k: v for k, v in filters.query().items() if k in ListFilters.FILTERS}
+    return f"/api/runs.{fmt}" + (f"?{urlencode(q)}" if q else "")
 
 # %% ../../nbs/ui/27_api.ipynb #a6d118cf
 class MetricsHandler(_Json):
