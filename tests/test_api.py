@@ -270,3 +270,15 @@ def test_metrics_need_their_token_and_match_the_sql(api):
     assert by[("opsux_run_duration_seconds_count", None)] == len(finished) == by[("opsux_run_duration_seconds_bucket", "+Inf")]
     assert by[("opsux_run_duration_seconds_bucket", "60.0")] == sum(1 for s in secs if s <= 60)
     assert abs(by[("opsux_run_duration_seconds_sum", None)] - sum(secs)) < 0.01 * len(secs)
+
+
+def test_with_auth_none_downloads_act_as_the_as_user(api, tmp_path):
+    url, f, _ = api
+    server = Served(tmp_path, url, "--auth", "none", "--as", ALICE[0], name="none")
+    try:
+        status, _, body = Client(server.base).get("/api/runs.csv?type=policy.sync")
+        want = [r for r in sql_runs(url, f["alice_tenants"]) if r["type"] == "policy.sync"]
+        assert status == 200 and list(csv.reader(io.StringIO(body)))[1:] == expected_csv(want)
+        assert Client(server.base).get("/api/runs")[0] == 401          # the JSON API still wants a token
+        assert get(server, "/metrics")[0] == 200                       # no --metrics-token: open
+    finally: server.stop()
