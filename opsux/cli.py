@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address or CIDR of a reverse proxy whose X-Forwarded-* headers are believed; repeatable")
     s.add_argument("--page-limit", default="30/1", type=_page_limit, metavar="BURST/SECONDS",
                    help="with a login: pages a user may open at once, then one every SECONDS (default 30/1)")
+    s.add_argument("--metrics-token", metavar="TOKEN", default=None,
+                   help="require Authorization: Bearer TOKEN on /metrics (default $OPSUX_METRICS_TOKEN)")
     s.set_defaults(func=_serve)
 
     dr = sub.add_parser("doctor", help="check the mapped schema of a database; print the indexes the dashboard needs")
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--tenant", action="append", default=[], metavar="TENANT", help="tenant name; created when missing; repeatable")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     ua.set_defaults(func=_users_add)
+    _tokens_parser(sub)
     return p
 
 # %% ../nbs/tools/30_cli.ipynb #8196258e
@@ -134,7 +137,8 @@ def _serve(args):
     serve(db=args.db, host=args.host, port=args.port, read_only=args.read_only, auth=args.auth,
           as_user=args.as_user, num_procs=args.num_procs,
           allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders,
-          trusted_proxy=args.trusted_proxy, page_limit=args.page_limit)
+          trusted_proxy=args.trusted_proxy, page_limit=args.page_limit,
+          metrics_token=args.metrics_token)
     return 0
 
 def _doctor(args):
@@ -195,6 +199,42 @@ def _users_add(args):
         user = d.add_user(args.name, email=args.email, tenants=tenants, password=password)
     finally: ops.close()
     print(f"opsux: added user {user.email} (id {user.id}) to {len(tenants)} tenant(s)")
+    return 0
+
+# %% ../nbs/tools/30_cli.ipynb #7ca5c9e9
+def _tokens_parser(sub):
+    t = sub.add_parser("tokens", help="API tokens of a user").add_subparsers(dest="tokens_command", metavar="ACTION",
+                                                                         required=True)
+    c = t.add_parser("create", help="create a token for EMAIL and print it (the only time it is shown)")
+    _db(c); c.add_argument("email"); c.add_argument("--name", default=None, help="what the token is for")
+    c.set_defaults(func=_tokens_create)
+    ls = t.add_parser("list", help="list EMAIL's tokens (never the tokens themselves)"); _db(ls); ls.add_argument("email")
+    ls.set_defaults(func=_tokens_list)
+    rv = t.add_parser("revoke", help="revoke the token with this id"); _db(rv); rv.add_argument("id", type=_positive_int)
+    rv.set_defaults(func=_tokens_revoke)
+
+# %% ../nbs/tools/30_cli.ipynb #d5ce1a78
+def _tokens_create(args):
+    with _connect(args) as ops: stored, token = ops.tokens.create(args.email, name=args.name)
+    print(token)
+    print(f"opsux: token {stored.id} ({stored.name}) for {args.email}; keep it now, it is not shown again",
+          file=sys.stderr)
+    return 0
+
+def _when(t): return t.strftime("%Y-%m-%d %H:%M UTC") if t else "never"
+
+def _tokens_list(args):
+    with _connect(args) as ops: tokens = ops.tokens.list(args.email)
+    for t in tokens:
+        state = f"revoked {_when(t.revoked_at)}" if t.revoked_at else "active"
+        print(f"{t.id}\t{t.name}\t{t.hint}…\tcreated {_when(t.created_at)}\tlast used {_when(t.last_used_at)}\t{state}")
+    if not tokens: print(f"opsux: {args.email} has no API tokens", file=sys.stderr)
+    return 0
+
+def _tokens_revoke(args):
+    with _connect(args) as ops: t = ops.tokens.revoke(args.id)
+    if t is None: raise LookupError(f"no API token {args.id}")
+    print(f"opsux: revoked token {t.id} ({t.name}); requests with it are refused from now on")
     return 0
 
 # %% ../nbs/tools/30_cli.ipynb #b83cf420

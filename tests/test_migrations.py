@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, inspect, text
 import opsux
 from opsux.store.db import ReadOnlyError, head_revision, upgrade
 import opsux.store.authstore  # noqa: F401  (declares the auth tables of migration 0004 on Base.metadata)
+import opsux.store.tokens  # noqa: F401  (declares the API tokens table of migration 0006)
 from opsux.store.models import Base
 from opsux.rules.status import UxStatus, normalize
 

@@ -15,6 +15,7 @@ from .schema import Schema, SchemaError, probe_query
 import time
 from sqlalchemy import inspect, select
 from .service import OperationRunService
+from .tokens import Tokens
 from .viewer import Viewer
 
 # %% auto #0
@@ -22,7 +23,7 @@ __all__ = ['Ops', 'connect', 'doctor']
 
 # %% ../../nbs/store/17_ops.ipynb #98238ce8
 class Ops(Database):
-    "An open opsux database: engines, catalog, directory, runs, events, viewers and the shared watcher."
+    "An open opsux database: engines, catalog, directory, runs, API tokens, events, viewers and the shared watcher."
     def __init__(self, engine, read_only: bool = False, catalog: OperationCatalog | None = None,
                  retry_seconds: float = RETRY_SECONDS, config=None):
         super().__init__(engine, read_only=read_only, retry_seconds=retry_seconds)
@@ -40,6 +41,8 @@ class Ops(Database):
     def directory(self) -> Directory: return Directory(self)
     @cached_property
     def runs(self) -> OperationRunService: return OperationRunService(self)
+    @cached_property
+    def tokens(self) -> Tokens: return Tokens(self)
 
     @cached_property
     def watch_source(self) -> WatchSource | None:

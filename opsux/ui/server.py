@@ -4,13 +4,14 @@
 
 # %% ../../nbs/ui/25_server.ipynb #ea7f9897
 from __future__ import annotations
-import gc, logging
+import gc, logging, os
 import panel as pn
 import tornado.web
 from sqlalchemy import literal, select
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.web import decode_signed_value
 from ..rules.urls import OPERATIONS_PATH
+from .api import api_routes
 from .auth import auth_kwargs
 from .http import Gate, Healthz, RateLimit, Readyz, allowed_hosts, install_gate, parse_networks
 from .pages import PRODUCT, DashboardApp
@@ -69,6 +70,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
           use_xheaders: bool = False, # behind a proxy: client address and scheme from the proxy's headers
           trusted_proxy=(), # addresses/CIDRs of those proxies: X-Forwarded-For/-Proto are read from them only
           page_limit: str = "30/1", # with a login: BURST pages per user at once, then one every SECONDS
+          metrics_token: str | None = None, # require this bearer token on /metrics (default $OPSUX_METRICS_TOKEN)
           *, demo: bool = False, start: bool = True, **kwargs):
     "Serve the dashboard (blocks while `start`); returns the Panel server."
     if use_xheaders and not trusted_proxy:
@@ -89,7 +91,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
                       title=PRODUCT, websocket_origin=list(hosts), use_xheaders=False, verbose=False,
                       extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
                       **extra, **kwargs)
-    secure(server, app, hosts, trusted, pages, extra, limit)
+    secure(server, app, hosts, trusted, pages, extra, limit, metrics_token or os.environ.get("OPSUX_METRICS_TOKEN"))
     if start:
         server.start()
         try: server.io_loop.start()
@@ -97,13 +99,15 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     return server
 
 # %% ../../nbs/ui/25_server.ipynb #76aada16
-def secure(server, app, hosts, trusted, pages, extra: dict, limit: RateLimit | None = None) -> list[str]:
-    "Put the gate in front of `server`'s routes, keep only ours, add the probes; returns the routes kept."
+def secure(server, app, hosts, trusted, pages, extra: dict, limit: RateLimit | None = None,
+           metrics_token: str | None = None) -> list[str]:
+    "Put the gate in front of `server`'s routes, keep only ours, add the probes and the API; returns the routes kept."
     guard = getattr(extra.get("auth_provider"), "guard", None)
     tornado_app = server._tornado                     # private: Bokeh's Tornado application (checked: Bokeh 3.9.2)
     limit = (limit or RateLimit()) if guard is not None else None  # --auth none, the demo: one user, nobody to protect
     gate = Gate(tornado_app, hosts, trusted, pages, limit, _request_user(extra.get("cookie_secret")))
     probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)})]
+    probes += api_routes(app.ops, guard, app.as_user, metrics_token)   # /api/…, /metrics (opsux.ui.api)
     kept = install_gate(tornado_app, gate, pages, endpoints=(guard.login_endpoint, guard.logout_endpoint)
                         if guard else (), extra=probes)
     if guard is not None: revocation_poller(guard).start()
