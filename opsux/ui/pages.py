@@ -20,9 +20,10 @@ from .push import Health, Push, SharedViewer, clock_reading, is_database_error, 
 from .auth import current_user as signed_in_user
 
 # %% auto #0
-__all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'HEADER_CSS', 'action_label', 'back_url', 'toast_html', 'notify',
-           'DashboardSession', 'reported_as', 'DashboardApp', 'unavailable_page', 'page_shell', 'cookie_select',
-           'nav_html', 'keep_in_url', 'page_header', 'page_main', 'page_sidebar', 'build_page', 'actions_page']
+__all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'FONTS', 'SHELL', 'HEADER_CSS', 'action_label', 'back_url',
+           'toast_html', 'notify', 'DashboardSession', 'reported_as', 'DashboardApp', 'unavailable_page', 'page_shell',
+           'cookie_select', 'nav_html', 'keep_in_url', 'page_header', 'page_main', 'page_sidebar', 'build_page',
+           'actions_page']
 
 # %% ../../nbs/ui/23_pages.ipynb #76c556e8
 ACTIONS_PATH = "/actions"
@@ -392,10 +393,19 @@ def unavailable_page(app: DashboardApp):
     return page_shell([], [], [box])
 
 # %% ../../nbs/ui/23_pages.ipynb #c077ad52
+FONTS = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, 'Noto Sans', sans-serif"
+SHELL = dict(header={"background": "#24292f", "color": "#f6f8fa", "padding": "4px 12px", "align-items": "end"},
+             sidebar={"padding": "8px 10px", "border-right": "1px solid #d0d7de", "min-height": "calc(100vh - 80px)"},
+             main={"padding": "8px 16px"}, page={"font-family": FONTS, "color": "#1f2328"})
+
 def page_shell(header: list, sidebar: list, main: list):
-    "The page around `header`, `sidebar` and `main` items (today Panel's FastListTemplate)."
-    return pn.template.FastListTemplate(title=PRODUCT, header=header, sidebar=sidebar, main=main, sidebar_width=320,
-                                        accent_base_color="#0969da", header_background="#24292f")
+    "The page: a dark header bar over a sidebar and the main column; a few plain layouts, no theme of Panel's."
+    brand = html_pane(render("brand.html", product=PRODUCT, url=OPERATIONS_PATH), sizing_mode=None, width=120)
+    top = pn.Row(brand, *header, sizing_mode="stretch_width", styles=SHELL["header"], css_classes=["ox-header"])
+    side = pn.Column(*sidebar, width=320, styles=SHELL["sidebar"], css_classes=["ox-sidebar"])
+    body = pn.Column(*main, sizing_mode="stretch_width", styles=SHELL["main"], css_classes=["ox-main"])
+    return pn.Column(top, pn.Row(side, body, sizing_mode="stretch_width"), sizing_mode="stretch_width",
+                     styles=SHELL["page"], css_classes=["ox-page"])
 
 # %% ../../nbs/ui/23_pages.ipynb #9b1fbdec
 HEADER_CSS = "label { color: #f6f8fa !important; } select { color: #1f2328 !important; background: #fff; }"
