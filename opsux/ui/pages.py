@@ -14,7 +14,7 @@ from .compat import background_clock, curdoc, hold, install_client
 from .markup import render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                                  ConnectionModel, clean_text, event_concerns, MAX_NAME)
-from .components import (html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
+from .components import (heading, html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
                                  ReconnectingBanner, Toasts, banner_html)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
 from .auth import current_user as signed_in_user
@@ -371,7 +371,7 @@ def _page(self: DashboardApp, route: str):
     cookies = dict(pn.state.cookies or {})
     user = self.current_user(cookies)
     if user is None:
-        return page_shell([], [], [pn.pane.Markdown("## Access denied\nYour account is not an opsux user.")])
+        return page_shell([], [], [heading("Access denied"), text_pane("Your account is not an opsux user.")])
     s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer")).load()
     return build_page(s)
 
@@ -499,7 +499,7 @@ def actions_page(s: DashboardSession):
         buttons.append(b)
     where = s.tenant.name if s.tenant else (s.tenants[0].name if s.tenants else "no tenant")
     where = text_pane(f"Runs start in tenant: {where}", css_classes=["ox-where"])
-    return pn.Column(pn.pane.Markdown("## Actions"), where, pn.FlexBox(*buttons), sizing_mode="stretch_width")
+    return pn.Column(heading("Actions"), where, pn.FlexBox(*buttons), sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/23_pages.ipynb #ba7549d2
 def _start(s: DashboardSession, type_: str, _event=None): s.start_run(type_)

@@ -47,3 +47,23 @@ def test_no_page_asks_anything_of_another_host(page, served):
     assert any("/static/" in u for u in urls)                                  # Bokeh and Panel came from us
     assert outside(urls) == [], outside(urls)
     assert outside(failed) == [] and not page.errors, (failed, page.errors)
+
+
+def test_the_page_loads_only_the_bundles_it_uses_compressed_and_cached(page, served):
+    "Issue 17, item 1: no MathJax, WebGL or FAST; scripts brotli/gzip-compressed; versioned URLs cached a year."
+    responses = []
+    page.on("response", lambda r: responses.append(r))
+    page.goto(served.base + "/login")
+    page.fill("#username", ALICE[0]); page.fill("#password", ALICE[1])
+    page.click("#login-submit")
+    expect(page.locator(".ox-table tbody tr").first).to_be_visible(timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    names = [urlsplit(r.url).path.rsplit("/", 1)[-1] for r in responses]
+    assert "bokeh.min.js" in names and "panel.min.js" in names, names
+    assert not [n for n in names if "mathjax" in n or "bokeh-gl" in n or "fast" in n], names
+    scripts = [r for r in responses if r.url.split("?")[0].endswith(".js") and "/static/" in r.url]
+    for r in scripts:
+        assert r.headers.get("content-encoding") in ("br", "gzip"), (r.url, r.headers)
+        if "?v=" in r.url: assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    page_html = next(r for r in responses if urlsplit(r.url).path == "/operations" and r.status == 200)
+    assert page_html.headers.get("content-encoding") == "gzip"
