@@ -372,8 +372,8 @@ def _page(self: DashboardApp, route: str):
     user = self.current_user(cookies)
     if user is None:
         return page_shell([], [], [heading("Access denied"), text_pane("Your account is not an opsux user.")])
-    s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer")).load()
-    return build_page(s)
+    s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer"))
+    with self.push.reads.page_load(): return build_page(s.load())     # reads shared while nothing changed
 
 # %% ../../nbs/ui/23_pages.ipynb #735d7662
 def unavailable_page(app: DashboardApp):
@@ -396,7 +396,7 @@ def unavailable_page(app: DashboardApp):
 FONTS = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, 'Noto Sans', sans-serif"
 SHELL = dict(header={"background": "#24292f", "color": "#f6f8fa", "padding": "4px 12px", "align-items": "end"},
              sidebar={"padding": "8px 10px", "border-right": "1px solid #d0d7de", "min-height": "calc(100vh - 80px)"},
-             main={"padding": "8px 16px"}, page={"font-family": FONTS, "color": "#1f2328"})
+             main={"padding": "8px 16px", "min-width": "0", "flex": "1 1 0"}, page={"font-family": FONTS, "color": "#1f2328"})
 
 def page_shell(header: list, sidebar: list, main: list):
     "The page: a dark header bar over a sidebar and the main column; a few plain layouts, no theme of Panel's."
@@ -452,12 +452,13 @@ def _bell(unread: int) -> str: return f"Inbox ({unread})"
 
 # %% ../../nbs/ui/23_pages.ipynb #3a9ad957
 def page_main(s: DashboardSession) -> list:
-    "Banner and health line, the inbox (shown by the bell) and the route's body."
-    inbox = pn.Card(Inbox(s.inbox, can_write=not s.ops.read_only), title="Notifications", visible=False,
-                    collapsible=False, sizing_mode="stretch_width", css_classes=["ox-inbox-card"])
+    "Banner and health line, the inbox (built when the bell first opens it) and the route's body."
+    inbox = pn.Column(visible=False, sizing_mode="stretch_width", css_classes=["ox-inbox-card"],
+                      styles={"border": "1px solid #d0d7de", "border-radius": "6px", "padding": "4px 10px"})
     def toggle(_):
         s.inbox_open = not inbox.visible
         if s.inbox_open: s.inbox.first_page()
+        if s.inbox_open and not inbox.objects: inbox.objects = [Inbox(s.inbox, can_write=not s.ops.read_only)]
         inbox.visible = s.inbox_open
     s.bell.on_click(toggle)
     if s.route == OPERATIONS_PATH: body = OperationsList(s.list)
@@ -499,7 +500,7 @@ def actions_page(s: DashboardSession):
         buttons.append(b)
     where = s.tenant.name if s.tenant else (s.tenants[0].name if s.tenants else "no tenant")
     where = text_pane(f"Runs start in tenant: {where}", css_classes=["ox-where"])
-    return pn.Column(heading("Actions"), where, pn.FlexBox(*buttons), sizing_mode="stretch_width")
+    return pn.Column(heading("Actions"), where, pn.Row(*buttons, styles={"flex-wrap": "wrap"}), sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/23_pages.ipynb #ba7549d2
 def _start(s: DashboardSession, type_: str, _event=None): s.start_run(type_)

@@ -13,7 +13,8 @@ from tornado.web import decode_signed_value
 from ..rules.urls import OPERATIONS_PATH
 from .auth import auth_kwargs
 from .compat import CLIENT, lean_resources
-from .http import Gate, Healthz, RateLimit, Readyz, allowed_hosts, install_gate, parse_networks
+from .components import STATIC
+from .http import compressed, Gate, Healthz, RateLimit, Readyz, allowed_hosts, install_gate, parse_networks
 from .pages import PRODUCT, DashboardApp
 
 # %% auto #0
@@ -106,7 +107,8 @@ def secure(server, app, hosts, trusted, pages, extra: dict, limit: RateLimit | N
     tornado_app = server._tornado                     # private: Bokeh's Tornado application (checked: Bokeh 3.9.2)
     limit = (limit or RateLimit()) if guard is not None else None  # --auth none, the demo: one user, nobody to protect
     gate = Gate(tornado_app, hosts, trusted, pages, limit, _request_user(extra.get("cookie_secret")))
-    probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)})]
+    probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)}),
+              ("/opsux/static/(.*)$", compressed(tornado.web.StaticFileHandler), {"path": str(STATIC)})]
     kept = install_gate(tornado_app, gate, pages, endpoints=(guard.login_endpoint, guard.logout_endpoint)
                         if guard else (), extra=probes)
     if guard is not None: revocation_poller(guard).start()
