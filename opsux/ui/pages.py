@@ -405,7 +405,7 @@ def page_shell(header: list, sidebar: list, main: list):
     side = pn.Column(*sidebar, width=320, styles=SHELL["sidebar"], css_classes=["ox-sidebar"])
     body = pn.Column(*main, sizing_mode="stretch_width", styles=SHELL["main"], css_classes=["ox-main"])
     return pn.Column(top, pn.Row(side, body, sizing_mode="stretch_width"), sizing_mode="stretch_width",
-                     styles=SHELL["page"], css_classes=["ox-page"])
+                     styles=SHELL["page"], css_classes=["ox-root"])
 
 # %% ../../nbs/ui/23_pages.ipynb #9b1fbdec
 HEADER_CSS = "label { color: #f6f8fa !important; } select { color: #1f2328 !important; background: #fff; }"

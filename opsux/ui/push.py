@@ -251,8 +251,10 @@ class SharedViewer:
         key = self._key("runs", tuple(sorted((k, repr(v)) for k, v in kw.items())))
         return self._reads.get(key, partial(self._v.runs, **kw))
     def run(self, run_id): return self._reads.get(self._key("run", run_id), partial(self._v.run, run_id))
-    def active_runs(self): return self._reads.get(self._key("active"), self._v.active_runs)
-    def unread_count(self):            # marking read sends no run event: a page load reads it itself
+    def active_runs(self):             # a page load reads the widget's runs itself: an end it saw before
+        if getattr(_fresh, "page", False): return self._v.active_runs()  # the watcher did is no toast
+        return self._reads.get(self._key("active"), self._v.active_runs)
+    def unread_count(self):            # marking read sends no run event: a page load reads it itself too
         if getattr(_fresh, "page", False): return self._v.unread_count()
         return self._reads.get(self._key("unread"), self._v.unread_count)
     def initiators(self, recent: int = 10_000):

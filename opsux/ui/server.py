@@ -6,6 +6,7 @@
 from __future__ import annotations
 import gc, logging
 import panel as pn
+from bokeh.settings import settings as bokeh_settings
 import tornado.web
 from sqlalchemy import literal, select
 from tornado.ioloop import IOLoop, PeriodicCallback
@@ -94,6 +95,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
                       **extra, **kwargs)
     secure(server, app, hosts, trusted, pages, extra, limit)
     lean_resources(server._tornado)                # only the BokehJS bundles the pages use
+    bokeh_settings.perform_document_validation.set_value(False)   # a development check, 7 % of a page's CPU
     if start:
         server.start()
         try: server.io_loop.start()
