@@ -113,7 +113,7 @@ def install_client(doc) -> None:
     doc.js_on_event("document_ready", CustomJS(code=client_script("history")))
 
 # %% ../../nbs/ui/19_compat.ipynb #3b1e70e2
-PAGE_BUNDLES = ("bokeh", "bokeh-widgets", "bokeh-tables")    # no GL, no MathJax (Panel's bundle imports tables)
+PAGE_BUNDLES = ("bokeh", "bokeh-widgets", "bokeh-tables")    # no GL, no MathJax (panel.min.js needs tables)
 
 def lean_resources(app, # a Bokeh server's Tornado application (`server._tornado`)
                    components=PAGE_BUNDLES):

@@ -38,7 +38,8 @@ def stylesheet() -> str:
 
 def html_pane(text="", **kw) -> pn.pane.HTML:
     "An HTML pane with the dashboard stylesheet, for markup rendered by `opsux.ui.markup` (or a bound function of it)."
-    return SharedHTML(text, stylesheets=[stylesheet()], sizing_mode=kw.pop("sizing_mode", "stretch_width"), **kw)
+    sizing = kw.pop("sizing_mode", "stretch_width")
+    return SharedHTML(text, stylesheets=[stylesheet()], sizing_mode=sizing, **kw)
 
 # %% ../../nbs/ui/21_components.ipynb #87d1f6e6
 def text_pane(text="", **kw) -> pn.pane.HTML:

@@ -137,7 +137,8 @@ def content_security_policy(html: str | None = None, # the page, when it is HTML
                       "frame-ancestors 'none'"])
 
 # %% ../../nbs/ui/26_http.ipynb #6d5765c4
-RESOURCE_POLICY = "default-src 'none'; script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+RESOURCE_POLICY = ("default-src 'none'; script-src 'none'; object-src 'none'; base-uri 'none'; "
+                   "frame-ancestors 'none'")
 
 def security_headers(https: bool, # the client reached us over https (directly or through a trusted proxy)
                      html: str | None = None, # the HTML page being sent, for its inline-script hashes
@@ -161,7 +162,8 @@ class SecurityHeaders(OutputTransform):
             html = chunk.decode("utf-8", "replace")
         ctype = headers.get("Content-Type", "")
         page = ctype.startswith(("text/html", "text/plain", "application/json")) or not ctype
-        for k, v in security_headers(self.request.protocol == "https", html, page).items(): headers[k] = v
+        https = self.request.protocol == "https"
+        for k, v in security_headers(https, html, page).items(): headers[k] = v
         if "Access-Control-Allow-Origin" in headers:
             for k in [k for k in headers if k.lower().startswith("access-control-")]: del headers[k]
         return status_code, headers, chunk
@@ -288,8 +290,8 @@ class Packed:
 @patch
 def _key(self: Packed, path: str, encoding: str) -> str:
     st = os.stat(path)
-    return hashlib.sha256(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32] + \
-        "." + encoding
+    ident = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:32] + "." + encoding
 
 @patch
 def _load(self: Packed, key: str) -> bytes | None:

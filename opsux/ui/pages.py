@@ -394,9 +394,11 @@ def unavailable_page(app: DashboardApp):
 
 # %% ../../nbs/ui/23_pages.ipynb #c077ad52
 FONTS = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, 'Noto Sans', sans-serif"
-SHELL = dict(header={"background": "#24292f", "color": "#f6f8fa", "padding": "4px 12px", "align-items": "end"},
-             sidebar={"padding": "8px 10px", "border-right": "1px solid #d0d7de", "min-height": "calc(100vh - 80px)"},
-             main={"padding": "8px 16px", "min-width": "0", "flex": "1 1 0"}, page={"font-family": FONTS, "color": "#1f2328"})
+SHELL = dict(
+    header={"background": "#24292f", "color": "#f6f8fa", "padding": "4px 12px", "align-items": "end"},
+    sidebar={"padding": "8px 10px", "border-right": "1px solid #d0d7de", "min-height": "calc(100vh - 80px)"},
+    main={"padding": "8px 16px", "min-width": "0", "flex": "1 1 0"},
+    page={"font-family": FONTS, "color": "#1f2328"})
 
 def page_shell(header: list, sidebar: list, main: list):
     "The page: a dark header bar over a sidebar and the main column; a few plain layouts, no theme of Panel's."
@@ -458,7 +460,8 @@ def page_main(s: DashboardSession) -> list:
     def toggle(_):
         s.inbox_open = not inbox.visible
         if s.inbox_open: s.inbox.first_page()
-        if s.inbox_open and not inbox.objects: inbox.objects = [Inbox(s.inbox, can_write=not s.ops.read_only)]
+        if s.inbox_open and not inbox.objects:
+            inbox.objects = [Inbox(s.inbox, can_write=not s.ops.read_only)]
         inbox.visible = s.inbox_open
     s.bell.on_click(toggle)
     if s.route == OPERATIONS_PATH: body = OperationsList(s.list)
@@ -500,7 +503,8 @@ def actions_page(s: DashboardSession):
         buttons.append(b)
     where = s.tenant.name if s.tenant else (s.tenants[0].name if s.tenants else "no tenant")
     where = text_pane(f"Runs start in tenant: {where}", css_classes=["ox-where"])
-    return pn.Column(heading("Actions"), where, pn.Row(*buttons, styles={"flex-wrap": "wrap"}), sizing_mode="stretch_width")
+    buttons = pn.Row(*buttons, styles={"flex-wrap": "wrap"})
+    return pn.Column(heading("Actions"), where, buttons, sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/23_pages.ipynb #ba7549d2
 def _start(s: DashboardSession, type_: str, _event=None): s.start_run(type_)
