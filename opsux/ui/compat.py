@@ -15,9 +15,9 @@ from bokeh.util.warnings import BokehUserWarning
 from panel.io.state import set_curdoc
 
 # %% auto #0
-__all__ = ['CHECKED', 'UNCHECKED', 'SHARED_HTML', 'curdoc', 'hold', 'CLIENT', 'RECONNECT', 'version_tuple', 'unchecked',
-           'check_versions', 'model_text', 'SharedHTML', 'background_clock', 'client_script', 'quiet_reconnects',
-           'install_client']
+__all__ = ['CHECKED', 'UNCHECKED', 'SHARED_HTML', 'curdoc', 'hold', 'CLIENT', 'RECONNECT', 'PAGE_BUNDLES', 'version_tuple',
+           'unchecked', 'check_versions', 'model_text', 'SharedHTML', 'background_clock', 'client_script',
+           'quiet_reconnects', 'install_client', 'lean_resources']
 
 # %% ../../nbs/ui/19_compat.ipynb #8acf93e6
 CHECKED = {"panel": ("1.9", "1.10"), "bokeh": ("3.8", "3.10")}   # [lowest, first unchecked) minor versions
@@ -111,3 +111,16 @@ def install_client(doc) -> None:
     doc.js_on_event("connection_lost", CustomJS(code=client_script("connection_lost", **RECONNECT)))
     doc.js_on_event("client_reconnected", CustomJS(code=client_script("client_reconnected")))
     doc.js_on_event("document_ready", CustomJS(code=client_script("history")))
+
+# %% ../../nbs/ui/19_compat.ipynb #3b1e70e2
+PAGE_BUNDLES = ("bokeh", "bokeh-widgets", "bokeh-tables")    # no GL, no MathJax (panel.min.js needs tables)
+
+def lean_resources(app, # a Bokeh server's Tornado application (`server._tornado`)
+                   components=PAGE_BUNDLES):
+    "Make `app`'s pages load only `components` of BokehJS (wraps the private `BokehTornado.resources`)."
+    full = app.resources
+    def resources(absolute_url=None):
+        r = full(absolute_url)
+        return r.clone(components=[c for c in r.components if c in components])
+    app.resources = resources
+    return app

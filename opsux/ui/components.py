@@ -4,8 +4,9 @@
 
 # %% ../../nbs/ui/21_components.ipynb #5454961f
 from __future__ import annotations
-import time
+import hashlib, time
 from importlib.resources import files
+from pathlib import Path
 import panel as pn
 import param
 from panel.viewable import Viewer
@@ -19,22 +20,36 @@ from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, Progr
                                  ConnectionModel, STATUS_CHOICES, MAX_NAME, Unshared, clean_text, page_number, _read)
 
 # %% auto #0
-__all__ = ['CSS', 'RUN_COLUMNS', 'TOAST_LEVELS', 'html_pane', 'text_pane', 'badge_html', 'bar_html', 'runs_table_html',
-           'notice_html', 'banner_html', 'health_html', 'progress_rows_html', 'more_runs_html', 'notification_html',
-           'detail_html', 'shared_html', 'set_html', 'ProgressWidget', 'filter_widgets', 'bind_run_id',
-           'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner', 'toasts_html', 'Toasts']
+__all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'TOAST_LEVELS', 'stylesheet', 'html_pane', 'text_pane', 'heading',
+           'badge_html', 'bar_html', 'runs_table_html', 'notice_html', 'banner_html', 'health_html',
+           'progress_rows_html', 'more_runs_html', 'notification_html', 'detail_html', 'shared_html', 'set_html',
+           'ProgressWidget', 'filter_widgets', 'bind_run_id', 'OperationsList', 'RunDetail', 'Inbox',
+           'ReconnectingBanner', 'toasts_html', 'Toasts']
 
 # %% ../../nbs/ui/21_components.ipynb #2e4223bc
-CSS = (files("opsux.ui") / "templates" / "dashboard.css").read_text(encoding="utf-8")
+STATIC = Path(str(files("opsux.ui") / "static"))      # served at /opsux/static/ (see `opsux.ui.server`)
+CSS = (STATIC / "dashboard.css").read_text(encoding="utf-8")
+CSS_URL = f"/opsux/static/dashboard.css?v={hashlib.sha256(CSS.encode()).hexdigest()[:16]}"
+
+def stylesheet() -> str:
+    "The dashboard stylesheet: its URL on a served page (one cached file), the text itself elsewhere (Jupyter)."
+    doc = pn.state.curdoc
+    return CSS_URL if doc is not None and doc.session_context is not None else CSS
 
 def html_pane(text="", **kw) -> pn.pane.HTML:
     "An HTML pane with the dashboard stylesheet, for markup rendered by `opsux.ui.markup` (or a bound function of it)."
-    return SharedHTML(text, stylesheets=[CSS], sizing_mode=kw.pop("sizing_mode", "stretch_width"), **kw)
+    sizing = kw.pop("sizing_mode", "stretch_width")
+    return SharedHTML(text, stylesheets=[stylesheet()], sizing_mode=sizing, **kw)
 
 # %% ../../nbs/ui/21_components.ipynb #87d1f6e6
 def text_pane(text="", **kw) -> pn.pane.HTML:
     "A pane that shows `text` as text, whatever it contains."
     return html_pane(pn.bind(text_html, text) if callable(text) else text_html(text), **kw)
+
+# %% ../../nbs/ui/21_components.ipynb #6c06479f
+def heading(text: str, level: int = 2, **kw) -> pn.pane.HTML:
+    "A heading (h2–h4) as a plain HTML pane: no Markdown rendering on the server, no Markdown stylesheet to fetch."
+    return html_pane(render("heading.html", text=text, level=min(4, max(2, level))), **kw)
 
 # %% ../../nbs/ui/21_components.ipynb #f2860d2f
 def badge_html(status: UxStatus) -> str:
@@ -110,7 +125,7 @@ class ProgressWidget(Viewer):
         self._rows = html_pane(pn.bind(self._rows_html, model.param.rows), css_classes=["ox-widget-rows"])
         self._more = html_pane(pn.bind(more_runs_html, model.param.more), css_classes=["ox-widget-more"],
                                visible=model.param.more.rx() > 0)
-        self._layout = pn.Column(pn.pane.Markdown("**Running operations**", margin=(0, 5)), self._rows, self._more,
+        self._layout = pn.Column(heading("Running operations", 4, margin=(0, 5)), self._rows, self._more,
                                  visible=model.param.visible, css_classes=["ox-progress-widget"],
                                  sizing_mode="stretch_width")
 
@@ -205,10 +220,10 @@ def _table_html(self: OperationsList, rows): return shared_html(self.model.memo,
 # %% ../../nbs/ui/21_components.ipynb #1b0af9ab
 @patch
 def __panel__(self: OperationsList):
-    w = self.widgets
-    filters = pn.FlexBox(w["type"], w["status"], w["initiator"], w["since"], w["until"], w["run_id"], self.clear,
-                         flex_wrap="wrap")
-    return pn.Column(pn.pane.Markdown("## Operations"), filters, self.notice, self.table,
+    w = self.widgets                              # two plain Rows: a FlexBox is a ReactiveHTML, slow to build
+    filters = pn.Column(pn.Row(w["type"], w["status"], w["initiator"]),
+                        pn.Row(w["since"], w["until"], w["run_id"], self.clear))
+    return pn.Column(heading("Operations"), filters, self.notice, self.table,
                      pn.Row(self.newer, self.page, self.older), sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/21_components.ipynb #ed6ec0b9
@@ -272,7 +287,7 @@ def _items(self: Inbox, items):
 # %% ../../nbs/ui/21_components.ipynb #e91cb97b
 @patch
 def __panel__(self: Inbox):
-    return pn.Column(pn.Row(pn.pane.Markdown("### Notifications"), self.unread_only, self.mark_all),
+    return pn.Column(pn.Row(heading("Notifications", 3), self.unread_only, self.mark_all),
                      self.items, pn.Row(self.first, self.more), css_classes=["ox-inbox"], sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/21_components.ipynb #cfe8c926

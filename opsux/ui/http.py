@@ -4,16 +4,23 @@
 
 # %% ../../nbs/ui/26_http.ipynb #00d0dc6f
 from __future__ import annotations
-import hashlib, base64, ipaddress, threading, time, unicodedata
+import functools, gzip, hashlib, base64, ipaddress, os, tempfile, threading, time, unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
 from tornado.routing import AnyMatches, PathMatches, Router, Rule
-from tornado.web import OutputTransform, RequestHandler
+from ..rules.basics import patch
+from tornado.web import GZipContentEncoding, OutputTransform, RequestHandler
+try: import brotli
+except ImportError: brotli = None               # gzip only (the `brotli` wheel is a requirement; be lenient)
 
 # %% auto #0
-__all__ = ['SESSION_PARAMS', 'PROBES', 'KEEP', 'reveal_invisible', 'safe_next', 'allowed_hosts', 'host_allowed', 'parse_networks',
-           'client_address', 'client_scheme', 'content_security_policy', 'security_headers', 'SecurityHeaders',
-           'RateLimit', 'Refuse', 'Gate', 'page_rules', 'install_gate', 'Healthz', 'Readyz']
+__all__ = ['RESOURCE_POLICY', 'SESSION_PARAMS', 'PROBES', 'STATIC', 'KEEP', 'COMPRESSIBLE', 'PACKED', 'reveal_invisible',
+           'safe_next', 'allowed_hosts', 'host_allowed', 'parse_networks', 'client_address', 'client_scheme',
+           'content_security_policy', 'security_headers', 'SecurityHeaders', 'RateLimit', 'Refuse', 'Gate',
+           'page_rules', 'install_gate', 'compress', 'cache_dir', 'Packed', 'CompressedStatic', 'compressed', 'Healthz',
+           'Readyz']
 
 # %% ../../nbs/ui/26_http.ipynb #133e5616
 _SHOWN = "\ufffd"
@@ -130,11 +137,16 @@ def content_security_policy(html: str | None = None, # the page, when it is HTML
                       "frame-ancestors 'none'"])
 
 # %% ../../nbs/ui/26_http.ipynb #6d5765c4
+RESOURCE_POLICY = ("default-src 'none'; script-src 'none'; object-src 'none'; base-uri 'none'; "
+                   "frame-ancestors 'none'")
+
 def security_headers(https: bool, # the client reached us over https (directly or through a trusted proxy)
                      html: str | None = None, # the HTML page being sent, for its inline-script hashes
+                     page: bool = True, # False: a script, stylesheet or image (never shown as a page)
                     ) -> dict[str, str]:
     "The headers every response carries; HSTS only over https."
-    h = {"Content-Security-Policy": content_security_policy(html), "X-Frame-Options": "DENY",
+    csp = content_security_policy(html) if page else RESOURCE_POLICY     # a file opened on its own runs nothing
+    h = {"Content-Security-Policy": csp, "X-Frame-Options": "DENY",
          "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
          "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Resource-Policy": "same-origin"}
     if https: h["Strict-Transport-Security"] = "max-age=31536000"
@@ -148,7 +160,10 @@ class SecurityHeaders(OutputTransform):
         html = None
         if finishing and headers.get("Content-Type", "").startswith("text/html"):
             html = chunk.decode("utf-8", "replace")
-        for k, v in security_headers(self.request.protocol == "https", html).items(): headers[k] = v
+        ctype = headers.get("Content-Type", "")
+        page = ctype.startswith(("text/html", "text/plain", "application/json")) or not ctype
+        https = self.request.protocol == "https"
+        for k, v in security_headers(https, html, page).items(): headers[k] = v
         if "Access-Control-Allow-Origin" in headers:
             for k in [k for k in headers if k.lower().startswith("access-control-")]: del headers[k]
         return status_code, headers, chunk
@@ -227,7 +242,8 @@ def page_rules(pages) -> set[str]:
     "The route patterns a page needs: its document and its websocket (no autoload.js, metadata or per-app static)."
     return {p for page in pages for p in (f"{page}/?$", f"{page}/ws$")}
 
-KEEP = {"/$", "/favicon.ico$", "/static/(.*)$", "/static/extensions/(.*)$"}
+STATIC = {"/static/(.*)$", "/static/extensions/(.*)$"}
+KEEP = {"/$", "/favicon.ico$"} | STATIC
 
 def install_gate(app, # the server's `tornado.web.Application` (Bokeh's `BokehTornado`)
                  gate: Gate, # the checks in front of every route
@@ -241,10 +257,111 @@ def install_gate(app, # the server's `tornado.web.Application` (Bokeh's `BokehTo
     keep = KEEP | page_rules(pages) | {f"{e}$" for e in endpoints}
     router = app.wildcard_router
     kept = [r for r in router.rules if isinstance(r.matcher, PathMatches) and r.matcher.regex.pattern in keep]
+    for r in kept:
+        if r.matcher.regex.pattern in STATIC: r.target = compressed(r.target)
     added = [Rule(PathMatches(p), h, kw) for p, h, kw in extra]
     router.rules = [Rule(AnyMatches(), gate)] + added + kept
-    app.transforms.insert(0, SecurityHeaders)
+    app.transforms.insert(0, SecurityHeaders)          # sees the page as rendered, before it is compressed
+    if GZipContentEncoding not in app.transforms: app.transforms.append(GZipContentEncoding)
     return [r.matcher.regex.pattern for r in added + kept]
+
+# %% ../../nbs/ui/26_http.ipynb #b30b8c03
+COMPRESSIBLE = (".js", ".mjs", ".css", ".html", ".json", ".svg", ".map", ".txt")
+
+def compress(data: bytes, encoding: str, # "br" or "gzip"
+             best: bool = True) -> bytes:
+    "`data` compressed with `encoding`; `best=False` trades a few percent of size for speed."
+    if encoding == "br": return brotli.compress(data, quality=11 if best else 5)
+    return gzip.compress(data, compresslevel=9 if best else 6, mtime=0)
+
+# %% ../../nbs/ui/26_http.ipynb #b98f293d
+def cache_dir() -> Path:
+    "Where compressed static files are kept between runs: `$XDG_CACHE_HOME/opsux/static` (else `~/.cache/…`)."
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "opsux" / "static"
+
+class Packed:
+    "Compressed copies of static files: made once per file and encoding, kept in memory and on disk."
+    def __init__(self, directory: Path | None = None, background: bool = True):
+        self.dir, self.mem, self.lock, self.wanted = directory or cache_dir(), {}, threading.Lock(), set()
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="opsux-pack") if background else None
+
+# %% ../../nbs/ui/26_http.ipynb #e55110a7
+@patch
+def _key(self: Packed, path: str, encoding: str) -> str:
+    st = os.stat(path)
+    ident = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:32] + "." + encoding
+
+@patch
+def _load(self: Packed, key: str) -> bytes | None:
+    if key in self.mem: return self.mem[key]
+    try: data = (self.dir / key).read_bytes()
+    except OSError: return None
+    with self.lock: self.mem[key] = data
+    return data
+
+# %% ../../nbs/ui/26_http.ipynb #07a3331c
+@patch
+def _make(self: Packed, path: str, encoding: str, key: str, best: bool = True) -> bytes:
+    data = compress(Path(path).read_bytes(), encoding, best)
+    with self.lock: self.mem[key] = data
+    if best:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir)
+            with os.fdopen(fd, "wb") as f: f.write(data)
+            os.replace(tmp, self.dir / key)
+        except OSError: pass                      # a read-only home: memory only
+    return data
+
+# %% ../../nbs/ui/26_http.ipynb #497d57ff
+@patch
+def get(self: Packed, path: str, accept: str) -> tuple[str, bytes] | None:
+    "(encoding, bytes) of file `path` for a client sending `Accept-Encoding: accept`; None: send it as it is."
+    if not path.endswith(COMPRESSIBLE): return None
+    kinds = [e for e in ("br", "gzip") if e in accept and (e == "gzip" or brotli)]
+    for enc in kinds:                             # the best copy there is
+        data = self._load(self._key(path, enc))
+        if data is not None: return enc, data
+    if not kinds: return None
+    if kinds[0] == "br" and self.pool is not None:    # brotli later, in the background; gzip now
+        with self.lock: first = path not in self.wanted; self.wanted.add(path)
+        if first: self.pool.submit(self._make, path, "br", self._key(path, "br"))
+        if "gzip" in kinds: return "gzip", self._make(path, "gzip", self._key(path, "gzip"), best=False)
+    return kinds[0], self._make(path, kinds[0], self._key(path, kinds[0]))
+
+# %% ../../nbs/ui/26_http.ipynb #7f42416a
+PACKED = Packed()                                 # the process's compressed copies
+
+class CompressedStatic:
+    "Put before a `StaticFileHandler` class: compressed bodies from `PACKED`, year-long caching of versioned URLs."
+    def set_extra_headers(self, path):
+        super().set_extra_headers(path)
+        self.set_header("Vary", "Accept-Encoding")
+        versioned = "v" in self.request.arguments
+        self.set_header("Cache-Control", "public, max-age=31536000, immutable" if versioned else "no-cache")
+
+    def _packed(self):
+        if "_ox_packed" not in self.__dict__:
+            ranged = "Range" in self.request.headers
+            accept = self.request.headers.get("Accept-Encoding", "")
+            self._ox_packed = None if ranged else PACKED.get(self.absolute_path, accept)
+        return self._ox_packed
+
+# %% ../../nbs/ui/26_http.ipynb #17950a50
+@patch
+def get_content_size(self: CompressedStatic) -> int:      # called after the 304 check: compress only to send
+    hit = self._packed()
+    if hit is None: return super(CompressedStatic, self).get_content_size()
+    self.set_header("Content-Encoding", hit[0])
+    self.get_content = lambda abspath, start=None, end=None: hit[1]   # this response's body (the class's
+    return len(hit[1])                            # `get_content` stays: Tornado also calls it to hash files)
+
+@functools.cache
+def compressed(handler: type) -> type:
+    "`handler` (a `StaticFileHandler` class) serving compressed, cacheable files."
+    return type(handler.__name__, (CompressedStatic, handler), {})
 
 # %% ../../nbs/ui/26_http.ipynb #2262b8b0
 class Healthz(RequestHandler):

@@ -14,15 +14,16 @@ from .compat import background_clock, curdoc, hold, install_client
 from .markup import render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                                  ConnectionModel, clean_text, event_concerns, MAX_NAME)
-from .components import (html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
+from .components import (heading, html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
                                  ReconnectingBanner, Toasts, banner_html)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
 from .auth import current_user as signed_in_user
 
 # %% auto #0
-__all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'HEADER_CSS', 'action_label', 'back_url', 'toast_html', 'notify',
-           'DashboardSession', 'reported_as', 'DashboardApp', 'unavailable_page', 'page_shell', 'cookie_select',
-           'nav_html', 'keep_in_url', 'page_header', 'page_main', 'page_sidebar', 'build_page', 'actions_page']
+__all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'FONTS', 'SHELL', 'HEADER_CSS', 'action_label', 'back_url',
+           'toast_html', 'notify', 'DashboardSession', 'reported_as', 'DashboardApp', 'unavailable_page', 'page_shell',
+           'cookie_select', 'nav_html', 'keep_in_url', 'page_header', 'page_main', 'page_sidebar', 'build_page',
+           'actions_page']
 
 # %% ../../nbs/ui/23_pages.ipynb #76c556e8
 ACTIONS_PATH = "/actions"
@@ -372,12 +373,12 @@ def _page(self: DashboardApp, route: str):
     cookies = dict(pn.state.cookies or {})
     user = self.current_user(cookies)
     if user is None:
-        return page_shell([], [], [pn.pane.Markdown("## Access denied\nYour account is not an opsux user.")])
+        return page_shell([], [], [heading("Access denied"), text_pane("Your account is not an opsux user.")])
     s = DashboardSession(self, user, route, args, cookies, (pn.state.headers or {}).get("Referer"))
     if getattr(s.mine, "no_membership", False) and not self.demo:   # the pivot gives no tenant: say so
-        return page_shell([], [], [pn.pane.Markdown("## No tenants\nYour account belongs to no tenant, so there "
-                                                    "are no operations to show. Ask an administrator to add you.")])
-    return build_page(s.load())
+        return page_shell([], [], [heading("No tenants"), text_pane("Your account belongs to no tenant, so there "
+                                   "are no operations to show. Ask an administrator to add you.")])
+    with self.push.reads.page_load(): return build_page(s.load())     # reads shared while nothing changed
 
 # %% ../../nbs/ui/23_pages.ipynb #735d7662
 def unavailable_page(app: DashboardApp):
@@ -397,10 +398,21 @@ def unavailable_page(app: DashboardApp):
     return page_shell([], [], [box])
 
 # %% ../../nbs/ui/23_pages.ipynb #c077ad52
+FONTS = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, 'Noto Sans', sans-serif"
+SHELL = dict(
+    header={"background": "#24292f", "color": "#f6f8fa", "padding": "4px 12px", "align-items": "end"},
+    sidebar={"padding": "8px 10px", "border-right": "1px solid #d0d7de", "min-height": "calc(100vh - 80px)"},
+    main={"padding": "8px 16px", "min-width": "0", "flex": "1 1 0"},
+    page={"font-family": FONTS, "color": "#1f2328"})
+
 def page_shell(header: list, sidebar: list, main: list):
-    "The page around `header`, `sidebar` and `main` items (today Panel's FastListTemplate)."
-    return pn.template.FastListTemplate(title=PRODUCT, header=header, sidebar=sidebar, main=main, sidebar_width=320,
-                                        accent_base_color="#0969da", header_background="#24292f")
+    "The page: a dark header bar over a sidebar and the main column; a few plain layouts, no theme of Panel's."
+    brand = html_pane(render("brand.html", product=PRODUCT, url=OPERATIONS_PATH), sizing_mode=None, width=120)
+    top = pn.Row(brand, *header, sizing_mode="stretch_width", styles=SHELL["header"], css_classes=["ox-header"])
+    side = pn.Column(*sidebar, width=320, styles=SHELL["sidebar"], css_classes=["ox-sidebar"])
+    body = pn.Column(*main, sizing_mode="stretch_width", styles=SHELL["main"], css_classes=["ox-main"])
+    return pn.Column(top, pn.Row(side, body, sizing_mode="stretch_width"), sizing_mode="stretch_width",
+                     styles=SHELL["page"], css_classes=["ox-root"])
 
 # %% ../../nbs/ui/23_pages.ipynb #9b1fbdec
 HEADER_CSS = "label { color: #f6f8fa !important; } select { color: #1f2328 !important; background: #fff; }"
@@ -452,12 +464,14 @@ def _inbox_mapped(ops) -> bool:
 
 # %% ../../nbs/ui/23_pages.ipynb #3a9ad957
 def page_main(s: DashboardSession) -> list:
-    "Banner and health line, the inbox (shown by the bell) and the route's body."
-    inbox = pn.Card(Inbox(s.inbox, can_write=not s.ops.read_only), title="Notifications", visible=False,
-                    collapsible=False, sizing_mode="stretch_width", css_classes=["ox-inbox-card"])
+    "Banner and health line, the inbox (built when the bell first opens it) and the route's body."
+    inbox = pn.Column(visible=False, sizing_mode="stretch_width", css_classes=["ox-inbox-card"],
+                      styles={"border": "1px solid #d0d7de", "border-radius": "6px", "padding": "4px 10px"})
     def toggle(_):
         s.inbox_open = not inbox.visible
         if s.inbox_open: s.inbox.first_page()
+        if s.inbox_open and not inbox.objects:
+            inbox.objects = [Inbox(s.inbox, can_write=not s.ops.read_only)]
         inbox.visible = s.inbox_open
     s.bell.on_click(toggle)
     if s.route == OPERATIONS_PATH: body = OperationsList(s.list)
@@ -499,7 +513,8 @@ def actions_page(s: DashboardSession):
         buttons.append(b)
     where = s.tenant.name if s.tenant else (s.tenants[0].name if s.tenants else "no tenant")
     where = text_pane(f"Runs start in tenant: {where}", css_classes=["ox-where"])
-    return pn.Column(pn.pane.Markdown("## Actions"), where, pn.FlexBox(*buttons), sizing_mode="stretch_width")
+    buttons = pn.Row(*buttons, styles={"flex-wrap": "wrap"})
+    return pn.Column(heading("Actions"), where, buttons, sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/23_pages.ipynb #ba7549d2
 def _start(s: DashboardSession, type_: str, _event=None): s.start_run(type_)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/ui/22_push.ipynb #e891a4c4
 from __future__ import annotations
-import logging, re, threading, time
+import contextlib, logging, re, threading, time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
@@ -212,12 +212,13 @@ def _main(self: DatabaseHealth):
         self._wake.wait(self.interval if self.online else delay); self._wake.clear()
 
 # %% ../../nbs/ui/22_push.ipynb #30c3032e
-_fresh = threading.local()    # inside a round: the monotonic time the round started
+_fresh = threading.local()    # inside a round or page load: reads must have started after `_fresh.after`
 
 class SharedReads:
-    "Process-wide cache of viewer reads, used only inside push rounds: one load per (query, scope) per round."
-    def __init__(self, max_keys: int = 5000):
+    "Process-wide cache of viewer reads: one load per (query, scope) per push round, and page loads share them."
+    def __init__(self, max_keys: int = 5000, max_age: float = 5.0): # page loads reuse reads this young at most
         self._cache, self._lock, self.max_keys, self.loads, self.hits = {}, threading.Lock(), max_keys, 0, 0
+        self.max_age, self.changed = max_age, time.monotonic()
 
     def get(self, key, load):
         "`load()`, or a value for `key` whose load started after the current round began."
@@ -233,6 +234,20 @@ class SharedReads:
             if len(self._cache) > self.max_keys: self._cache.clear()
         return value
 
+# %% ../../nbs/ui/22_push.ipynb #ced463cc
+@patch
+def change(self: SharedReads, *_):
+    "Something changed (a run event, the database's health): page loads no longer reuse earlier reads."
+    self.changed = time.monotonic()
+
+@patch
+@contextlib.contextmanager
+def page_load(self: SharedReads):
+    "Inside: viewer reads reuse what was read since the last change (and within `max_age`)."
+    _fresh.after, _fresh.page = max(self.changed, time.monotonic() - self.max_age), True
+    try: yield self
+    finally: _fresh.after, _fresh.page = None, False
+
 # %% ../../nbs/ui/22_push.ipynb #b9992e0f
 class SharedViewer:
     "A `Viewer` whose pushed re-reads go through `SharedReads`; keys carry the viewer's tenant and user scope."
@@ -244,8 +259,14 @@ class SharedViewer:
         key = self._key("runs", tuple(sorted((k, repr(v)) for k, v in kw.items())))
         return self._reads.get(key, partial(self._v.runs, **kw))
     def run(self, run_id): return self._reads.get(self._key("run", run_id), partial(self._v.run, run_id))
-    def active_runs(self): return self._reads.get(self._key("active"), self._v.active_runs)
-    def unread_count(self): return self._reads.get(self._key("unread"), self._v.unread_count)
+    def active_runs(self):             # a page load reads the widget's runs itself: an end it saw before
+        if getattr(_fresh, "page", False): return self._v.active_runs()  # the watcher did is no toast
+        return self._reads.get(self._key("active"), self._v.active_runs)
+    def unread_count(self):            # marking read sends no run event: a page load reads it itself too
+        if getattr(_fresh, "page", False): return self._v.unread_count()
+        return self._reads.get(self._key("unread"), self._v.unread_count)
+    def initiators(self, recent: int = 10_000):
+        return self._reads.get(self._key("initiators", recent), partial(self._v.initiators, recent))
 
 # %% ../../nbs/ui/22_push.ipynb #46eed948
 def clock_reading():
@@ -348,6 +369,7 @@ class Push(Subscribers):
         self.ops, self.reads, self.memo, self.rounds = ops, SharedReads(), SharedMemo(), Rounds()
         self.own_writes = WriteHealth(ops)
         self.health = DatabaseHealth(ops, writes=writes or default_writes(ops, self.own_writes), **health)
+        self.subscribe(self.reads.change); self.health.subscribe(self.reads.change)   # before any session
         self._unsubscribe, self.started = None, False
 
 # %% ../../nbs/ui/22_push.ipynb #6470d216

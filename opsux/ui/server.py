@@ -6,6 +6,7 @@
 from __future__ import annotations
 import gc, logging, os
 import panel as pn
+from bokeh.settings import settings as bokeh_settings
 import tornado.web
 from sqlalchemy import literal, select
 from tornado.ioloop import IOLoop, PeriodicCallback
@@ -13,7 +14,9 @@ from tornado.web import decode_signed_value
 from ..rules.urls import OPERATIONS_PATH
 from .api import api_routes
 from .auth import auth_kwargs
-from .http import Gate, Healthz, RateLimit, Readyz, allowed_hosts, install_gate, parse_networks
+from .compat import CLIENT, lean_resources
+from .components import STATIC
+from .http import compressed, Gate, Healthz, RateLimit, Readyz, allowed_hosts, install_gate, parse_networks
 from .pages import PRODUCT, DashboardApp
 
 # %% auto #0
@@ -89,9 +92,12 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     if start: tune_gc()      # this process is ours now (before the fork of num_procs: children inherit it)
     server = pn.serve(app.routes(), address=host, port=port, show=show, start=False, num_procs=num_procs,
                       title=PRODUCT, websocket_origin=list(hosts), use_xheaders=False, verbose=False,
+                      ico_path=str(CLIENT / "favicon.ico"),       # 1 KB (Panel's is 16 KB)
                       extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
                       **extra, **kwargs)
     secure(server, app, hosts, trusted, pages, extra, limit, metrics_token or os.environ.get("OPSUX_METRICS_TOKEN"))
+    lean_resources(server._tornado)                # only the BokehJS bundles the pages use
+    bokeh_settings.perform_document_validation.set_value(False)   # a development check, 7 % of a page's CPU
     if start:
         server.start()
         try: server.io_loop.start()
@@ -106,7 +112,8 @@ def secure(server, app, hosts, trusted, pages, extra: dict, limit: RateLimit | N
     tornado_app = server._tornado                     # private: Bokeh's Tornado application (checked: Bokeh 3.9.2)
     limit = (limit or RateLimit()) if guard is not None else None  # --auth none, the demo: one user, nobody to protect
     gate = Gate(tornado_app, hosts, trusted, pages, limit, _request_user(extra.get("cookie_secret")))
-    probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)})]
+    probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)}),
+              ("/opsux/static/(.*)$", compressed(tornado.web.StaticFileHandler), {"path": str(STATIC)})]
     probes += api_routes(app.ops, guard, app.as_user, metrics_token)   # /api/…, /metrics (opsux.ui.api)
     kept = install_gate(tornado_app, gate, pages, endpoints=(guard.login_endpoint, guard.logout_endpoint)
                         if guard else (), extra=probes)
