@@ -80,6 +80,7 @@ def test_missing_header_and_unknown_email_are_refused(srv):
     refused(as_proxy(srv, "1").get("/operations"), 401)          # not an email: never read as a user id
     both = Client(srv.base).get("/operations", headers={HEADER: f"{BOB[0]}, {ALICE[0]}"})
     refused(both, 401)
+    assert as_proxy(srv, ALICE[0]).get("/login")[0] == 404          # no login form to fall back to
 
 
 def test_a_client_stamped_identity_is_ignored(srv):
