@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="none (loopback only), basic (opsux users and passwords), oauth, or header "
                         "(the email a --trusted-proxy asserts in --auth-header)")
     s.add_argument("--auth-header", default=None, metavar="NAME",
-                   help="with --auth header: the header holding the email (default X-Forwarded-Email)")
+                   help="with --auth header: the header with the email (X-Forwarded-Email)")
     s.add_argument("--as", dest="as_user", metavar="EMAIL", default=None, help="with --auth none: the user to act as")
     s.add_argument("--read-only", action="store_true", help="never write or migrate (e.g. a foreign operation_runs table)")
     _config(s)

@@ -499,25 +499,26 @@ class OpsuxBasicAuthProvider(BasicAuthProvider):
 # %% ../../nbs/ui/24_auth.ipynb #40bb8605
 DEFAULT_AUTH_HEADER = "X-Forwarded-Email"
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-_NOT_AN_IDENTITY = {"cookie", "authorization", "host", "origin", "x-forwarded-for", "x-forwarded-proto",
-                    IDENTITY_HEADER.lower(), EPOCH_HEADER.lower()}
+_NOT_AN_IDENTITY = {"cookie", "authorization", "host", "origin", "x-forwarded-for",
+                    "x-forwarded-proto", IDENTITY_HEADER.lower(), EPOCH_HEADER.lower()}
 
 def check_header_auth(header: str | None, # --auth-header: the header the proxy puts the email in
                       trusted, # networks from `opsux.ui.http.parse_networks(--trusted-proxy)`
                      ) -> str:
-    "The header name `--auth header` reads; refuses a start without `--trusted-proxy` or with an unusable name."
+    "The header `--auth header` reads; refuses a start without `--trusted-proxy` or a bad name."
     name = (header or DEFAULT_AUTH_HEADER).strip()
     if not trusted:
-        raise AuthConfigError(f"--auth header needs --trusted-proxy CIDR: the reverse proxy whose {name} header "
-                              "may be believed (e.g. --trusted-proxy 127.0.0.1 for nginx on this host)")
+        raise AuthConfigError(f"--auth header needs --trusted-proxy CIDR: the reverse proxy whose "
+                              f"{name} header may be believed (e.g. --trusted-proxy 127.0.0.1 for "
+                              "nginx on this host)")
     if not _HEADER_NAME.fullmatch(name) or name.lower() in _NOT_AN_IDENTITY:
-        raise AuthConfigError(f"--auth-header {name!r} cannot carry the identity: name a header of its own, "
-                              f"e.g. {DEFAULT_AUTH_HEADER}")
+        raise AuthConfigError(f"--auth-header {name!r} cannot carry the identity: name a header "
+                              f"of its own, e.g. {DEFAULT_AUTH_HEADER}")
     return name
 
 # %% ../../nbs/ui/24_auth.ipynb #ed52c7b0
 class ProxyRefused(Exception):
-    "A request `--auth header` refuses: the HTTP `status` and the one line of text it is answered with."
+    "A request `--auth header` refuses: the HTTP `status` and the one line it is answered with."
     def __init__(self, status: int, text: str):
         super().__init__(text)
         self.status, self.text = status, text
@@ -530,14 +531,15 @@ def peer_trusted(peer: str | None, trusted) -> bool:
     return any(ip in n for n in trusted)
 
 # %% ../../nbs/ui/24_auth.ipynb #7c8dac78
-def asserted_email(peer: str | None, # the TCP peer (not X-Forwarded-For: that is what a client could forge)
+def asserted_email(peer: str | None, # the TCP peer (not X-Forwarded-For: a client could forge it)
                    values: list[str], # every value of the identity header the request carries
                    trusted, # networks of the trusted proxies
                    header: str = DEFAULT_AUTH_HEADER) -> str:
     "The (lower-cased) email a trusted proxy asserts in `values`; `ProxyRefused` for anything else."
     if not peer_trusted(peer, trusted):
         raise ProxyRefused(403, "This server only accepts requests through its sign-in proxy.")
-    if not values: raise ProxyRefused(401, f"Not signed in: the sign-in proxy sent no {header} header.")
+    if not values:
+        raise ProxyRefused(401, f"Not signed in: the sign-in proxy sent no {header} header.")
     email = values[0].strip()
     if len(values) != 1 or "@" not in email or len(email) > 320 or any(c in email for c in ", \t"):
         raise ProxyRefused(401, f"The {header} header must hold exactly one email address.")
@@ -545,8 +547,8 @@ def asserted_email(peer: str | None, # the TCP peer (not X-Forwarded-For: that i
 
 # %% ../../nbs/ui/24_auth.ipynb #c4695c01
 def _peer(request) -> str | None:
-    "The address of the TCP peer that sent `request` (None when the connection does not say: refused)."
-    # PRIVATE (compat): tornado's HTTP1Connection.context.remote_ip (the socket's peer), Tornado 6.6.1
+    "The address of the TCP peer that sent `request` (None when the connection does not say)."
+    # PRIVATE (compat): tornado's HTTP1Connection.context.remote_ip, the socket's peer (6.6.1)
     return getattr(getattr(request.connection, "context", None), "remote_ip", None)
 
 def _refuse(handler, e: ProxyRefused):
@@ -557,8 +559,10 @@ def _refuse(handler, e: ProxyRefused):
     raise Finish(e.text + "\n")
 
 # %% ../../nbs/ui/24_auth.ipynb #ba1b96e9
+_NO_TABLE = "Sign-in cannot read the users table; the server log says why (run `opsux doctor`)."
+
 def _lookup(guard: AuthGuard, email: str) -> int:
-    "The session epoch of the opsux user `email`; ProxyRefused when there is no such user or no database."
+    "The session epoch of the opsux user `email`; ProxyRefused for no such user or no database."
     try:
         if guard.ops.directory.get_user(email) is None:
             raise ProxyRefused(403, "No opsux user has the email the sign-in proxy asserted.")
@@ -568,13 +572,13 @@ def _lookup(guard: AuthGuard, email: str) -> int:
         if is_schema_error(e):
             _log.error("opsux --auth header cannot read the users table: %s",
                        " ".join(str(getattr(e, "orig", e)).split())[:200])
-            raise ProxyRefused(500, "Sign-in cannot read the users table; the server log says why (run `opsux doctor`).")
+            raise ProxyRefused(500, _NO_TABLE)
         _log.error("opsux --auth header: user lookup unavailable: %s", type(e).__name__)
         raise ProxyRefused(503, "Sign-in is unavailable right now. Try again shortly.")
 
 # %% ../../nbs/ui/24_auth.ipynb #cbe2b620
 class OpsuxHeaderAuthProvider(AuthProvider):
-    "Trusts the email a reverse proxy puts in `header`, on connections from `trusted` only; no login page."
+    "Trusts the email a reverse proxy puts in `header`, from `trusted` peers only; no login page."
     def __init__(self, guard: AuthGuard, header: str = DEFAULT_AUTH_HEADER, trusted=()):
         self.guard, self.header, self.trusted = guard, header, tuple(trusted)
         super().__init__()
@@ -582,21 +586,27 @@ class OpsuxHeaderAuthProvider(AuthProvider):
     @property
     def get_user_async(self): return self._user
     @property
-    def login_url(self): return self.guard.login_endpoint    # Bokeh needs one; refusals are answered before it
+    def login_url(self): return self.guard.login_endpoint  # Bokeh needs one; never redirected to
 
-    async def _user(self, handler) -> str:
-        req = handler.request
-        req.headers[IDENTITY_HEADER] = req.headers[EPOCH_HEADER] = ""      # whatever the client sent
-        try:
-            email = asserted_email(_peer(req), req.headers.get_list(self.header), self.trusted, self.header)
-            epoch = await IOLoop.current().run_in_executor(None, _lookup, self.guard, email)
-            if isinstance(handler, WebSocketHandler) and not self.guard.admit_socket(handler, email, epoch):
-                raise ProxyRefused(403, "This page was opened by another identity; reload it.")
-        except ProxyRefused as e:
-            _log.warning("opsux --auth header refused %s from %s: %s", req.path, _peer(req), e.text)
-            _refuse(handler, e)
-        req.headers[IDENTITY_HEADER], req.headers[EPOCH_HEADER] = email, str(epoch)
-        return email
+# %% ../../nbs/ui/24_auth.ipynb #c3bdaee3
+async def _header_user(self, handler) -> str:
+    "Every page/static/websocket request: the asserted email, stamped with its epoch; else refused."
+    req = handler.request
+    req.headers[IDENTITY_HEADER] = req.headers[EPOCH_HEADER] = ""      # whatever the client sent
+    try:
+        email = asserted_email(_peer(req), req.headers.get_list(self.header), self.trusted,
+                               self.header)
+        epoch = await IOLoop.current().run_in_executor(None, _lookup, self.guard, email)
+        socket = isinstance(handler, WebSocketHandler)
+        if socket and not self.guard.admit_socket(handler, email, epoch):
+            raise ProxyRefused(403, "This page was opened by another identity; reload it.")
+    except ProxyRefused as e:
+        _log.warning("opsux --auth header refused %s from %s: %s", req.path, _peer(req), e.text)
+        _refuse(handler, e)
+    req.headers[IDENTITY_HEADER], req.headers[EPOCH_HEADER] = email, str(epoch)
+    return email
+
+OpsuxHeaderAuthProvider._user = _header_user
 
 # %% ../../nbs/ui/24_auth.ipynb #4e428669
 def _b64d(s: str) -> bytes: return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
@@ -809,8 +819,8 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
                 pages=("/",), # the page paths `next=` may name; the first is where a sign-in lands
                 store=None, # auth state; default the database's (`opsux.store.authstore.auth_store`)
                 login_endpoint: str = "/login", logout_endpoint: str = "/logout",
-                trusted=(), # mode header: networks (`parse_networks`) of the proxies whose header is believed
-                auth_header: str | None = None, # mode header: the header holding the email; default X-Forwarded-Email
+                trusted=(), # mode header: the proxies' networks (`parse_networks`)
+                auth_header: str | None = None, # mode header: the email header (X-Forwarded-Email)
                ) -> dict:
     "Check the settings for `auth` and return the keyword arguments for `pn.serve`."
     check_bind(auth, host)
@@ -838,7 +848,8 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
     if auth == "basic":
         kw["auth_provider"] = OpsuxBasicAuthProvider(guard)
         return kw
-    if auth == "header": return {**kw, "auth_provider": OpsuxHeaderAuthProvider(guard, header, trusted)}
+    if auth == "header":
+        return {**kw, "auth_provider": OpsuxHeaderAuthProvider(guard, header, trusted)}
     return {**kw, **_oauth_kwargs(guard, oauth_provider, oauth_key, oauth_secret, oauth_extra_params,
                                   oauth_redirect_uri, oidc_well_known)}
 

@@ -72,7 +72,8 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
           page_limit: str = "30/1", # with a login: BURST pages per user at once, then one every SECONDS
           metrics_token: str | None = None, # require this bearer token on /metrics (default $OPSUX_METRICS_TOKEN)
           *, demo: bool = False, start: bool = True,
-          auth_header: str | None = None, # --auth header: the proxy's identity header (X-Forwarded-Email)
+          auth_header: str | None = None, # --auth header: the proxy's email header
+                                          # (default X-Forwarded-Email)
           **kwargs):
     "Serve the dashboard (blocks while `start`); returns the Panel server."
     if use_xheaders and not trusted_proxy:
@@ -83,8 +84,8 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     app = DashboardApp(db, read_only=read_only, as_user=as_user, demo=demo)
     hosts = allowed_hosts(host, port, allow_websocket_origin)
     pages = tuple("/" + r for r in app.routes())
-    extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user, hosts=hosts, pages=pages,
-                                            trusted=trusted, auth_header=auth_header)
+    extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user, hosts=hosts,
+                                        pages=pages, trusted=trusted, auth_header=auth_header)
     if num_procs == 1: app.watcher(); app.health   # start the one watcher (and its health) before the first session
     if num_procs != 1:       # the children must not share the parent's pooled connections: they reopen lazily
         app.ops.engine.dispose()
