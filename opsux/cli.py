@@ -62,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the monitoring dashboard")
     _db(s)
     s.add_argument("--host", default="127.0.0.1"); s.add_argument("--port", type=_port, default=5006)
-    s.add_argument("--auth", choices=["none", "basic", "oauth"], default="none",
-                   help="none (loopback only), basic (opsux users and passwords) or oauth")
+    s.add_argument("--auth", choices=["none", "basic", "oauth", "header"], default="none",
+                   help="none (loopback only), basic (opsux users and passwords), oauth, or header "
+                        "(the email a --trusted-proxy asserts in --auth-header)")
+    s.add_argument("--auth-header", default=None, metavar="NAME",
+                   help="with --auth header: the header with the email (X-Forwarded-Email)")
     s.add_argument("--as", dest="as_user", metavar="EMAIL", default=None, help="with --auth none: the user to act as")
     s.add_argument("--read-only", action="store_true", help="never write or migrate (e.g. a foreign operation_runs table)")
     _config(s)
@@ -138,7 +141,7 @@ def _serve(args):
           as_user=args.as_user, num_procs=args.num_procs,
           allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders,
           trusted_proxy=args.trusted_proxy, page_limit=args.page_limit,
-          metrics_token=args.metrics_token)
+          metrics_token=args.metrics_token, auth_header=args.auth_header)
     return 0
 
 def _doctor(args):

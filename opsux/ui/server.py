@@ -66,7 +66,7 @@ def _request_user(secret: str | None):
 def serve(db=None, # database URL, SQLite path, or an open `Ops`
           host: str = "127.0.0.1", port: int = 5006,
           read_only: bool = False, # never write (e.g. a foreign operation_runs table)
-          auth: str = "none", # none | basic | oauth (see opsux.ui.auth)
+          auth: str = "none", # none | basic | oauth | header (see opsux.ui.auth)
           as_user: str | None = None, # auth none: the email every visitor acts as
           show: bool = False, num_procs: int = 1,
           allow_websocket_origin=(), # public host[:port] names of a reverse proxy in front of this server
@@ -74,7 +74,10 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
           trusted_proxy=(), # addresses/CIDRs of those proxies: X-Forwarded-For/-Proto are read from them only
           page_limit: str = "30/1", # with a login: BURST pages per user at once, then one every SECONDS
           metrics_token: str | None = None, # require this bearer token on /metrics (default $OPSUX_METRICS_TOKEN)
-          *, demo: bool = False, start: bool = True, **kwargs):
+          *, demo: bool = False, start: bool = True,
+          auth_header: str | None = None, # --auth header: the proxy's email header
+                                          # (default X-Forwarded-Email)
+          **kwargs):
     "Serve the dashboard (blocks while `start`); returns the Panel server."
     if use_xheaders and not trusted_proxy:
         raise ValueError("--use-xheaders needs --trusted-proxy ADDRESS[/BITS]: the proxy whose X-Forwarded-For "
@@ -84,7 +87,8 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     app = DashboardApp(db, read_only=read_only, as_user=as_user, demo=demo)
     hosts = allowed_hosts(host, port, allow_websocket_origin)
     pages = tuple("/" + r for r in app.routes())
-    extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user, hosts=hosts, pages=pages)
+    extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user, hosts=hosts,
+                                        pages=pages, trusted=trusted, auth_header=auth_header)
     if num_procs == 1: app.watcher(); app.health   # start the one watcher (and its health) before the first session
     if num_procs != 1:       # the children must not share the parent's pooled connections: they reopen lazily
         app.ops.engine.dispose()
