@@ -329,3 +329,21 @@ def test_buffered_increments_are_flushed_by_the_pulse_when_an_item_is_slow(world
         r.advance(processed=1)
         wait_until(lambda: ops.runs.get(run).summary_counts.get("processed") == 2, timeout=10)
     assert ops.runs.get(run).summary_counts == {"processed": 2}
+
+
+def test_fail_item_inside_iter_counts_the_current_item_once_whatever_its_label(world):
+    "Before: a label that was not the yielded object itself counted the item twice (processed 220 of 200)."
+    ops = world.ops
+    run = ops.runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    with ops.runs.track(run) as r:
+        for i in r.iter(range(10)):
+            if i == 3: r.fail_item(f"device-{i}", "offline")
+            if i == 5:  # two reasons for one item: both recorded, the item counted once
+                r.fail_item(f"laptop {i}", "offline")
+                r.fail_item(f"device-{i}", "and its disk is full")
+        r.fail_item("the summary report", "could not be sent")  # outside the loop: counts as one more item
+    now = ops.runs.get(run)
+    assert now.summary_counts == {"total": 10, "processed": 11, "succeeded": 8, "failed": 3}, now.summary_counts
+    assert [f["message"] for f in now.failure_summary] == [
+        "device-3: offline", "laptop 5: offline", "device-5: and its disk is full",
+        "the summary report: could not be sent"]

@@ -630,7 +630,7 @@ class RunHandle:
         self.service, self.id, self.run, self.interval = service, id_of(run), run, interval
         self._pending, self._lock, self._error = {}, threading.Lock(), None
         self.last_write, self._current, self._catch = time.monotonic(), _NO_ITEM, ()
-        self._item_failed = False
+        self._item_failed = self._looping = False
 
     def _keep(self, run: Run) -> Run:
         self.run, self.last_write = run, time.monotonic()
@@ -684,9 +684,10 @@ def check(self: RunHandle) -> None:
 # %% ../../nbs/store/12_service.ipynb #dbf531d1
 @patch
 def fail_item(self: RunHandle, item, message, code: str | None = None) -> Run:
-    "Count `item` as processed and failed, and record why (sanitized)."
-    if item is self._current: self._item_failed = True
-    self.advance(processed=1, failed=1)
+    "Count an item as processed and failed (once per item inside `r.iter`), and record why (sanitized)."
+    looping = self._looping
+    if not (looping and self._item_failed): self.advance(processed=1, failed=1)
+    if looping: self._item_failed = True
     label = str(item)
     label = label if len(label) <= 80 else label[:79] + "…"
     return self.record_failure(f"{label}: {message}", code)
@@ -703,7 +704,7 @@ def iter(self: RunHandle, items, total: int | None = None, catch=(), interval: f
     due = clock() + interval
     try:
         for item in items:
-            self._current = item
+            self._current, self._looping = item, True
             yield item
             if self._item_failed: self._item_failed = False
             else: done += 1
@@ -715,7 +716,7 @@ def iter(self: RunHandle, items, total: int | None = None, catch=(), interval: f
         self._current = _NO_ITEM
         self.flush()
     finally:
-        self.interval = kept
+        self.interval, self._looping, self._item_failed = kept, False, False
         if done: self._count(done)
 
 # %% ../../nbs/store/12_service.ipynb #2fa3be5a
