@@ -347,3 +347,25 @@ def test_fail_item_inside_iter_counts_the_current_item_once_whatever_its_label(w
     assert [f["message"] for f in now.failure_summary] == [
         "device-3: offline", "laptop 5: offline", "device-5: and its disk is full",
         "the summary report: could not be sent"]
+
+
+def test_between_attempts_the_run_is_queued_not_failed(world):
+    "Before: a failed attempt the queue retries was stored as failed (with a notification) until the retry began."
+    ops, runs = world.ops, world.ops.runs
+    run = runs.enqueue(world.contoso, "inventory.sync", user=world.ada)
+    with pytest.raises(ConnectionError):
+        with runs.track(run, will_retry=lambda exc: isinstance(exc, ConnectionError)) as r:
+            for i in r.iter(range(10)):
+                if i == 4: raise ConnectionError("inventory API reset the connection")
+    waiting = runs.get(run)
+    assert (waiting.status, waiting.outcome, waiting.attempt, waiting.summary_counts) == ("queued", "pending", 2, {})
+    assert [(a["outcome"], a["summary_counts"].get("processed"), a["failure_summary"][-1]["code"])
+            for a in waiting.attempts] == [("failed", 4, "exception")]
+    assert notes(ops, run.id) == 0
+    # the reaper counts the wait from the requeue, not from the first enqueue
+    assert runs.reap(timedelta(minutes=10), now=utcnow() + timedelta(minutes=5)) == []
+    with runs.track(runs.get(run)) as r:  # the retry: the next delivery finds it queued
+        for _ in r.iter(range(10)): pass
+    done = runs.get(run)
+    assert (done.outcome, done.attempt, done.summary_counts["processed"]) == ("succeeded", 2, 10)
+    assert notes(ops, run.id) == 1

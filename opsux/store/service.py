@@ -610,6 +610,28 @@ def retry_attempt(self: OperationRunService, run) -> Run:
     self._publish(row, "started")
     return Run.from_row(row)
 
+# %% ../../nbs/store/12_service.ipynb #7608f4fe
+@patch
+def requeue_attempt(self: OperationRunService, run, message, code: str | None = None) -> Run:
+    "End the running attempt with `message` and queue the run again as attempt n+1 (the queue will retry it)."
+    r = self._require(run)
+    if r.status != "running": return r
+    now, n = utcnow(), r.attempt or 1
+    ended = {**_attempt_record(r), "status": "completed", "outcome": "failed", "completed_at": now.isoformat(),
+             "failure_summary": ((r.failure_summary or []) + [json.loads(_entry(message, code))])[:5]}
+    def body(con):
+        row = con.execute(update(_runs).where(_runs.c.id == r.id, _runs.c.attempt == n,
+                                              _runs.c.status == "running").values(
+            attempt=n + 1, attempts=[*(r.attempts or []), ended], status="queued", outcome="pending",
+            summary_counts={}, failure_summary=[], started_at=None, completed_at=None, heartbeat_at=now,
+            cancel_requested_at=None, updated_at=now).returning(*_runs.c)).first()
+        if row is not None: self._notify(con, row, "changed")
+        return row
+    row = self._write(lambda k: self._tx(body), f"requeueing run {r.id}")
+    if row is None: return self._require(r)
+    self._publish(row, "changed")
+    return Run.from_row(row)
+
 # %% ../../nbs/store/12_service.ipynb #301bdcf8
 FLUSH_SECONDS = 0.25  # coalescing window of `RunHandle.iter` (and of `track(interval=…)`)
 HEARTBEAT_SECONDS = 30.0  # `track`'s background heartbeat when nothing else was written for this long
@@ -631,6 +653,7 @@ class RunHandle:
         self._pending, self._lock, self._error = {}, threading.Lock(), None
         self.last_write, self._current, self._catch = time.monotonic(), _NO_ITEM, ()
         self._item_failed = self._looping = False
+        self._will_retry = None
 
     def _keep(self, run: Run) -> Run:
         self.run, self.last_write = run, time.monotonic()
@@ -768,7 +791,10 @@ def _end(self: OperationRunService, handle: RunHandle, exc: BaseException | None
         handle.fail_item(handle._current, f"{type(exc).__name__}: {exc}", code="item")
         return self.complete(handle.id, outcome)
     msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return self.fail(handle.id, msg, code=getattr(exc, "opsux_code", "exception"))
+    code = getattr(exc, "opsux_code", "exception")
+    if handle._will_retry is not None and handle._will_retry(exc):
+        return self.requeue_attempt(handle.id, msg, code=code)
+    return self.fail(handle.id, msg, code=code)
 
 # %% ../../nbs/store/12_service.ipynb #58fc9a76
 @patch
@@ -777,9 +803,11 @@ def track(self: OperationRunService, run, outcome: str | None = None, *,
           retry: bool = False, # a queue retry or redelivery: run an ended (or abandoned) run as a new attempt
           heartbeat: float = HEARTBEAT_SECONDS, # background heartbeat when nothing was written this long
           interval: float = 0.0, # coalesce `advance` calls over this many seconds (0: write each at once)
+          will_retry=None, # `will_retry(exc)`: the queue runs this attempt again, so requeue instead of failing
          ):
     "start → yield a `RunHandle` → complete; an exception fails the run (sanitized message) and is re-raised."
     handle = RunHandle(self, run, interval=interval)
+    handle._will_retry = will_retry
     handle._keep(self._begin(run, retry))
     pulse = _Pulse(handle, heartbeat)
     pulse.start()
@@ -832,7 +860,7 @@ def reap(self: OperationRunService, max_idle: timedelta = timedelta(minutes=10),
     reaped = []
     for r in self._active():
         queued = r.status == "queued"
-        seen = r.created_at if queued else (r.heartbeat_at or r.started_at or r.created_at)
+        seen = (r.heartbeat_at or r.created_at) if queued else (r.heartbeat_at or r.started_at or r.created_at)
         if seen is None or now - seen <= (max_queued if queued else max_idle): continue
         failure = (idle_reason(r.status, now - seen), NOT_STARTED if queued else NO_HEARTBEAT)
         run, won = self._finish(r.id, "failed", failure, statuses=(r.status,))
