@@ -316,7 +316,8 @@ def _change(self: OperationRunService, run, key: tuple, params: dict, kind: str)
     w, tok = self._token()
     def attempt(n):
         if not self._pg:
-            row = self._tx(lambda con: con.execute(_lite_change(key), {"rid": rid, "now": utcnow(), **params}).first())
+            values = {"rid": rid, "now": utcnow(), **params}
+            row = self._tx(lambda con: con.execute(_lite_change(key), values).first())
             return (Run.from_row(row), True) if row else (self._get(rid), False)
         args = {"rid": rid, "kind": kind, "w": w, "tok": tok, "now": utcnow(), **params}
         row = self._read(lambda con: con.execute(_pg_change(key), args).first())
@@ -389,7 +390,7 @@ def _unique_violation(e: IntegrityError) -> bool:
 def _insert_run(self: OperationRunService, values: dict, uid, w, tok) -> Run:
     "One attempt at inserting a run (PostgreSQL: claims the token first, so a retry never inserts twice)."
     def body(con):
-        if w and con.execute(_claim(w, tok)).first() is None: return None  # an earlier copy of this enqueue committed
+        if w and con.execute(_claim(w, tok)).first() is None: return None  # an earlier copy committed
         name = _refs(con, values["tenant_id"], uid)
         now = utcnow()
         row = con.execute(insert(_runs).values(
