@@ -3,8 +3,9 @@
     flock /tmp/opsux-bench.lock python bench/queues.py [--seconds 3] [--only connect,advance,iter,fork,timeout]
 
 Prints, per database:
-- connect: `opsux.connect()` in a fresh process on a migrated database (median of 5; target ≤ 0.5 s), the part
-  after the interpreter started, and whether Alembic was imported;
+- connect: `opsux.connect()` in a fresh process on a migrated database (median of 5; target ≤ 0.5 s): wall time,
+  CPU time of the process (split: SQLAlchemy's own import, opsux's models, the rest of opsux and the connect),
+  whether Alembic (or other heavy packages) were imported, and the slowest imports (`python -X importtime`);
 - advance: advances per second with 4 and 8 worker *processes*, on one run and on separate runs, plain (one
   write per call) and coalesced (`RunHandle(interval=0.25)`), with database writes per second and a check that the
   stored counts equal the counted calls;
@@ -49,26 +50,42 @@ def setup(url: str, runs: int):
 
 CONNECT = textwrap.dedent("""
     import sys, time
-    t0 = time.perf_counter()
+    cpu = time.process_time
+    t0, c0 = time.perf_counter(), cpu()
+    import sqlalchemy, sqlalchemy.orm
+    c1 = cpu()
+    import opsux.store.models
+    c2 = cpu()
     import opsux
     ops = opsux.connect(sys.argv[1]); ops.runs
-    t1 = time.perf_counter()
-    print(t1 - t0, int(any(m.startswith("alembic") for m in sys.modules)))
+    t1, c3 = time.perf_counter(), cpu()
+    heavy = [m for m in ("alembic", "tomllib", "panel", "bokeh", "psycopg", "argon2") if m in sys.modules]
+    print(t1 - t0, c3, c1 - c0, c2 - c1, c3 - c2, int("alembic" in heavy), ",".join(heavy) or "-")
 """)
+
+
+def top_imports(url: str, n: int = 8) -> list[str]:
+    "The slowest imports of a fresh `connect()` (`python -X importtime`, cumulative, modules outside SQLAlchemy)."
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", CONNECT, url], capture_output=True, text=True,
+                         env=ENV, cwd=CWD, check=True).stderr
+    rows = [(int(l.split("|")[1]), l.split("|")[2].strip()) for l in out.splitlines()
+            if l.startswith("import time:") and "|" in l and l.split("|")[1].strip().isdigit()]
+    rows = [(us, m) for us, m in rows if not m.startswith(("sqlalchemy", "encodings", "site"))]
+    return [f"{m} {us / 1000:.0f} ms" for us, m in sorted(rows, reverse=True)[:n]]
 
 
 def bench_connect(url: str) -> dict:
     opsux.connect(url).close()  # migrated
-    walls, inner, alembic = [], [], 0
+    runs = []
     for _ in range(5):
         t = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", CONNECT, url], capture_output=True, text=True, env=ENV, check=True,
                              cwd=CWD)
-        walls.append(time.perf_counter() - t)
-        a, b = out.stdout.split()
-        inner.append(float(a)); alembic = max(alembic, int(b))
-    return {"wall_s": statistics.median(walls), "import_and_connect_s": statistics.median(inner),
-            "alembic_imported": bool(alembic)}
+        runs.append((time.perf_counter() - t, *out.stdout.split()))
+    med = lambda i: round(statistics.median(float(r[i]) for r in runs), 3)
+    return {"wall_s": med(0), "import_and_connect_s": med(1), "cpu_s": med(2), "cpu_sqlalchemy_s": med(3),
+            "cpu_models_s": med(4), "cpu_rest_s": med(5), "alembic_imported": any(r[6] == "1" for r in runs),
+            "also_imported": runs[0][7], "slowest_imports": top_imports(url)}
 
 
 # --- advance throughput -------------------------------------------------------------------------------------------

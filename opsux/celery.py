@@ -11,6 +11,7 @@ from .store.models import Run
 from .store.service import HEARTBEAT_SECONDS, RunCancelled, RunEnded
 try:
     from celery import Task, current_app, signals
+    from celery.exceptions import Retry
 except ImportError as e:
     raise ImportError(f"opsux.celery needs Celery ({e}): pip install 'opsux[celery]'") from None
 
@@ -121,7 +122,17 @@ def perform(self: RunTask, args, kwargs):
     tid = self.request.id
     run = self.opsux_ops.runs.get_by_job(tid) if tid else None
     if run is None: raise LookupError(f"no opsux run carries Celery task {tid}; queue it with {self.name}.enqueue(…)")
-    return _deliver(self.opsux_ops.runs, run, self.opsux_fn, args, kwargs, self.opsux_track)
+    track = {**self.opsux_track, "will_retry": self._will_retry}
+    return _deliver(self.opsux_ops.runs, run, self.opsux_fn, args, kwargs, track)
+
+# %% ../nbs/tools/33_celery.ipynb #644a4d88
+@patch
+def _will_retry(self: RunTask, exc) -> bool:
+    "Will Celery run this task again after `exc` (`self.retry()`, or `autoretry_for` with retries left)?"
+    if isinstance(exc, Retry): return True
+    auto, dont = getattr(self, "autoretry_for", ()) or (), getattr(self, "dont_autoretry_for", ()) or ()
+    if not auto or not isinstance(exc, tuple(auto)) or (dont and isinstance(exc, tuple(dont))): return False
+    return self.max_retries is None or (self.request.retries or 0) < self.max_retries
 
 # %% ../nbs/tools/33_celery.ipynb #a174b56a
 def _on_task_failure(sender=None, task_id=None, exception=None, **_):

@@ -180,11 +180,33 @@ def _func_name(func) -> str | None:
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
 
 # %% ../nbs/tools/31_guard.ipynb #f6ed11ec
-def _type_arg(call: ast.Call):
+def _callables(tree: ast.Module) -> frozenset[str]:
+    "Names of the functions and classes a module defines or imports (job functions, tasks; never a run service)."
+    names = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.Import, ast.ImportFrom)): names |= {a.asname or a.name.split(".")[0] for a in n.names}
+    return frozenset(names)
+
+# %% ../nbs/tools/31_guard.ipynb #015973da
+def _queue_enqueue(call: ast.Call, callables: frozenset) -> bool:
+    "Is this `enqueue` a queue's (RQ's `queue.enqueue(func, …)`, a tracked task's `.enqueue(tenant, …)`)?"
+    recv = call.func.value if isinstance(call.func, ast.Attribute) else None
+    if isinstance(recv, ast.Call): recv = recv.func  # `Queue("low").enqueue(…)`
+    last = _func_name(recv) if recv is not None else None
+    if last is not None and (last in callables or "queue" in last.lower() or last == "q"): return True
+    first = call.args[0] if call.args else None
+    return isinstance(first, ast.Lambda) or (isinstance(first, ast.Name) and first.id in callables)
+
+# %% ../nbs/tools/31_guard.ipynb #498d2133
+def _type_arg(call: ast.Call, callables: frozenset = frozenset()):
     "The node holding the operation type of a producing call, or None when `call` produces none."
     name = _func_name(call.func)
     kw = next((k.value for k in call.keywords if k.arg in _TYPE_KEYWORDS), None)
-    if name == "enqueue":
+    if name == "tracked":
+        if kw is not None: return kw
+        if len(call.args) >= 2 and not any(isinstance(a, ast.Starred) for a in call.args[:2]): return call.args[1]
+    elif name == "enqueue":
+        if _queue_enqueue(call, callables): return None
         if kw is not None: return kw
         if len(call.args) >= 2 and not any(isinstance(a, ast.Starred) for a in call.args[:2]): return call.args[1]
     elif name == "require" and isinstance(call.func, ast.Attribute) and "catalog" in ast.unparse(call.func.value).lower():
@@ -222,8 +244,9 @@ def _produced_in(mod: _Module, resolver: _Resolver, out: Scan):
     except RecursionError:
         out.problems.append(Problem(str(mod.path), 0, "cannot check: code nested too deeply"))
         return
+    callables = _callables(mod.tree)
     for call, refused in calls:
-        arg = _type_arg(call)
+        arg = _type_arg(call, callables)
         if arg is None or refused: continue
         if any(ALLOW_PRAGMA in line for line in mod.lines[call.lineno - 1:(call.end_lineno or call.lineno)]): continue
         value = resolver.resolve(arg, mod)

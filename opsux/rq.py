@@ -173,9 +173,9 @@ def perform(self: TrackedJob, args, kwargs):
     if job is None: raise RuntimeError(f"{self.name} runs as an RQ job: queue it with {self.fn.__name__}.enqueue(…)")
     run = self.ops.runs.get_by_job(job.id)
     if run is None: raise LookupError(f"no opsux run carries RQ job {job.id}; queue it with .enqueue(…)")
-    done = False
+    done, track = False, {**self.track, "will_retry": lambda exc: bool(job.retries_left)}
     try:
-        result, done = _deliver(self.ops.runs, run, self.fn, args, kwargs, self.track), True
+        result, done = _deliver(self.ops.runs, run, self.fn, args, kwargs, track), True
         return result
     finally:
         if done or not job.retries_left: _drop_settle(job)

@@ -147,3 +147,35 @@ def test_cli_entry_point(tmp_path, capsys):
         code = e.code
     assert code == 1
     assert f"{f}:1: unregistered operation type 'mailbox.migrate'" in capsys.readouterr().out
+
+
+def test_queue_enqueue_calls_are_not_types_and_tracked_types_are_checked(tmp_path):
+    "Before: `queue.enqueue(func, \"dev-1\")` (RQ's own enqueue) was a finding; `@tracked(ops, \"x\")` was not checked."
+    f = write(tmp_path, "tasks.py", """\
+        from redis import Redis
+        from rq import Queue
+        from opsux.rq import tracked
+        from reports import render
+        queue = Queue(connection=Redis())
+
+        @tracked(ops, "inventory.sync", queue=queue)
+        def sync_inventory(r, devices):
+            for d in r.iter(devices): pass
+
+        @tracked(ops, "mailbox.migrate", queue=queue)
+        def migrate(r, box):
+            pass
+
+        def view(tenant):
+            queue.enqueue(render, "monthly.report")          # RQ: a function and its argument
+            q = queue
+            q.enqueue(render, "weekly.report")
+            Queue("low").enqueue("reports.render", "daily.report")
+            sync_inventory.enqueue(tenant, "laptop-1.contoso")  # a tracked task: job arguments
+            ops.runs.enqueue(tenant, "policy.sync")           # the run service: still checked
+    """)
+    code, text = run([tmp_path])
+    assert code == 1, text
+    lines = [l for l in text.splitlines() if ": unregistered operation type" in l]
+    assert lines == [f"{f}:11: unregistered operation type 'mailbox.migrate'"], text
+    assert {p.type for p in find_operation_types([f])} == {"inventory.sync", "mailbox.migrate", "policy.sync"}

@@ -4,7 +4,6 @@
 
 # %% ../../nbs/rules/00_catalog.ipynb #5eeabc0f
 from __future__ import annotations
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from .basics import patch
@@ -111,6 +110,7 @@ def _flatten(table: Mapping, prefix: str = "") -> dict[str, object]:
 @patch
 def load_toml(self: OperationCatalog, path) -> OperationCatalog:  # a TOML file with an [operations] table
     "Register every `type = \"Label\"` of the file's `[operations]` table; returns the catalog."
+    import tomllib  # here, not at import: a worker that never reads a TOML file skips it
     with open(path, "rb") as f: data = tomllib.load(f)
     ops = data.get("operations")
     if not isinstance(ops, Mapping): raise ValueError(f"{path}: no [operations] table (type = \"Label\" pairs)")

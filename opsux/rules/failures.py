@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 # %% auto #0
 __all__ = ['MAX_MESSAGE_LENGTH', 'MAX_FAILURES', 'MAX_CODE_LENGTH', 'REDACTED', 'HEAD', 'TAIL', 'TRACEBACK',
-           'DETECT_SECRETS_KEYWORDS', 'SECRET_KEYWORDS', 'LOOSE_KEYWORDS', 'secret_kind', 'sanitize_failure_message',
-           'normalize_failures', 'first_failure_message']
+           'DETECT_SECRETS_KEYWORDS', 'SECRET_KEYWORDS', 'LOOSE_KEYWORDS', 'reveal_invisible', 'secret_kind',
+           'sanitize_failure_message', 'normalize_failures', 'first_failure_message']
 
 # %% ../../nbs/rules/03_failures.ipynb #615899d9
 MAX_MESSAGE_LENGTH = 300  # characters in a sanitized message, "…" included
@@ -66,6 +66,23 @@ def _strip_invisible(text: str) -> str:
     text = _INVISIBLE.sub("", _NEWLINES.sub("\n", text))
     if text.replace("\n", "").replace("\t", "").isprintable(): return text
     return "".join(c for c in text if c in "\t\n" or unicodedata.category(c) not in _UNSEEN)
+
+# %% ../../nbs/rules/03_failures.ipynb #a664fee9
+_SHOWN, _ZWJ = "\ufffd", "\u200d"
+
+def _joins_emoji(text: str, i: int) -> bool:
+    "Is the zero-width joiner at `i` inside an emoji sequence (a symbol, or its variation selector, on each side)?"
+    before, after = text[i - 1:i], text[i + 1:i + 2]
+    return bool(before and after) and unicodedata.category(after) == "So" and (
+        unicodedata.category(before) in ("So", "Sk") or before == "\ufe0f")
+
+# %% ../../nbs/rules/03_failures.ipynb #f1de6e5a
+def reveal_invisible(text: str) -> str:
+    "`text` with control, format (bidi, zero-width) and separator characters shown as U+FFFD (tab, newline kept)."
+    if text.isprintable() and not _INVISIBLE.search(text): return text
+    return "".join(c if c in "\t\n" or (c == _ZWJ and _joins_emoji(text, i)) else
+                   _SHOWN if _INVISIBLE.match(c) or unicodedata.category(c) in _UNSEEN or c in "\v\f\r\x85" else c
+                   for i, c in enumerate(text))
 
 # %% ../../nbs/rules/03_failures.ipynb #db0379c1
 TRACEBACK = "Traceback (most recent call last):"

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from sqlalchemy import (BigInteger, Integer, Numeric, String, Text, and_, bindparam, case, cast, delete, exists,
                         func, insert, literal, select, type_coerce, update)
 from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from ..rules.basics import patch
 from ..rules.failures import sanitize_failure_message
 from ..rules.presenter import OperationUxPresenter
@@ -183,9 +183,92 @@ def _claim(w: str, tok: int, rid=None):
 @patch
 def _stored_token(self: OperationRunService, w: str) -> tuple[int | None, int | None]:
     "(token, run_id) stored for writer `w` now."
-    with self.ops.reader.connect() as con:
-        row = con.execute(select(_writes.c.token, _writes.c.run_id).where(_writes.c.writer == w)).first()
+    row = self._read(lambda con: con.execute(select(_writes.c.token, _writes.c.run_id)
+                                             .where(_writes.c.writer == w)).first())
     return (row.token, row.run_id) if row else (None, None)
+
+# %% ../../nbs/store/12_service.ipynb #c3d1c2bb
+class _NotActive(Exception): "The run was no longer in a status the transition applies to."
+
+_OWN = (SQLAlchemyError, _NotActive, LookupError)  # database errors and the service's own control flow
+_guard_state = threading.local()
+
+# %% ../../nbs/store/12_service.ipynb #45ac33dc
+class _Swallowed(logging.Filter):
+    "On SQLAlchemy's pool logger: keep a foreign exception it would only log, for `_using` to raise."
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        st = _guard_state
+        if exc is None or not getattr(st, "depth", 0) or isinstance(exc, (*_OWN, st.dbapi_error)): return True
+        st.swallowed = exc
+        return False
+
+_swallowed_filter, _filtered = _Swallowed(), weakref.WeakSet()
+
+# %% ../../nbs/store/12_service.ipynb #6e29d743
+def _foreign(exc: BaseException, dbapi_error) -> BaseException | None:
+    "The exception to raise unchanged when `exc` is not a database error (unwrapping `StatementError`)."
+    while isinstance(exc, AssertionError) and isinstance(exc.__context__, Exception):
+        exc = exc.__context__  # SQLAlchemy's own bookkeeping failed while the original one passed through
+    if isinstance(exc, StatementError) and not isinstance(exc, _OWN[1:]) and exc.orig is not None:
+        if not isinstance(exc.orig, (*_OWN, dbapi_error)): return exc.orig
+    if isinstance(exc, Exception) and not isinstance(exc, (*_OWN, dbapi_error)): return exc
+    return None
+
+# %% ../../nbs/store/12_service.ipynb #a0e0eeb4
+def _take_swallowed():
+    exc, _guard_state.swallowed = getattr(_guard_state, "swallowed", None), None
+    return exc
+
+def _discard(con, exc) -> None:
+    "Invalidate the connection of `con` interrupted by `exc`: the pool closes it and never hands it out again."
+    raw = getattr(con, "_opsux_fairy", None)  # the pool's connection, valid even when `con` is half closed
+    if raw is None or raw.dbapi_connection is None: return  # already invalidated (or never handed out)
+    if con.dialect.name == "sqlite":  # closed under a live statement, sqlite3 would keep the write lock
+        try: raw.dbapi_connection.rollback()
+        except Exception as e: log.debug("opsux: rolling back an interrupted connection failed: %s", e)
+    try: raw.invalidate(exc)
+    except Exception as e: log.warning("opsux: could not discard an interrupted connection: %s", e)
+
+# %% ../../nbs/store/12_service.ipynb #3f735808
+def _close(con, dbapi_error) -> None:
+    "Close `con`; when an exception interrupts the close itself, discard the connection and raise that one."
+    try: con.close()
+    except BaseException as e:
+        if (orig := _foreign(e, dbapi_error)) is None: raise
+        _discard(con, orig)
+        raise orig from None
+
+# %% ../../nbs/store/12_service.ipynb #0201655c
+def _using(engine, begin: bool, fn):
+    "`fn(con)` on a connection of `engine` (in a transaction when `begin`), guarded as said above."
+    pool_log = getattr(engine.pool.logger, "logger", engine.pool.logger)
+    if pool_log not in _filtered: pool_log.addFilter(_swallowed_filter); _filtered.add(pool_log)
+    st, dbapi_error = _guard_state, engine.dialect.loaded_dbapi.Error
+    st.depth, st.dbapi_error = getattr(st, "depth", 0) + 1, dbapi_error
+    try:
+        con = engine.connect()
+        try:  # one frame and no `with`: a signal landing in the cleanup cannot skip it
+            con._opsux_fairy = con.connection
+            tx = con.begin() if begin else None
+            result = fn(con)
+            if tx is not None: tx.commit()
+            if (late := _take_swallowed()) is not None: raise late
+        except BaseException as e:
+            if (orig := _foreign(e, dbapi_error)) is not None: _discard(con, orig)
+            _close(con, dbapi_error)
+            if orig is None: raise
+            raise orig from None
+        _close(con, dbapi_error)
+        if (late := _take_swallowed()) is not None: raise late  # the pool discarded that connection itself
+        return result
+    finally: st.depth -= 1
+
+# %% ../../nbs/store/12_service.ipynb #9adce85b
+@patch
+def _tx(self: OperationRunService, fn): return _using(self.ops.writer, True, fn)
+@patch
+def _read(self: OperationRunService, fn): return _using(self.ops.reader, False, fn)
 
 # %% ../../nbs/store/12_service.ipynb #a50c63fe
 def _update_active(key: tuple, dialect: str, *where, statuses=ACTIVE_STATUSES):
@@ -233,11 +316,11 @@ def _change(self: OperationRunService, run, key: tuple, params: dict, kind: str)
     w, tok = self._token()
     def attempt(n):
         if not self._pg:
-            with self._w().begin() as con:
-                row = con.execute(_lite_change(key), {"rid": rid, "now": utcnow(), **params}).first()
+            values = {"rid": rid, "now": utcnow(), **params}
+            row = self._tx(lambda con: con.execute(_lite_change(key), values).first())
             return (Run.from_row(row), True) if row else (self._get(rid), False)
         args = {"rid": rid, "kind": kind, "w": w, "tok": tok, "now": utcnow(), **params}
-        with self.ops.reader.connect() as con: row = con.execute(_pg_change(key), args).first()
+        row = self._read(lambda con: con.execute(_pg_change(key), args).first())
         if row is not None: return Run.from_row(row), True
         return self._get(rid), n > 0 and self._stored_token(w)[0] == tok  # landed before the error: publish it
     now, changed = self._write(attempt, f"{kind} of run {rid}")
@@ -271,8 +354,7 @@ def _notify(self: OperationRunService, con, row, kind: str) -> None:
 # %% ../../nbs/store/12_service.ipynb #91ffa96f
 @patch
 def _get(self: OperationRunService, rid: int) -> Run | None:
-    with self.ops.reader.connect() as con:
-        row = con.execute(select(*_runs.c).where(_runs.c.id == rid)).first()
+    row = self._read(lambda con: con.execute(select(*_runs.c).where(_runs.c.id == rid)).first())
     return Run.from_row(row) if row else None
 
 # %% ../../nbs/store/12_service.ipynb #cbf1bbe6
@@ -307,9 +389,8 @@ def _unique_violation(e: IntegrityError) -> bool:
 @patch
 def _insert_run(self: OperationRunService, values: dict, uid, w, tok) -> Run:
     "One attempt at inserting a run (PostgreSQL: claims the token first, so a retry never inserts twice)."
-    with self._w().begin() as con:
-        if w and con.execute(_claim(w, tok)).first() is None:  # an earlier copy of this enqueue committed
-            return self._get(self._stored_token(w)[1])
+    def body(con):
+        if w and con.execute(_claim(w, tok)).first() is None: return None  # an earlier copy committed
         name = _refs(con, values["tenant_id"], uid)
         now = utcnow()
         row = con.execute(insert(_runs).values(
@@ -318,7 +399,9 @@ def _insert_run(self: OperationRunService, values: dict, uid, w, tok) -> Run:
         ).returning(*_runs.c)).one()
         if w: con.execute(update(_writes).where(_writes.c.writer == w).values(run_id=row.id))
         self._notify(con, row, "enqueued")
-    return Run.from_row(row)
+        return row
+    row = self._tx(body)
+    return self._get(self._stored_token(w)[1]) if row is None else Run.from_row(row)
 
 # %% ../../nbs/store/12_service.ipynb #f28cdf84
 @patch
@@ -346,10 +429,9 @@ def enqueue(self: OperationRunService, tenant, type: str, user=None, context: Ma
 @patch
 def _twin(self: OperationRunService, v: dict) -> Run | None:
     "The active run with the same tenant, type and identity, marked deduplicated."
-    with self.ops.reader.connect() as con:
-        row = con.execute(select(*_runs.c).where(_runs.c.tenant_id == v["tenant_id"], _runs.c.type == v["type"],
-                                                 _runs.c.identity == v["identity"],
-                                                 _runs.c.status.in_(ACTIVE_STATUSES))).first()
+    row = self._read(lambda con: con.execute(select(*_runs.c).where(
+        _runs.c.tenant_id == v["tenant_id"], _runs.c.type == v["type"], _runs.c.identity == v["identity"],
+        _runs.c.status.in_(ACTIVE_STATUSES))).first())
     return Run.from_row(row, deduplicated=True) if row else None
 
 # %% ../../nbs/store/12_service.ipynb #a558e719
@@ -402,9 +484,8 @@ def attach_job(self: OperationRunService, run, job_id: str) -> Run:
     "Store the queue's job id on the run (any status)."
     rid, job_id = id_of(run), _check_text("job_id", job_id)
     def attempt(n):
-        with self._w().begin() as con:
-            return con.execute(update(_runs).where(_runs.c.id == rid).values(job_id=job_id, updated_at=utcnow())
-                               .returning(*_runs.c)).first()
+        return self._tx(lambda con: con.execute(update(_runs).where(_runs.c.id == rid).values(
+            job_id=job_id, updated_at=utcnow()).returning(*_runs.c)).first())
     row = self._write(attempt, f"attaching job {job_id} to run {rid}")
     if row is None: raise LookupError(f"run {rid} does not exist")
     return Run.from_row(row)
@@ -414,16 +495,13 @@ def attach_job(self: OperationRunService, run, job_id: str) -> Run:
 def get_by_job(self: OperationRunService, job_id: str) -> Run | None:
     "The newest run that carries the queue job id `job_id`, or None."
     def read(n):
-        with self.ops.reader.connect() as con:
-            return con.execute(select(*_runs.c).where(_runs.c.job_id == str(job_id))
-                               .order_by(_runs.c.id.desc()).limit(1)).first()
+        return self._read(lambda con: con.execute(select(*_runs.c).where(_runs.c.job_id == str(job_id))
+                                                  .order_by(_runs.c.id.desc()).limit(1)).first())
     row = self.ops.retrying(read, f"finding job {job_id}")
     return Run.from_row(row) if row else None
 
 # %% ../../nbs/store/12_service.ipynb #ec37c9d2
 TERMINAL_NOTIFICATION = "operation_run.terminal"
-
-class _NotActive(Exception): "The run was no longer in a status the transition applies to."
 
 # %% ../../nbs/store/12_service.ipynb #908001a2
 @patch
@@ -453,15 +531,15 @@ def _finish(self: OperationRunService, run, outcome: str | None, failure: tuple 
     rid = id_of(run)
     self.ops.check_writable()
     w, tok = self._token()
+    def body(con):
+        if w and con.execute(_claim(w, tok, rid)).first() is None: return "landed"  # an earlier copy committed
+        done = self._seal(con, rid, outcome, failure, statuses)
+        if done is None: raise _NotActive  # roll back the claim too: nothing happened
+        return done
     def attempt(n):
-        try:
-            with self._w().begin() as con:
-                if w and con.execute(_claim(w, tok, rid)).first() is None:  # an earlier copy committed
-                    return self._get(rid), True
-                done = self._seal(con, rid, outcome, failure, statuses)
-                if done is None: raise _NotActive  # roll back the claim too: nothing happened
+        try: done = self._tx(body)
         except _NotActive: return None, False
-        return done, True
+        return (self._get(rid) if done == "landed" else done), True
     done, won = self._write(attempt, f"finishing run {rid}")
     if not won: return self._require(rid), False
     self._publish(done, "completed")
@@ -518,20 +596,41 @@ def retry_attempt(self: OperationRunService, run) -> Run:
     if r.outcome == "cancelled": raise RunEnded(f"run {r.id} was cancelled; it is not retried")
     if r.status == "queued": return self.start(r)
     now, n = utcnow(), r.attempt or 1
-    def attempt(k):
-        with self._w().begin() as con:
-            row = con.execute(update(_runs).where(_runs.c.id == r.id, _runs.c.attempt == n).values(
-                attempt=n + 1, attempts=[*(r.attempts or []), _attempt_record(r)], status="running",
-                outcome="pending", summary_counts={}, failure_summary=[], started_at=now, completed_at=None,
-                heartbeat_at=now, cancel_requested_at=None, updated_at=now).returning(*_runs.c)).first()
-            if row is not None:
-                con.execute(delete(Notification).where(Notification.run_id == r.id,
-                                                       Notification.type == TERMINAL_NOTIFICATION))
-                self._notify(con, row, "started")
+    def body(con):
+        row = con.execute(update(_runs).where(_runs.c.id == r.id, _runs.c.attempt == n).values(
+            attempt=n + 1, attempts=[*(r.attempts or []), _attempt_record(r)], status="running",
+            outcome="pending", summary_counts={}, failure_summary=[], started_at=now, completed_at=None,
+            heartbeat_at=now, cancel_requested_at=None, updated_at=now).returning(*_runs.c)).first()
+        if row is not None:
+            con.execute(delete(Notification).where(Notification.run_id == r.id,
+                                                   Notification.type == TERMINAL_NOTIFICATION))
+            self._notify(con, row, "started")
         return row
-    row = self._write(attempt, f"retrying run {r.id}")
+    row = self._write(lambda k: self._tx(body), f"retrying run {r.id}")
     if row is None: return self._require(r)  # a concurrent retry won; its attempt is the current one
     self._publish(row, "started")
+    return Run.from_row(row)
+
+# %% ../../nbs/store/12_service.ipynb #7608f4fe
+@patch
+def requeue_attempt(self: OperationRunService, run, message, code: str | None = None) -> Run:
+    "End the running attempt with `message` and queue the run again as attempt n+1 (the queue will retry it)."
+    r = self._require(run)
+    if r.status != "running": return r
+    now, n = utcnow(), r.attempt or 1
+    ended = {**_attempt_record(r), "status": "completed", "outcome": "failed", "completed_at": now.isoformat(),
+             "failure_summary": ((r.failure_summary or []) + [json.loads(_entry(message, code))])[:5]}
+    def body(con):
+        row = con.execute(update(_runs).where(_runs.c.id == r.id, _runs.c.attempt == n,
+                                              _runs.c.status == "running").values(
+            attempt=n + 1, attempts=[*(r.attempts or []), ended], status="queued", outcome="pending",
+            summary_counts={}, failure_summary=[], started_at=None, completed_at=None, heartbeat_at=now,
+            cancel_requested_at=None, updated_at=now).returning(*_runs.c)).first()
+        if row is not None: self._notify(con, row, "changed")
+        return row
+    row = self._write(lambda k: self._tx(body), f"requeueing run {r.id}")
+    if row is None: return self._require(r)
+    self._publish(row, "changed")
     return Run.from_row(row)
 
 # %% ../../nbs/store/12_service.ipynb #301bdcf8
@@ -554,7 +653,8 @@ class RunHandle:
         self.service, self.id, self.run, self.interval = service, id_of(run), run, interval
         self._pending, self._lock, self._error = {}, threading.Lock(), None
         self.last_write, self._current, self._catch = time.monotonic(), _NO_ITEM, ()
-        self._item_failed = False
+        self._item_failed = self._looping = False
+        self._will_retry = None
 
     def _keep(self, run: Run) -> Run:
         self.run, self.last_write = run, time.monotonic()
@@ -608,9 +708,10 @@ def check(self: RunHandle) -> None:
 # %% ../../nbs/store/12_service.ipynb #dbf531d1
 @patch
 def fail_item(self: RunHandle, item, message, code: str | None = None) -> Run:
-    "Count `item` as processed and failed, and record why (sanitized)."
-    if item is self._current: self._item_failed = True
-    self.advance(processed=1, failed=1)
+    "Count an item as processed and failed (once per item inside `r.iter`), and record why (sanitized)."
+    looping = self._looping
+    if not (looping and self._item_failed): self.advance(processed=1, failed=1)
+    if looping: self._item_failed = True
     label = str(item)
     label = label if len(label) <= 80 else label[:79] + "…"
     return self.record_failure(f"{label}: {message}", code)
@@ -627,7 +728,7 @@ def iter(self: RunHandle, items, total: int | None = None, catch=(), interval: f
     due = clock() + interval
     try:
         for item in items:
-            self._current = item
+            self._current, self._looping = item, True
             yield item
             if self._item_failed: self._item_failed = False
             else: done += 1
@@ -639,7 +740,7 @@ def iter(self: RunHandle, items, total: int | None = None, catch=(), interval: f
         self._current = _NO_ITEM
         self.flush()
     finally:
-        self.interval = kept
+        self.interval, self._looping, self._item_failed = kept, False, False
         if done: self._count(done)
 
 # %% ../../nbs/store/12_service.ipynb #2fa3be5a
@@ -691,7 +792,10 @@ def _end(self: OperationRunService, handle: RunHandle, exc: BaseException | None
         handle.fail_item(handle._current, f"{type(exc).__name__}: {exc}", code="item")
         return self.complete(handle.id, outcome)
     msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return self.fail(handle.id, msg, code=getattr(exc, "opsux_code", "exception"))
+    code = getattr(exc, "opsux_code", "exception")
+    if handle._will_retry is not None and handle._will_retry(exc):
+        return self.requeue_attempt(handle.id, msg, code=code)
+    return self.fail(handle.id, msg, code=code)
 
 # %% ../../nbs/store/12_service.ipynb #58fc9a76
 @patch
@@ -700,9 +804,11 @@ def track(self: OperationRunService, run, outcome: str | None = None, *,
           retry: bool = False, # a queue retry or redelivery: run an ended (or abandoned) run as a new attempt
           heartbeat: float = HEARTBEAT_SECONDS, # background heartbeat when nothing was written this long
           interval: float = 0.0, # coalesce `advance` calls over this many seconds (0: write each at once)
+          will_retry=None, # `will_retry(exc)`: the queue runs this attempt again, so requeue instead of failing
          ):
     "start → yield a `RunHandle` → complete; an exception fails the run (sanitized message) and is re-raised."
     handle = RunHandle(self, run, interval=interval)
+    handle._will_retry = will_retry
     handle._keep(self._begin(run, retry))
     pulse = _Pulse(handle, heartbeat)
     pulse.start()
@@ -733,17 +839,16 @@ def _forget_writers(self: OperationRunService) -> None:
     "Writers silent for a week are gone; their last tokens are history."
     if not self._pg or self.ops.read_only: return
     def forget(n):
-        with self.ops.writer.begin() as con:
-            con.execute(delete(_writes).where(_writes.c.updated_at < utcnow() - WRITER_TTL))
+        self._tx(lambda con: con.execute(delete(_writes).where(_writes.c.updated_at < utcnow() - WRITER_TTL)))
     self.ops.retrying(forget, "forgetting idle writers")
 
 # %% ../../nbs/store/12_service.ipynb #0c7d0ce9
 @patch
 def _active(self: OperationRunService) -> list:
     def read(n):
-        with self.ops.reader.connect() as con:
-            return con.execute(select(_runs.c.id, _runs.c.status, _runs.c.heartbeat_at, _runs.c.started_at,
-                                      _runs.c.created_at).where(_runs.c.status.in_(ACTIVE_STATUSES))).all()
+        return self._read(lambda con: con.execute(select(
+            _runs.c.id, _runs.c.status, _runs.c.heartbeat_at, _runs.c.started_at, _runs.c.created_at)
+            .where(_runs.c.status.in_(ACTIVE_STATUSES))).all())
     return self.ops.retrying(read, "listing active runs")
 
 # %% ../../nbs/store/12_service.ipynb #bc9f4909
@@ -756,7 +861,7 @@ def reap(self: OperationRunService, max_idle: timedelta = timedelta(minutes=10),
     reaped = []
     for r in self._active():
         queued = r.status == "queued"
-        seen = r.created_at if queued else (r.heartbeat_at or r.started_at or r.created_at)
+        seen = (r.heartbeat_at or r.created_at) if queued else (r.heartbeat_at or r.started_at or r.created_at)
         if seen is None or now - seen <= (max_queued if queued else max_idle): continue
         failure = (idle_reason(r.status, now - seen), NOT_STARTED if queued else NO_HEARTBEAT)
         run, won = self._finish(r.id, "failed", failure, statuses=(r.status,))

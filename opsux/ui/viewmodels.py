@@ -13,7 +13,7 @@ from ..rules.basics import patch
 from ..rules.presenter import OperationUxPresenter, as_utc, format_duration
 from ..rules.status import UxStatus, normalize
 from ..rules.summary import normalize_summary_counts, summary_line
-from ..rules.failures import normalize_failures
+from ..rules.failures import normalize_failures, reveal_invisible
 from ..rules.urls import run_url, parse_run_id, OPERATIONS_PATH
 from ..store.models import utcnow
 
@@ -37,18 +37,17 @@ def run_duration(run, now: datetime | None = None) -> float | None:
     return max(0.0, ((completed or now or utcnow()) - started).total_seconds())
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #8d6645e7
-_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 MAX_NAME = 200      # characters of a name, type or label shown in a list or header
 MAX_TEXT = 2000     # characters of one context value or message on the detail page
 
 def clean_text(value, # anything; None becomes ""
                limit: int | None = None, # keep at most this many characters (None: all)
               ) -> str:
-    "`value` as display text: control and bidi-override characters made visible (U+FFFD), cut to `limit`."
+    "`value` as display text: invisible characters made visible (U+FFFD, `reveal_invisible`), cut to `limit`."
     text = "" if value is None else value if isinstance(value, str) else str(value)
     if limit is not None and len(text) > limit:
         text = text[:limit] + f"… ({len(text) - limit:,} more characters)"
-    return _INVISIBLE.sub("\ufffd", text)
+    return reveal_invisible(text)
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #9c1c0f02
 def reported(method):
