@@ -4,7 +4,7 @@
 
 # %% ../../nbs/ui/26_http.ipynb #00d0dc6f
 from __future__ import annotations
-import functools, gzip, hashlib, base64, ipaddress, os, tempfile, threading, time, unicodedata
+import functools, gzip, hashlib, base64, ipaddress, os, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,18 +16,11 @@ try: import brotli
 except ImportError: brotli = None               # gzip only (the `brotli` wheel is a requirement; be lenient)
 
 # %% auto #0
-__all__ = ['RESOURCE_POLICY', 'SESSION_PARAMS', 'PROBES', 'STATIC', 'KEEP', 'COMPRESSIBLE', 'PACKED', 'reveal_invisible',
-           'safe_next', 'allowed_hosts', 'host_allowed', 'parse_networks', 'client_address', 'client_scheme',
+__all__ = ['RESOURCE_POLICY', 'SESSION_PARAMS', 'PROBES', 'STATIC', 'KEEP', 'COMPRESSIBLE', 'PACKED', 'safe_next',
+           'allowed_hosts', 'host_allowed', 'parse_networks', 'client_address', 'client_scheme',
            'content_security_policy', 'security_headers', 'SecurityHeaders', 'RateLimit', 'Refuse', 'Gate',
            'page_rules', 'install_gate', 'compress', 'cache_dir', 'Packed', 'CompressedStatic', 'compressed', 'Healthz',
            'Readyz']
-
-# %% ../../nbs/ui/26_http.ipynb #133e5616
-_SHOWN = "\ufffd"
-
-def reveal_invisible(text: str) -> str:
-    "`text` with format, control and bidi characters (zero-width spaces, joiners, BOM, overrides) shown as U+FFFD."
-    return "".join(_SHOWN if unicodedata.category(c) in ("Cf", "Cc") and c not in "\t\n" else c for c in text)
 
 # %% ../../nbs/ui/26_http.ipynb #60a331e3
 def safe_next(value, # the `next=` parameter or cookie, as sent
