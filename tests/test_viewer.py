@@ -128,3 +128,18 @@ def test_initiators_and_types(world):
     assert v.initiators() == ["Ada"]
     assert world.ops.viewer(world.cy).initiators() == ["Ada", "Bob"]
     assert v.types() == ["inventory.sync", "policy.sync"]
+
+
+def test_status_predicate_is_built_once_per_statuses_and_columns(world):
+    "The filtered list page reuses one predicate (and its SQL) per set of statuses, for each mapping's columns."
+    from opsux.store.viewer import status_predicate
+    c = world.ops.schema.runs.c
+    p = status_predicate(["failed", "partial"], c.status, c.outcome)
+    assert status_predicate(("partial", UxStatus.failed), c.status, c.outcome) is p
+    assert status_predicate("failed", c.status, c.outcome) is not p
+    assert status_predicate(["failed", "partial"]) is not p        # opsux's own model columns: another predicate
+    made = make_runs(world, 6)
+    world.ops.runs.fail(made[1], "boom")
+    v = world.ops.viewer(world.cy)
+    for _ in range(2):                              # the second call reuses the predicate: same answer
+        assert [r.id for r in v.runs(status="failed", limit=100)] == [made[1].id]

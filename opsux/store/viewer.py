@@ -31,9 +31,20 @@ def _word_in(col, words: set, known: Sequence[str]) -> ColumnElement:
     if _OTHER in words: parts.append(or_(col.is_(None), w.not_in(list(known))))
     return or_(*parts) if parts else false()
 
+_PREDICATES: dict = {}  # (statuses, id(status_col), id(outcome_col)) -> (status_col, outcome_col, predicate)
+
 def status_predicate(statuses, status_col=OperationRun.status, outcome_col=OperationRun.outcome) -> ColumnElement:
-    "SQL predicate true exactly for rows whose `normalize(status, outcome)` is one of `statuses`."
-    wanted = {UxStatus(s) for s in ([statuses] if isinstance(statuses, (str, UxStatus)) else statuses)}
+    "SQL predicate true exactly for rows whose `normalize(status, outcome)` is one of `statuses` (built once)."
+    wanted = frozenset(UxStatus(s) for s in ([statuses] if isinstance(statuses, (str, UxStatus)) else statuses))
+    key = (wanted, id(status_col), id(outcome_col))
+    hit = _PREDICATES.get(key)
+    if hit is not None and hit[0] is status_col and hit[1] is outcome_col: return hit[2]
+    if len(_PREDICATES) >= 256: _PREDICATES.clear()   # bounded: a few mappings × a few filters in practice
+    pred = _build_predicate(wanted, status_col, outcome_col)
+    _PREDICATES[key] = (status_col, outcome_col, pred)
+    return pred
+
+def _build_predicate(wanted: frozenset, status_col, outcome_col) -> ColumnElement:
     s_words, o_words = [*STATUS_WORDS, _OTHER], [*OUTCOME_WORDS, _OTHER]
     ors = []
     for s in s_words:
