@@ -108,6 +108,11 @@ def test_reads_are_utc_whatever_the_servers_time_zone(db_url):
     for t in (UtcDateTime(), HostDateTime("Europe/Berlin", naive=False)):
         assert t.result_processor(pg, PG_TIMESTAMPTZ) is None
         assert t.result_processor(pg, 1114) is not None and t.result_processor(sqlite.dialect(), None) is not None
+    naive = datetime(2026, 3, 29, 2, 30)                      # a wall time Berlin skips (DST starts)
+    for tz in ("UTC", "Europe/Berlin", "America/New_York"):
+        h = HostDateTime(tz)
+        for v in (naive, naive.replace(month=10, day=25), None, "2026-01-18 15:50:15", "garbage"):
+            assert h.result_processor(pg, 1114)(v) == h.process_result_value(v, pg)   # the fast path agrees
     if db_url.startswith("postgresql"):   # a server whose own default is not UTC
         name = make_url(db_url).database
         with opsux.connect(db_url).engine.connect() as c:

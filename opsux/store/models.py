@@ -15,8 +15,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # %% auto #0
-__all__ = ['PG_TIMESTAMPTZ', 'JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'write_health', 'RUN_FIELDS', 'utcnow',
-           'UtcDateTime', 'Base', 'Tenant', 'User', 'Membership', 'OperationRun', 'Notification', 'Run', 'id_of']
+__all__ = ['PG_TIMESTAMPTZ', 'PG_TIMESTAMP', 'JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'write_health', 'RUN_FIELDS',
+           'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User', 'Membership', 'OperationRun', 'Notification', 'Run',
+           'id_of']
 
 # %% ../../nbs/store/10_models.ipynb #4d176302
 def utcnow() -> datetime:
@@ -30,6 +31,7 @@ class _SqliteTextDateTime(SQLITE_DATETIME):
 
 # %% ../../nbs/store/10_models.ipynb #67a2518f
 PG_TIMESTAMPTZ = 1184  # the type code (OID) psycopg reports for `timestamp with time zone`
+PG_TIMESTAMP = 1114    # and for `timestamp without time zone`
 
 class UtcDateTime(TypeDecorator):
     "A datetime that is always timezone-aware UTC in Python (naive values are taken as UTC)."
