@@ -107,7 +107,11 @@ class Viewer:
         return col.in_(self.tenant_ids) if self.tenant_ids else false()
 
     def _select_runs(self):
-        return select(*self.schema.runs.select_list()).where(self._scope())
+        "The visible runs' select, built once per tenant set (a statement is immutable: `.where` copies it)."
+        b, part = self.__dict__.get("_base"), self.schema.runs
+        if b is None or b[0] != self.tenant_ids or b[1] is not part:
+            b = self._base = (self.tenant_ids, part, select(*part.select_list()).where(self._scope()))
+        return b[2]
 
     def _rows(self, stmt) -> list[Run]:
         with self.ops.reader.connect() as con:
