@@ -143,3 +143,16 @@ def test_status_predicate_is_built_once_per_statuses_and_columns(world):
     v = world.ops.viewer(world.cy)
     for _ in range(2):                              # the second call reuses the predicate: same answer
         assert [r.id for r in v.runs(status="failed", limit=100)] == [made[1].id]
+
+
+def test_first_page_reuses_its_statement_and_still_sees_new_runs(world):
+    "The unfiltered page's statement is built once per limit; the rows are read afresh on every call."
+    made = make_runs(world, 9)
+    v = world.ops.viewer(world.ada)
+    assert v._first_page(5) is v._first_page(5) and v._first_page(5) is not v._first_page(6)
+    page = v.runs(limit=5)
+    assert [r.id for r in page] == sorted((r.id for r in made if r.tenant_id == world.contoso.id), reverse=True)[:5]
+    new = world.ops.runs.enqueue(world.contoso, "policy.sync", user=world.ada)
+    again = v.runs(limit=5)
+    assert again.items[0].id == new.id and [r.id for r in again] == [r.id for r in v.runs(limit=5, type=[])]
+    assert [r.id for r in v.runs(limit=5, after=again.next_after)] == [r.id for r in v.runs(limit=100)][5:10]

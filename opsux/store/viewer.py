@@ -133,7 +133,9 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
          after: int | None = None, # `next_after` of the previous page
         ) -> RunPage:
     "One page of visible runs, newest first, filtered in SQL."
-    c = self._r
+    c, limit = self._r, max(1, min(int(limit), 500))
+    if all(x is None for x in (type, status, initiator, since, until, run_id, tenant, after)):
+        return self._page(self._first_page(limit), limit)      # the common page: one reused statement
     q = self._select_runs()
     if tenant is not None: q = q.where(c.tenant_id.in_(_ids(tenant)))
     types = _as_list(type)
@@ -145,11 +147,23 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
     if until is not None: q = q.where(c.created_at < until if "created_at" in c else false())
     if run_id is not None: q = q.where(c.id == id_of(run_id))
     if after is not None: q = q.where(c.id < id_of(after))
-    limit = max(1, min(int(limit), 500))
-    items = self._rows(q.order_by(c.id.desc()).limit(limit + 1))
+    return self._page(q.order_by(c.id.desc()).limit(limit + 1), limit)
+
+@patch
+def _page(self: Viewer, stmt, limit: int) -> RunPage:
+    items = self._rows(stmt)
     more = len(items) > limit
     items = items[:limit]
     return RunPage(items, items[-1].id if more and items else None)
+
+@patch
+def _first_page(self: Viewer, limit: int):
+    "The unfiltered first page's statement, one per limit: reused, it keeps its SQL cache key."
+    base, pages = self._select_runs(), self.__dict__.setdefault("_pages", {})
+    hit = pages.get(limit)
+    if hit is None or hit[0] is not base:
+        hit = pages[limit] = (base, base.order_by(self._r.id.desc()).limit(limit + 1))
+    return hit[1]
 
 @patch
 def run(self: Viewer, run_id) -> Run | None:
