@@ -7,8 +7,8 @@ Builds the schema Laravel's builder makes (tests/hostdb_support.py: bigserial, v
 time zone, jsonb, `tenant_user`, uuid `notifications`), fills `--runs` runs (INSERT … SELECT generate_series; 1% running,
 1% queued, stored as the host writes them, some with stray case and blanks), and reads it as a SELECT-only role. Then,
 without and with the indexes, as medians of repeated calls:
-  list page      `Viewer.runs(limit=50)` of a one-tenant user, beside raw SQL for the same rows (target ≤ 2× raw);
-                 also the client's CPU per call of each (process time: what opsux adds, less moved by load)
+  list page      `Viewer.runs(limit=50)` of a one-tenant user, beside raw SQL for the same rows
+                 (target ≤ 2× raw); also the client's CPU per call of each (less moved by load)
   active runs    `Viewer.active_runs()` (the widget, every page and push; target ≤ 5 ms)
   watcher probe  the mapped probe query `opsux.store.schema.probe_query` (rows whose updated_at moved)
   idle minute    the process's real change watcher left alone for `--idle` seconds: statements and the time they
@@ -77,7 +77,7 @@ def fill(url: str, runs: int, tenants: int, users: int) -> float:
 
 
 def cpu_ms(fn, reps=200, warmup=10):
-    "This process's CPU milliseconds per fn() call: the client's own work, less moved by other load than wall time."
+    "This process's CPU milliseconds per fn() call: the client's own work (less moved by load)."
     for _ in range(warmup): fn()
     t = time.process_time()
     for _ in range(reps): fn()

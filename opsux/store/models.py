@@ -51,8 +51,8 @@ class UtcDateTime(TypeDecorator):
         if not isinstance(value, datetime): return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     def result_processor(self, dialect, coltype):
-        "No per-value work where psycopg already answers UTC: `timestamp with time zone` in a UTC session."
-        if dialect.name == "postgresql" and dialect.driver == "psycopg" and coltype == PG_TIMESTAMPTZ: return None
+        "None where psycopg already answers UTC: `timestamp with time zone` in a UTC session."
+        if dialect.driver == "psycopg" and coltype == PG_TIMESTAMPTZ: return None
         return super().result_processor(dialect, coltype)
 
 # %% ../../nbs/store/10_models.ipynb #0926d7a4

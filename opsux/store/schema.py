@@ -128,7 +128,7 @@ class HostDateTime(UtcDateTime):
     def result_processor(self, dialect, coltype):
         "psycopg's naive `timestamp`: one call per value, not the decorator's chain (same answer)."
         slow = super().result_processor(dialect, coltype)
-        if not (dialect.driver == "psycopg" and coltype == PG_TIMESTAMP and slow is not None): return slow
+        if dialect.driver != "psycopg" or coltype != PG_TIMESTAMP or slow is None: return slow
         utc, zone = timezone.utc, None if self.tz == "UTC" else ZoneInfo(self.tz)
         def process(v):
             if type(v) is not datetime or v.tzinfo is not None: return slow(v)

@@ -31,15 +31,16 @@ def _word_in(col, words: set, known: Sequence[str]) -> ColumnElement:
     if _OTHER in words: parts.append(or_(col.is_(None), w.not_in(list(known))))
     return or_(*parts) if parts else false()
 
-_PREDICATES: dict = {}  # (statuses, id(status_col), id(outcome_col)) -> (status_col, outcome_col, predicate)
+_PREDICATES: dict = {}  # (statuses, col ids) -> (status col, outcome col, predicate)
 
 def status_predicate(statuses, status_col=OperationRun.status, outcome_col=OperationRun.outcome) -> ColumnElement:
-    "SQL predicate true exactly for rows whose `normalize(status, outcome)` is one of `statuses` (built once)."
-    wanted = frozenset(UxStatus(s) for s in ([statuses] if isinstance(statuses, (str, UxStatus)) else statuses))
+    "SQL predicate, true exactly where `normalize(status, outcome)` is in `statuses` (built once)."
+    one = isinstance(statuses, (str, UxStatus))
+    wanted = frozenset(UxStatus(s) for s in ([statuses] if one else statuses))
     key = (wanted, id(status_col), id(outcome_col))
     hit = _PREDICATES.get(key)
     if hit is not None and hit[0] is status_col and hit[1] is outcome_col: return hit[2]
-    if len(_PREDICATES) >= 256: _PREDICATES.clear()   # bounded: a few mappings × a few filters in practice
+    if len(_PREDICATES) >= 256: _PREDICATES.clear()   # bounded: a few mappings × a few filters
     pred = _build_predicate(wanted, status_col, outcome_col)
     _PREDICATES[key] = (status_col, outcome_col, pred)
     return pred
@@ -107,10 +108,11 @@ class Viewer:
         return col.in_(self.tenant_ids) if self.tenant_ids else false()
 
     def _select_runs(self):
-        "The visible runs' select, built once per tenant set (a statement is immutable: `.where` copies it)."
+        "The visible runs' select, built once per tenant set (`.where` copies a statement)."
         b, part = self.__dict__.get("_base"), self.schema.runs
         if b is None or b[0] != self.tenant_ids or b[1] is not part:
-            b = self._base = (self.tenant_ids, part, select(*part.select_list()).where(self._scope()))
+            stmt = select(*part.select_list()).where(self._scope())
+            b = self._base = (self.tenant_ids, part, stmt)
         return b[2]
 
     def _rows(self, stmt) -> list[Run]:
@@ -135,7 +137,7 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
     "One page of visible runs, newest first, filtered in SQL."
     c, limit = self._r, max(1, min(int(limit), 500))
     if all(x is None for x in (type, status, initiator, since, until, run_id, tenant, after)):
-        return self._page(self._first_page(limit), limit)      # the common page: one reused statement
+        return self._page(self._first_page(limit), limit)      # the usual page: one statement
     q = self._select_runs()
     if tenant is not None: q = q.where(c.tenant_id.in_(_ids(tenant)))
     types = _as_list(type)
