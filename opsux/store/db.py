@@ -74,7 +74,9 @@ def _guarded(engine: Engine) -> Engine:
 # %% ../../nbs/store/11_db.ipynb #2475a598
 SQLITE_BUSY_TIMEOUT_MS = 5_000  # one attempt waits this long for a lock; `retrying` tries again up to RETRY_SECONDS
 CONNECT_TIMEOUT = 10  # seconds; an unreachable PostgreSQL host fails start-up promptly instead of hanging
-PG_OPTIONS = "-c synchronous_commit=on"  # an acknowledged write is durable, whatever the server's default
+# synchronous_commit: an acknowledged write is durable, whatever the server's default;
+# timezone=UTC: psycopg then returns `timestamptz` values as UTC, so reads need no per-value work
+PG_OPTIONS = "-c synchronous_commit=on -c timezone=UTC"
 
 def _use_wal(cur) -> None:
     "Put the file in WAL mode (it stays so); the first openers of a new file race for that switch, so retry it."
