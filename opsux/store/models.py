@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import bindparam
+from ..rules.status import ACTIVE_STATUSES
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -16,8 +18,8 @@ from sqlalchemy.types import TypeDecorator
 
 # %% auto #0
 __all__ = ['PG_TIMESTAMPTZ', 'PG_TIMESTAMP', 'JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'write_health', 'RUN_FIELDS',
-           'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User', 'Membership', 'OperationRun', 'Notification', 'Run',
-           'id_of']
+           'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User', 'Membership', 'active_in', 'OperationRun', 'Notification',
+           'Run', 'id_of']
 
 # %% ../../nbs/store/10_models.ipynb #4d176302
 def utcnow() -> datetime:
@@ -111,6 +113,11 @@ _RUN_INDEXES = (
     Index("ix_operation_runs_job_id", "job_id", sqlite_where=text("job_id IS NOT NULL"),
           postgresql_where=text("job_id IS NOT NULL")),
 )
+
+# %% ../../nbs/store/10_models.ipynb #a7c71e02
+def active_in(column, statuses=ACTIVE_STATUSES):
+    "`column IN ('queued', 'running')` with the words in the SQL, so the partial indexes serve it."
+    return column.in_(bindparam(None, list(statuses), expanding=True, literal_execute=True))
 
 # %% ../../nbs/store/10_models.ipynb #6eac4042
 class OperationRun(Base):

@@ -11,7 +11,7 @@ from sqlalchemy import and_, false, func, literal_column, null, or_, select, tru
 from types import SimpleNamespace
 from sqlalchemy.sql import ColumnElement
 from ..rules.basics import patch
-from .models import Notification, OperationRun, RUN_FIELDS, Run, Tenant, User, id_of, utcnow
+from .models import Notification, OperationRun, RUN_FIELDS, active_in, Run, Tenant, User, id_of, utcnow
 from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
@@ -181,8 +181,8 @@ def active_runs(self: Viewer) -> list[Run]:
     c = self._r
     if "user_id" not in c: return []
     # read-only (a host's table): the partial index `opsux doctor` prints matches the first condition exactly
-    active = (c.status.in_(ACTIVE_STATUSES) if not self.ops.read_only else and_(
-        func.lower(func.trim(c.status)).in_(ACTIVE_WORDS),
+    active = (active_in(c.status) if not self.ops.read_only else and_(
+        active_in(func.lower(func.trim(c.status)), ACTIVE_WORDS),
         status_predicate([UxStatus.queued, UxStatus.running], c.status, self._outcome())))
     return self._rows(self._select_runs().where(c.user_id == self.user.id, active).order_by(c.id).limit(200))
 
