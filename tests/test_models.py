@@ -95,3 +95,39 @@ def test_text_that_is_no_date_in_a_sqlite_timestamp_reads_as_absent(tmp_path):
             assert con.execute(text("SELECT started_at FROM operation_runs WHERE id = :i"), {"i": run.id}).scalar() == "yesterday-ish"
     finally:
         ops.close()
+
+
+def test_reads_are_utc_whatever_the_servers_time_zone(db_url):
+    "PostgreSQL's `timestamptz` reads are UTC from psycopg itself (UTC session): no per-value work."
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.engine import make_url
+    from opsux.store.models import PG_TIMESTAMPTZ, UtcDateTime
+    from opsux.store.schema import HostDateTime
+    pg = postgresql.dialect()
+    pg.driver = "psycopg"
+    for t in (UtcDateTime(), HostDateTime("Europe/Berlin", naive=False)):
+        assert t.result_processor(pg, PG_TIMESTAMPTZ) is None
+        assert t.result_processor(pg, 1114) is not None
+        assert t.result_processor(sqlite.dialect(), None) is not None
+    naive = datetime(2026, 3, 29, 2, 30)                  # a wall time Berlin skips (DST starts)
+    for tz in ("UTC", "Europe/Berlin", "America/New_York"):
+        h = HostDateTime(tz)
+        for v in (naive, naive.replace(month=10, day=25), None, "2026-01-18 15:50:15", "garbage"):
+            assert h.result_processor(pg, 1114)(v) == h.process_result_value(v, pg)   # same answer
+    if db_url.startswith("postgresql"):   # a server whose own default is not UTC
+        name = make_url(db_url).database
+        with opsux.connect(db_url).engine.connect() as c:
+            c.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'")
+            c.commit()
+    ops = opsux.connect(db_url)
+    try:
+        t = ops.directory.add_tenant("Contoso")
+        u = ops.directory.add_user("Ada", email="ada@contoso.test", tenants=[t])
+        when = datetime(2026, 1, 18, 15, 50, 15, 123456, tzinfo=timezone(timedelta(hours=1)))
+        run = ops.runs.enqueue(t, "inventory.sync", user=u)
+        with ops.engine.begin() as c:
+            c.execute(OperationRun.__table__.update().values(started_at=when))
+        for r in (ops.viewer(u).runs().items[0], ops.viewer(u).run(run.id)):
+            assert r.started_at == when and r.started_at.tzinfo is timezone.utc
+            assert r.created_at.tzinfo is timezone.utc
+    finally: ops.close()

@@ -128,3 +128,34 @@ def test_initiators_and_types(world):
     assert v.initiators() == ["Ada"]
     assert world.ops.viewer(world.cy).initiators() == ["Ada", "Bob"]
     assert v.types() == ["inventory.sync", "policy.sync"]
+
+
+def test_status_predicate_is_built_once_per_statuses_and_columns(world):
+    "The filtered list page reuses one predicate per set of statuses, for each mapping's columns."
+    from opsux.store.viewer import status_predicate
+    c = world.ops.schema.runs.c
+    p = status_predicate(["failed", "partial"], c.status, c.outcome)
+    assert status_predicate(("partial", UxStatus.failed), c.status, c.outcome) is p
+    assert status_predicate("failed", c.status, c.outcome) is not p
+    assert status_predicate(["failed", "partial"]) is not p        # the model's columns
+    made = make_runs(world, 6)
+    world.ops.runs.fail(made[1], "boom")
+    v = world.ops.viewer(world.cy)
+    for _ in range(2):                              # the second call reuses the predicate
+        assert [r.id for r in v.runs(status="failed", limit=100)] == [made[1].id]
+
+
+def test_first_page_reuses_its_statement_and_still_sees_new_runs(world):
+    "The unfiltered page's statement is built once per limit; its rows are read afresh every call."
+    made = make_runs(world, 9)
+    v = world.ops.viewer(world.ada)
+    assert v._first_page(5) is v._first_page(5) and v._first_page(5) is not v._first_page(6)
+    page = v.runs(limit=5)
+    mine = sorted((r.id for r in made if r.tenant_id == world.contoso.id), reverse=True)
+    assert [r.id for r in page] == mine[:5]
+    new = world.ops.runs.enqueue(world.contoso, "policy.sync", user=world.ada)
+    again = v.runs(limit=5)
+    assert again.items[0].id == new.id
+    assert [r.id for r in again] == [r.id for r in v.runs(limit=5, type=[])]
+    everything = [r.id for r in v.runs(limit=100)]
+    assert [r.id for r in v.runs(limit=5, after=again.next_after)] == everything[5:10]

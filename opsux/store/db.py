@@ -18,7 +18,7 @@ from ..rules.basics import patch
 __all__ = ['log', 'SQLITE_BUSY_TIMEOUT_MS', 'CONNECT_TIMEOUT', 'PG_OPTIONS', 'RETRY_SECONDS', 'MIGRATIONS', 'HEAD_REVISION',
            'MIGRATION_LOCK', 'default_url', 'normalize_url', 'make_engine', 'DatabaseUnavailable', 'explained',
            'is_transient', 'retrying', 'alembic_config', 'head_revision', 'alembic_head', 'current_revision', 'upgrade',
-           'ReadOnlyError', 'Database']
+           'ReadOnlyError', 'Database', 'fork_gate']
 
 # %% ../../nbs/store/11_db.ipynb #1b05d25a
 def default_url() -> str:
@@ -74,7 +74,9 @@ def _guarded(engine: Engine) -> Engine:
 # %% ../../nbs/store/11_db.ipynb #2475a598
 SQLITE_BUSY_TIMEOUT_MS = 5_000  # one attempt waits this long for a lock; `retrying` tries again up to RETRY_SECONDS
 CONNECT_TIMEOUT = 10  # seconds; an unreachable PostgreSQL host fails start-up promptly instead of hanging
-PG_OPTIONS = "-c synchronous_commit=on"  # an acknowledged write is durable, whatever the server's default
+# synchronous_commit: an acknowledged write is durable, whatever the server's default;
+# timezone=UTC: psycopg then returns `timestamptz` values as UTC, so reads need no per-value work
+PG_OPTIONS = "-c synchronous_commit=on -c timezone=UTC"
 
 def _use_wal(cur) -> None:
     "Put the file in WAL mode (it stays so); the first openers of a new file race for that switch, so retry it."
@@ -314,10 +316,20 @@ def _after_fork(self: Database) -> None:
     self.engine.dispose(close=False)
 
 # %% ../../nbs/store/11_db.ipynb #7007afda
+_FORK_GATE = threading.Lock()
+
 def _reset_after_fork() -> None:
+    _FORK_GATE.release()
     for db in list(_open_databases): db._after_fork()
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(before=_FORK_GATE.acquire, after_in_parent=_FORK_GATE.release,
+                    after_in_child=_reset_after_fork)
+
+# %% ../../nbs/store/11_db.ipynb #5c1f0a7f
+@contextmanager
+def fork_gate():
+    "Hold off `os.fork()` while the block runs (database work of a background thread)."
+    with _FORK_GATE: yield
 
 # %% ../../nbs/store/11_db.ipynb #61acd68f
 @patch

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, bindparam, column as sa_column, func, inspect as sa_inspect, or_, select, union_all
 from sqlalchemy import literal, table as sa_table
 from ..rules.basics import patch
+from .db import fork_gate
+from .models import active_in
 from ..rules.status import ACTIVE_STATUSES
 
 # %% auto #0
@@ -225,7 +227,7 @@ def future(self: _Statements, rows: int):
 @patch
 def running(self: _Statements):
     "Active runs by status (the fallback)."
-    return self.select(self.status.in_(self.active), order=(self.id,))
+    return self.select(active_in(self.status, self.active), order=(self.id,))
 
 # %% ../../nbs/store/14_events.ipynb #e94f7f32
 @patch
@@ -472,15 +474,20 @@ class ProbeWatcher(Watcher):
 # %% ../../nbs/store/14_events.ipynb #3c40c182
 @patch
 def _run(self: ProbeWatcher):
-    with self.ops.engine.connect() as con:
+    with fork_gate():                # no os.fork() lands inside a SQLite call of this thread
+        con = self.ops.engine.connect()
         self.cursor = ChangeCursor(self.source, **self.cursor_options).start(con)
         con.rollback()
+    try:
         self._connected()
         while not self._stop.is_set():
-            events = self.cursor.probe(con)
-            con.rollback()  # end the read transaction so the next probe sees new commits
+            with fork_gate():
+                events = self.cursor.probe(con)
+                con.rollback()  # end the read transaction so the next probe sees new commits
             for e in events: self.emit(e)
             self._wake.wait(self.interval); self._wake.clear()
+    finally:
+        with fork_gate(): con.close()
 
 
 

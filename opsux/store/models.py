@@ -9,14 +9,17 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import bindparam
+from ..rules.status import ACTIVE_STATUSES
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # %% auto #0
-__all__ = ['JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'write_health', 'RUN_FIELDS', 'utcnow', 'UtcDateTime', 'Base',
-           'Tenant', 'User', 'Membership', 'OperationRun', 'Notification', 'Run', 'id_of']
+__all__ = ['PG_TIMESTAMPTZ', 'PG_TIMESTAMP', 'JSONType', 'ACTIVE_SQL', 'operation_run_writes', 'write_health', 'RUN_FIELDS',
+           'utcnow', 'UtcDateTime', 'Base', 'Tenant', 'User', 'Membership', 'active_in', 'OperationRun', 'Notification',
+           'Run', 'id_of']
 
 # %% ../../nbs/store/10_models.ipynb #4d176302
 def utcnow() -> datetime:
@@ -29,6 +32,9 @@ class _SqliteTextDateTime(SQLITE_DATETIME):
     def result_processor(self, dialect, coltype): return None
 
 # %% ../../nbs/store/10_models.ipynb #67a2518f
+PG_TIMESTAMPTZ = 1184  # the type code (OID) psycopg reports for `timestamp with time zone`
+PG_TIMESTAMP = 1114    # and for `timestamp without time zone`
+
 class UtcDateTime(TypeDecorator):
     "A datetime that is always timezone-aware UTC in Python (naive values are taken as UTC)."
     impl = DateTime(timezone=True)
@@ -46,6 +52,10 @@ class UtcDateTime(TypeDecorator):
             except ValueError: return None
         if not isinstance(value, datetime): return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    def result_processor(self, dialect, coltype):
+        "None where psycopg already answers UTC: `timestamp with time zone` in a UTC session."
+        if dialect.driver == "psycopg" and coltype == PG_TIMESTAMPTZ: return None
+        return super().result_processor(dialect, coltype)
 
 # %% ../../nbs/store/10_models.ipynb #0926d7a4
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -103,6 +113,11 @@ _RUN_INDEXES = (
     Index("ix_operation_runs_job_id", "job_id", sqlite_where=text("job_id IS NOT NULL"),
           postgresql_where=text("job_id IS NOT NULL")),
 )
+
+# %% ../../nbs/store/10_models.ipynb #a7c71e02
+def active_in(column, statuses=ACTIVE_STATUSES):
+    "`column IN ('queued', 'running')` with the words in the SQL, so the partial indexes serve it."
+    return column.in_(bindparam(None, list(statuses), expanding=True, literal_execute=True))
 
 # %% ../../nbs/store/10_models.ipynb #6eac4042
 class OperationRun(Base):

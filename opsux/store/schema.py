@@ -12,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import JSON, Column, MetaData, Table, Text, inspect, select, true
 from sqlalchemy.types import TypeDecorator
-from .models import JSONType, RUN_FIELDS, UtcDateTime
+from .models import JSONType, PG_TIMESTAMP, RUN_FIELDS, UtcDateTime
 
 # %% auto #0
 __all__ = ['PARTS', 'DATETIME_FIELDS', 'JSON_FIELDS', 'INT_FIELDS', 'PRESETS', 'ACTIVE_WORDS', 'SchemaError', 'preset_path',
@@ -125,6 +125,15 @@ class HostDateTime(UtcDateTime):
             if self.tz == "UTC": return value.replace(tzinfo=timezone.utc)          # the common case, fast
             value = value.replace(tzinfo=ZoneInfo(self.tz))
         return super().process_result_value(value, dialect)
+    def result_processor(self, dialect, coltype):
+        "psycopg's naive `timestamp`: one call per value, not the decorator's chain (same answer)."
+        slow = super().result_processor(dialect, coltype)
+        if dialect.driver != "psycopg" or coltype != PG_TIMESTAMP or slow is None: return slow
+        utc, zone = timezone.utc, None if self.tz == "UTC" else ZoneInfo(self.tz)
+        def process(v):
+            if type(v) is not datetime or v.tzinfo is not None: return slow(v)
+            return v.replace(tzinfo=utc) if zone is None else v.replace(tzinfo=zone).astimezone(utc)
+        return process
 
 # %% ../../nbs/store/10a_schema.ipynb #62929620
 class TextJSON(TypeDecorator):

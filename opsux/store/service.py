@@ -14,13 +14,14 @@ from sqlalchemy import (BigInteger, Integer, Numeric, String, Text, and_, bindpa
 from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from ..rules.basics import patch
+from .db import fork_gate
 from ..rules.failures import sanitize_failure_message
 from ..rules.presenter import OperationUxPresenter
 from ..rules.status import ACTIVE_STATUSES, derive_outcome
 from ..rules.summary import SUMMARY_KEYS, normalize_summary_counts
 from .events import CHANNEL, RunEvent
 from .health import note_failure, note_ok
-from .models import (Notification, OperationRun, Run, Tenant, User, UtcDateTime, id_of,
+from .models import (Notification, OperationRun, active_in, Run, Tenant, User, UtcDateTime, id_of,
                                 operation_run_writes, utcnow)
 
 # %% auto #0
@@ -431,7 +432,7 @@ def _twin(self: OperationRunService, v: dict) -> Run | None:
     "The active run with the same tenant, type and identity, marked deduplicated."
     row = self._read(lambda con: con.execute(select(*_runs.c).where(
         _runs.c.tenant_id == v["tenant_id"], _runs.c.type == v["type"], _runs.c.identity == v["identity"],
-        _runs.c.status.in_(ACTIVE_STATUSES))).first())
+        active_in(_runs.c.status))).first())
     return Run.from_row(row, deduplicated=True) if row else None
 
 # %% ../../nbs/store/12_service.ipynb #a558e719
@@ -762,8 +763,9 @@ class _Pulse(threading.Thread):
         while not self.stopped.wait(self.tick):
             try:
                 idle = time.monotonic() - h.last_write
-                if h._pending and idle >= (h.interval or 0): h.flush()
-                elif idle >= self.every: h.heartbeat()
+                with fork_gate():                # no os.fork() lands inside this thread's write
+                    if h._pending and idle >= (h.interval or 0): h.flush()
+                    elif idle >= self.every: h.heartbeat()
             except Exception as e:  # the worker's thread raises it at its next call
                 h._error = e
 
@@ -848,7 +850,7 @@ def _active(self: OperationRunService) -> list:
     def read(n):
         return self._read(lambda con: con.execute(select(
             _runs.c.id, _runs.c.status, _runs.c.heartbeat_at, _runs.c.started_at, _runs.c.created_at)
-            .where(_runs.c.status.in_(ACTIVE_STATUSES))).all())
+            .where(active_in(_runs.c.status))).all())
     return self.ops.retrying(read, "listing active runs")
 
 # %% ../../nbs/store/12_service.ipynb #bc9f4909

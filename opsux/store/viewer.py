@@ -11,7 +11,7 @@ from sqlalchemy import and_, false, func, literal_column, null, or_, select, tru
 from types import SimpleNamespace
 from sqlalchemy.sql import ColumnElement
 from ..rules.basics import patch
-from .models import Notification, OperationRun, RUN_FIELDS, Run, Tenant, User, id_of, utcnow
+from .models import Notification, OperationRun, RUN_FIELDS, active_in, Run, Tenant, User, id_of, utcnow
 from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
@@ -31,9 +31,21 @@ def _word_in(col, words: set, known: Sequence[str]) -> ColumnElement:
     if _OTHER in words: parts.append(or_(col.is_(None), w.not_in(list(known))))
     return or_(*parts) if parts else false()
 
+_PREDICATES: dict = {}  # (statuses, col ids) -> (status col, outcome col, predicate)
+
 def status_predicate(statuses, status_col=OperationRun.status, outcome_col=OperationRun.outcome) -> ColumnElement:
-    "SQL predicate true exactly for rows whose `normalize(status, outcome)` is one of `statuses`."
-    wanted = {UxStatus(s) for s in ([statuses] if isinstance(statuses, (str, UxStatus)) else statuses)}
+    "SQL predicate, true exactly where `normalize(status, outcome)` is in `statuses` (built once)."
+    one = isinstance(statuses, (str, UxStatus))
+    wanted = frozenset(UxStatus(s) for s in ([statuses] if one else statuses))
+    key = (wanted, id(status_col), id(outcome_col))
+    hit = _PREDICATES.get(key)
+    if hit is not None and hit[0] is status_col and hit[1] is outcome_col: return hit[2]
+    if len(_PREDICATES) >= 256: _PREDICATES.clear()   # bounded: a few mappings × a few filters
+    pred = _build_predicate(wanted, status_col, outcome_col)
+    _PREDICATES[key] = (status_col, outcome_col, pred)
+    return pred
+
+def _build_predicate(wanted: frozenset, status_col, outcome_col) -> ColumnElement:
     s_words, o_words = [*STATUS_WORDS, _OTHER], [*OUTCOME_WORDS, _OTHER]
     ors = []
     for s in s_words:
@@ -96,7 +108,12 @@ class Viewer:
         return col.in_(self.tenant_ids) if self.tenant_ids else false()
 
     def _select_runs(self):
-        return select(*self.schema.runs.select_list()).where(self._scope())
+        "The visible runs' select, built once per tenant set (`.where` copies a statement)."
+        b, part = self.__dict__.get("_base"), self.schema.runs
+        if b is None or b[0] != self.tenant_ids or b[1] is not part:
+            stmt = select(*part.select_list()).where(self._scope())
+            b = self._base = (self.tenant_ids, part, stmt)
+        return b[2]
 
     def _rows(self, stmt) -> list[Run]:
         with self.ops.reader.connect() as con:
@@ -118,7 +135,9 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
          after: int | None = None, # `next_after` of the previous page
         ) -> RunPage:
     "One page of visible runs, newest first, filtered in SQL."
-    c = self._r
+    c, limit = self._r, max(1, min(int(limit), 500))
+    if all(x is None for x in (type, status, initiator, since, until, run_id, tenant, after)):
+        return self._page(self._first_page(limit), limit)      # the usual page: one statement
     q = self._select_runs()
     if tenant is not None: q = q.where(c.tenant_id.in_(_ids(tenant)))
     types = _as_list(type)
@@ -130,11 +149,23 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
     if until is not None: q = q.where(c.created_at < until if "created_at" in c else false())
     if run_id is not None: q = q.where(c.id == id_of(run_id))
     if after is not None: q = q.where(c.id < id_of(after))
-    limit = max(1, min(int(limit), 500))
-    items = self._rows(q.order_by(c.id.desc()).limit(limit + 1))
+    return self._page(q.order_by(c.id.desc()).limit(limit + 1), limit)
+
+@patch
+def _page(self: Viewer, stmt, limit: int) -> RunPage:
+    items = self._rows(stmt)
     more = len(items) > limit
     items = items[:limit]
     return RunPage(items, items[-1].id if more and items else None)
+
+@patch
+def _first_page(self: Viewer, limit: int):
+    "The unfiltered first page's statement, one per limit: reused, it keeps its SQL cache key."
+    base, pages = self._select_runs(), self.__dict__.setdefault("_pages", {})
+    hit = pages.get(limit)
+    if hit is None or hit[0] is not base:
+        hit = pages[limit] = (base, base.order_by(self._r.id.desc()).limit(limit + 1))
+    return hit[1]
 
 @patch
 def run(self: Viewer, run_id) -> Run | None:
@@ -150,8 +181,8 @@ def active_runs(self: Viewer) -> list[Run]:
     c = self._r
     if "user_id" not in c: return []
     # read-only (a host's table): the partial index `opsux doctor` prints matches the first condition exactly
-    active = (c.status.in_(ACTIVE_STATUSES) if not self.ops.read_only else and_(
-        func.lower(func.trim(c.status)).in_(ACTIVE_WORDS),
+    active = (active_in(c.status) if not self.ops.read_only else and_(
+        active_in(func.lower(func.trim(c.status)), ACTIVE_WORDS),
         status_predicate([UxStatus.queued, UxStatus.running], c.status, self._outcome())))
     return self._rows(self._select_runs().where(c.user_id == self.user.id, active).order_by(c.id).limit(200))
 
