@@ -27,6 +27,7 @@ from opsux.store.seed import seed  # noqa: E402
 from opsux.ui.api import metrics_text  # noqa: E402
 import pgserver  # noqa: E402
 from security_support import Served  # noqa: E402
+from timing import samples  # noqa: E402
 
 COLS = ("id, tenant_id, user_id, initiator_name, type, status, outcome, started_at, completed_at, summary_counts, "
         "failure_summary, context, created_at, updated_at, identity, heartbeat_at, attempt, attempts, job_id, "
@@ -36,11 +37,7 @@ PAGE = 100
 
 def timed(fn, reps=40, warmup=5):
     "Median milliseconds of fn() over reps calls (after warmup calls)."
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter(); fn(); ts.append((time.perf_counter() - t) * 1000)
-    return statistics.median(ts)
+    return statistics.median(samples(fn, reps, warmup))
 
 
 class Http:

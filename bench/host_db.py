@@ -17,7 +17,7 @@ Results are printed and written to bench/results/host_db.json.
 """
 from __future__ import annotations
 
-import argparse, json, os, statistics, sys, threading, time
+import argparse, json, os, sys, threading, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,18 +31,10 @@ import opsux  # noqa: E402
 from opsux.store.schema import probe_query  # noqa: E402
 import pgserver  # noqa: E402
 from hostdb_support import create_laravel, dsn, laravel_hash, read_only_url  # noqa: E402
+from timing import timed  # noqa: E402
 
 COLS = ("id, tenant_id, user_id, initiator_name, type, status, outcome, started_at, completed_at, summary_counts, "
         "failure_summary, context, created_at, updated_at")
-
-
-def timed(fn, reps=30, warmup=3):
-    "Median milliseconds of fn() over reps calls (after warmup calls)."
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter(); fn(); ts.append((time.perf_counter() - t) * 1000)
-    return statistics.median(ts)
 
 
 def fill(url: str, runs: int, tenants: int, users: int) -> float:
@@ -86,7 +78,6 @@ def cpu_ms(fn, reps=200, warmup=10):
 
 def one_tenant_user(ops):
     "A user in exactly one tenant who has an active run, and their viewer."
-    m, r = ops.schema.memberships.c, ops.schema.runs.c
     with ops.reader.connect() as c:
         uid = c.exec_driver_sql("select r.user_id from operation_runs r join tenant_user m on m.user_id = r.user_id "
                                 "where r.status = 'running' group by r.user_id having count(distinct m.tenant_id) = 1 "

@@ -18,7 +18,7 @@ Loopback only; every server it starts is stopped when it ends.
 """
 from __future__ import annotations
 
-import argparse, http.client, os, statistics, subprocess, sys, time
+import argparse, http.client, statistics, sys, time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,10 +26,10 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from support import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402  (the tests' own helpers)
+from support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' own helpers)
+from security_support import Served  # noqa: E402
 
 EMAIL, PASSWORD = "bench@opsux.test", "bench-long-password-1"
-SECRET = "pageload-bench-cookie-secret-" + "p" * 40
 READY = {"list": "table.ox-runs tbody tr", "detail": ".ox-detail .ox-facts, .ox-detail h2",
          "login": "#login-submit"}
 
@@ -54,25 +54,11 @@ def prepare(path: Path, runs: int) -> str:
         ops.close()
 
 
-class Server:
-    "`opsux serve --auth basic` on a free port."
+class Server(Served):
+    "`opsux serve --auth basic` on a free port (the tests' `Served`), with its CPU time and a plain GET."
     def __init__(self, url: str, log: Path):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "OPSUX_COOKIE_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
-        self._log = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "opsux.cli", "serve", "--db", url, "--auth", "basic",
-                                      "--port", str(self.port), "--page-limit", "1000/0.01"],
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        super().__init__(log.parent, url, "--auth", "basic", "--page-limit", "1000/0.01", name=log.stem)
         self.ps = psutil.Process(self.proc.pid)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None: raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-            try:
-                if self.get("/healthz")[0] == 200: return
-            except OSError: pass
-            time.sleep(0.2)  # polling a condition with a deadline
-        raise TimeoutError("server did not come up")
 
     def cpu(self) -> float:
         t = self.ps.cpu_times()
@@ -85,13 +71,6 @@ class Server:
             r = con.getresponse()
             return r.status, r.read()
         finally: con.close()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try: self.proc.wait(15)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait(10)
-        self._log.close()
 
 
 class Wire:

@@ -24,6 +24,7 @@ import psycopg  # noqa: E402
 import opsux  # noqa: E402
 from opsux.store.seed import seed  # noqa: E402
 import pgserver  # noqa: E402
+from timing import samples  # noqa: E402
 
 COLS = ("id, tenant_id, user_id, initiator_name, type, status, outcome, started_at, completed_at, summary_counts, "
         "failure_summary, context, created_at, updated_at, identity, heartbeat_at")
@@ -31,11 +32,7 @@ COLS = ("id, tenant_id, user_id, initiator_name, type, status, outcome, started_
 
 def timed(fn, reps=50, warmup=5):
     "Median and p95 milliseconds of fn() over reps calls (after warmup calls)."
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter(); fn(); ts.append((time.perf_counter() - t) * 1000)
-    ts.sort()
+    ts = samples(fn, reps, warmup)
     return statistics.median(ts), ts[int(len(ts) * 0.95) - 1]
 
 
