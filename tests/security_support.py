@@ -68,6 +68,16 @@ class Served:
         self._out.close()
 
 
+def basic_world(tmp_path_factory, name: str):
+    "A module fixture's body: `make_world` on a fresh SQLite file, served with `--auth basic`; yields the `Served`."
+    tmp = tmp_path_factory.mktemp(name)
+    db = f"sqlite:///{tmp}/{name}.sqlite"
+    make_world(db)
+    srv = Served(tmp, db, "--auth", "basic")
+    yield srv
+    srv.stop()
+
+
 class Client:
     "A raw HTTP client with its own cookie jar; `source` picks the client address (127.0.0.0/8 all reach us)."
     def __init__(self, base: str, source: str | None = None, headers: dict | None = None):

@@ -6,17 +6,12 @@ from __future__ import annotations
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from security_support import ALICE, BOB, BokehSocket, Client, Served, make_world, run
+from security_support import ALICE, BOB, BokehSocket, Client, Served, basic_world, make_world, run
 
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("routes")
-    db = f"sqlite:///{tmp}/routes.sqlite"
-    make_world(db)
-    srv = Served(tmp, db, "--auth", "basic")
-    yield srv
-    srv.stop()
+    yield from basic_world(tmp_path_factory, "routes")
 
 
 @pytest.fixture(scope="module")

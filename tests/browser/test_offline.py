@@ -11,17 +11,12 @@ import pytest
 from playwright.sync_api import expect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from security_support import ALICE, Served, make_world  # noqa: E402
+from security_support import ALICE, basic_world  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser-offline")
-    db = f"sqlite:///{tmp}/o.sqlite"
-    make_world(db)
-    srv = Served(tmp, db, "--auth", "basic")
-    yield srv
-    srv.stop()
+    yield from basic_world(tmp_path_factory, "browser-offline")
 
 
 def outside(urls) -> list[str]:
