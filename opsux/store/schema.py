@@ -10,13 +10,16 @@ from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-from sqlalchemy import JSON, Column, MetaData, Table, Text, inspect, select, true
+from sqlalchemy import JSON, Column, MetaData, Table, Text, inspect, literal, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
+from ..rules.basics import patch
 from .models import JSONType, PG_TIMESTAMP, RUN_FIELDS, UtcDateTime
 
 # %% auto #0
 __all__ = ['PARTS', 'DATETIME_FIELDS', 'JSON_FIELDS', 'INT_FIELDS', 'PRESETS', 'ACTIVE_WORDS', 'SchemaError', 'preset_path',
-           'load_mapping', 'config_source', 'HostDateTime', 'TextJSON', 'Part', 'Schema', 'probe_query']
+           'load_mapping', 'config_source', 'HostDateTime', 'as_utc', 'TextJSON', 'Part', 'Schema', 'probe_query']
 
 # %% ../../nbs/store/10a_schema.ipynb #a76dfdbe
 PARTS = {
@@ -134,6 +137,27 @@ class HostDateTime(UtcDateTime):
             if type(v) is not datetime or v.tzinfo is not None: return slow(v)
             return v.replace(tzinfo=utc) if zone is None else v.replace(tzinfo=zone).astimezone(utc)
         return process
+
+# %% ../../nbs/store/10a_schema.ipynb #ba6f6712
+class as_utc(FunctionElement):
+    "A naive timestamp `column` of wall time in `zone`, selected as aware UTC where the database can do it."
+    inherit_cache, name = True, "as_utc"
+    def __init__(self, column, zone: str, type_):
+        super().__init__(column, literal(zone, literal_execute=True)); self.type = type_
+
+@compiles(as_utc)
+def _as_utc_plain(el, compiler, **kw): return compiler.process(list(el.clauses)[0], **kw)
+
+@compiles(as_utc, "postgresql")
+def _as_utc_pg(el, compiler, **kw):
+    column, zone = (compiler.process(c, **kw) for c in el.clauses)
+    return f"timezone({zone}, {column})"
+
+# %% ../../nbs/store/10a_schema.ipynb #2a0968e9
+@patch
+def column_expression(self: HostDateTime, column):
+    "In a SELECT's column list: naive columns through `as_utc` (SQLAlchemy's hook for a type's read side)."
+    return as_utc(column, self.tz, self) if self.naive else column
 
 # %% ../../nbs/store/10a_schema.ipynb #62929620
 class TextJSON(TypeDecorator):
