@@ -36,29 +36,30 @@ def _positive_int(text):
     if n < 1: raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return n
 
+# %% ../nbs/tools/30_cli.ipynb #5055963d
 def _port(text):
     n = _positive_int(text)
     if n > 65535: raise argparse.ArgumentTypeError(f"expected a port between 1 and 65535, got {text!r}")
     return n
 
+# %% ../nbs/tools/30_cli.ipynb #8927eb7b
 def _page_limit(text):
     from opsux.ui.http import RateLimit
     try: RateLimit.parse(text)
     except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
+# %% ../nbs/tools/30_cli.ipynb #66068b66
 def _db(p): p.add_argument("--db", metavar="URL", default=None,
                            help="database URL (default: $OPSUX_DATABASE_URL or the embedded SQLite file)")
 
+# %% ../nbs/tools/30_cli.ipynb #fd8bf9cd
 def _config(p): p.add_argument("--config", metavar="PATH", default=None,
                                help="mapping of the database's tables: an opsux.toml, or a preset (opsux, laravel); "
                                     "default $OPSUX_CONFIG, ./opsux.toml, else guessed (see opsux doctor)")
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `opsux` argument parser."
-    p = argparse.ArgumentParser(prog="opsux", description="Background operations made visible and trustworthy.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+# %% ../nbs/tools/30_cli.ipynb #941f27da
+def _serve_args(sub):
     s = sub.add_parser("serve", help="serve the monitoring dashboard")
     _db(s)
     s.add_argument("--host", default="127.0.0.1"); s.add_argument("--port", type=_port, default=5006)
@@ -71,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--read-only", action="store_true", help="never write or migrate (e.g. a foreign operation_runs table)")
     _config(s)
     s.add_argument("--num-procs", type=_positive_int, default=1)
+    _proxy_args(s)
+    s.add_argument("--metrics-token", metavar="TOKEN", default=None,
+                   help="require Authorization: Bearer TOKEN on /metrics (default $OPSUX_METRICS_TOKEN)")
+    s.set_defaults(func=_serve)
+
+# %% ../nbs/tools/30_cli.ipynb #fa9092ef
+def _proxy_args(s):
     s.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
                    help="public name of a reverse proxy in front of the server; repeatable")
     s.add_argument("--use-xheaders", action="store_true",
@@ -79,45 +87,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address or CIDR of a reverse proxy whose X-Forwarded-* headers are believed; repeatable")
     s.add_argument("--page-limit", default="30/1", type=_page_limit, metavar="BURST/SECONDS",
                    help="with a login: pages a user may open at once, then one every SECONDS (default 30/1)")
-    s.add_argument("--metrics-token", metavar="TOKEN", default=None,
-                   help="require Authorization: Bearer TOKEN on /metrics (default $OPSUX_METRICS_TOKEN)")
-    s.set_defaults(func=_serve)
 
+# %% ../nbs/tools/30_cli.ipynb #6c565fe8
+def _doctor_args(sub):
     dr = sub.add_parser("doctor", help="check the mapped schema of a database; print the indexes the dashboard needs")
     _db(dr); _config(dr)
     dr.add_argument("--no-timings", action="store_true", help="skip timing the dashboard's queries")
     dr.set_defaults(func=_doctor)
 
+# %% ../nbs/tools/30_cli.ipynb #903e1a35
+def _demo_args(sub):
     d = sub.add_parser("demo", help="create a demo database, run a simulated worker and serve the dashboard")
     _db(d)
     d.add_argument("--host", default="127.0.0.1"); d.add_argument("--port", type=_port, default=5006)
     d.set_defaults(func=_demo)
 
+# %% ../nbs/tools/30_cli.ipynb #060fdbab
+def _db_args(sub):
     db = sub.add_parser("db", help="database administration").add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = db.add_parser("upgrade", help="migrate the database to the newest schema"); _db(up); up.set_defaults(func=_upgrade)
 
+# %% ../nbs/tools/30_cli.ipynb #203cda05
+def _seed_args(sub):
     sd = sub.add_parser("seed", help="fill a database with realistic run history")
     _db(sd)
     sd.add_argument("--runs", type=_positive_int, default=2000); sd.add_argument("--tenants", type=_positive_int, default=2)
     sd.set_defaults(func=_seed)
 
+# %% ../nbs/tools/30_cli.ipynb #6738e1cb
+def _catalog_args(sub):
     cat = sub.add_parser("catalog", help="operation catalog tools").add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     ck = cat.add_parser("check", help="fail when source code enqueues an operation type the catalog does not know")
     ck.add_argument("paths", nargs="+", metavar="PATH")
     ck.add_argument("--catalog", action="append", default=[], metavar="TOML", help="extra catalog file(s) to load")
     ck.set_defaults(func=_catalog_check)
 
+# %% ../nbs/tools/30_cli.ipynb #8ea73832
+def _reap_args(sub):
     r = sub.add_parser("reap", help="fail runs whose worker stopped sending heartbeats")
     _db(r)
     r.add_argument("--max-idle", type=parse_duration, default=timedelta(minutes=10), metavar="DURATION")
     r.set_defaults(func=_reap)
 
+# %% ../nbs/tools/30_cli.ipynb #c7afde9e
+def _prune_args(sub):
     pr = sub.add_parser("prune", help="delete finished runs older than a given age, in small batches")
     _db(pr)
     pr.add_argument("--older-than", type=parse_duration, required=True, metavar="DURATION", help="e.g. 90d")
     pr.add_argument("--keep-failed", action="store_true", help="keep failed and partial runs however old")
     pr.set_defaults(func=_prune)
 
+# %% ../nbs/tools/30_cli.ipynb #aceb2981
+def _users_args(sub):
     users = sub.add_parser("users", help="manage dashboard users").add_subparsers(dest="users_command", metavar="ACTION", required=True)
     ua = users.add_parser("add", help="add a user (and its tenant memberships)")
     _db(ua)
@@ -125,7 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--tenant", action="append", default=[], metavar="TENANT", help="tenant name; created when missing; repeatable")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     ua.set_defaults(func=_users_add)
-    _tokens_parser(sub)
+
+# %% ../nbs/tools/30_cli.ipynb #68d79c95
+def _tokens_parser(sub):
+    t = sub.add_parser("tokens", help="API tokens of a user").add_subparsers(dest="tokens_command", metavar="ACTION",
+                                                                         required=True)
+    c = t.add_parser("create", help="create a token for EMAIL and print it (the only time it is shown)")
+    _db(c); c.add_argument("email"); c.add_argument("--name", default=None, help="what the token is for")
+    c.set_defaults(func=_tokens_create)
+    ls = t.add_parser("list", help="list EMAIL's tokens (never the tokens themselves)"); _db(ls); ls.add_argument("email")
+    ls.set_defaults(func=_tokens_list)
+    rv = t.add_parser("revoke", help="revoke the token with this id"); _db(rv); rv.add_argument("id", type=_positive_int)
+    rv.set_defaults(func=_tokens_revoke)
+
+# %% ../nbs/tools/30_cli.ipynb #1d83f8c3
+_COMMANDS = [_serve_args, _doctor_args, _demo_args, _db_args, _seed_args, _catalog_args, _reap_args, _prune_args,
+             _users_args, _tokens_parser]
+
+# %% ../nbs/tools/30_cli.ipynb #e784e36a
+def build_parser() -> argparse.ArgumentParser:
+    "The `opsux` argument parser."
+    p = argparse.ArgumentParser(prog="opsux", description="Background operations made visible and trustworthy.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in _COMMANDS: register(sub)
     return p
 
 # %% ../nbs/tools/30_cli.ipynb #8196258e
@@ -133,6 +176,7 @@ def _connect(args, **kw):
     import opsux
     return opsux.connect(args.db, **kw)
 
+# %% ../nbs/tools/30_cli.ipynb #72c5ed0b
 def _serve(args):
     import os
     from opsux.ui.server import serve
@@ -144,23 +188,27 @@ def _serve(args):
           metrics_token=args.metrics_token, auth_header=args.auth_header)
     return 0
 
+# %% ../nbs/tools/30_cli.ipynb #e0af5ef3
 def _doctor(args):
     from opsux.store.ops import doctor
     lines, code = doctor(args.db, args.config, measure=not args.no_timings)
     print("\n".join(lines))
     return code
 
+# %% ../nbs/tools/30_cli.ipynb #5be10382
 def _demo(args):
     from opsux.demo import demo
     demo(db=args.db, host=args.host, port=args.port)
     return 0
 
+# %% ../nbs/tools/30_cli.ipynb #dc1421fc
 def _upgrade(args):
     from opsux.store.db import upgrade
     upgrade(args.db)
     print(f"opsux: {display_url(args.db)} is at the newest schema")
     return 0
 
+# %% ../nbs/tools/30_cli.ipynb #6cbe521f
 def _seed(args):
     from opsux.store.seed import seed
     ops = _connect(args)
@@ -169,10 +217,12 @@ def _seed(args):
     print("opsux: seeded " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 
+# %% ../nbs/tools/30_cli.ipynb #93fd1c25
 def _catalog_check(args):
     from opsux.guard import check_command
     return check_command(args.paths, catalog_files=args.catalog)
 
+# %% ../nbs/tools/30_cli.ipynb #d2278fed
 def _reap(args):
     ops = _connect(args)
     try: reaped = ops.runs.reap(max_idle=args.max_idle)
@@ -180,6 +230,7 @@ def _reap(args):
     print(f"opsux: failed {len(reaped)} run(s) whose heartbeat stopped more than {args.max_idle} ago")
     return 0
 
+# %% ../nbs/tools/30_cli.ipynb #6d266a18
 def _prune(args):
     from opsux.store.retention import prune
     ops = _connect(args)
@@ -224,8 +275,10 @@ def _tokens_create(args):
           file=sys.stderr)
     return 0
 
+# %% ../nbs/tools/30_cli.ipynb #df4f4931
 def _when(t): return t.strftime("%Y-%m-%d %H:%M UTC") if t else "never"
 
+# %% ../nbs/tools/30_cli.ipynb #6a309cbb
 def _tokens_list(args):
     with _connect(args) as ops: tokens = ops.tokens.list(args.email)
     for t in tokens:
@@ -234,6 +287,7 @@ def _tokens_list(args):
     if not tokens: print(f"opsux: {args.email} has no API tokens", file=sys.stderr)
     return 0
 
+# %% ../nbs/tools/30_cli.ipynb #6fcc546e
 def _tokens_revoke(args):
     with _connect(args) as ops: t = ops.tokens.revoke(args.id)
     if t is None: raise LookupError(f"no API token {args.id}")
