@@ -196,9 +196,8 @@ def test_a_signal_anywhere_inside_a_call_comes_out_unchanged_and_its_connection_
         sys.unraisablehook = old_hook
     assert wrong == [] and swallowed == [], (len(wrong), wrong[:3], swallowed[:2])
     assert interrupted > 50, interrupted
-    # none, ever: (until 2026-12-02 one run in five on PostgreSQL saw one such connection handed out again, and the
-    # test tolerated one; 40 runs of this strict form passed after the read path lost its per-value result
-    # processors and the fork gate landed, see docs/notes/queues2.md)
+    # none, ever (a signal landing in `Connection.connection` before `_using` noted the pool's connection used to
+    # hand it out again: about one run in five, tolerated until 2026-12-02; docs/notes/queues2.md)
     assert reused == [], f"{len(reused)} interrupted connections were handed out again: {reused[:3]}"
 
 

@@ -224,6 +224,8 @@ def _take_swallowed():
 def _discard(con, exc) -> None:
     "Invalidate the connection of `con` interrupted by `exc`: the pool closes it and never hands it out again."
     raw = getattr(con, "_opsux_fairy", None)  # the pool's connection, valid even when `con` is half closed
+    if raw is None and not con.closed and not con.invalidated:  # interrupted before `_using` noted it
+        raw = con.connection
     if raw is None or raw.dbapi_connection is None: return  # already invalidated (or never handed out)
     if con.dialect.name == "sqlite":  # closed under a live statement, sqlite3 would keep the write lock
         try: raw.dbapi_connection.rollback()
