@@ -255,18 +255,6 @@ def _users_add(args):
     print(f"opsux: added user {user.email} (id {user.id}) to {len(tenants)} tenant(s)")
     return 0
 
-# %% ../nbs/tools/30_cli.ipynb #7ca5c9e9
-def _tokens_parser(sub):
-    t = sub.add_parser("tokens", help="API tokens of a user").add_subparsers(dest="tokens_command", metavar="ACTION",
-                                                                         required=True)
-    c = t.add_parser("create", help="create a token for EMAIL and print it (the only time it is shown)")
-    _db(c); c.add_argument("email"); c.add_argument("--name", default=None, help="what the token is for")
-    c.set_defaults(func=_tokens_create)
-    ls = t.add_parser("list", help="list EMAIL's tokens (never the tokens themselves)"); _db(ls); ls.add_argument("email")
-    ls.set_defaults(func=_tokens_list)
-    rv = t.add_parser("revoke", help="revoke the token with this id"); _db(rv); rv.add_argument("id", type=_positive_int)
-    rv.set_defaults(func=_tokens_revoke)
-
 # %% ../nbs/tools/30_cli.ipynb #d5ce1a78
 def _tokens_create(args):
     with _connect(args) as ops: stored, token = ops.tokens.create(args.email, name=args.name)
