@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools, logging, uuid
 from .rules.basics import patch
 from .rules.status import ACTIVE_STATUSES
-from .store.models import Run
+from .store.tables import Run
 from .store.service import HEARTBEAT_SECONDS, RunCancelled, RunEnded
 try:
     from celery import Task, current_app, signals

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools, logging, re, signal, uuid
 from .rules.basics import patch
 from .rules.status import ACTIVE_STATUSES
-from .store.models import Run, utcnow
+from .store.tables import Run, utcnow
 from .store.service import HEARTBEAT_SECONDS, RunCancelled, RunEnded
 try:
     from rq import get_current_job

@@ -11,14 +11,12 @@ from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, Uniqu
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..rules.basics import patch
-from .models import Base, UtcDateTime
+from .tables import UtcDateTime, metadata
 
 # %% auto #0
-__all__ = ['metadata', 'login_throttle', 'auth_epochs', 'oidc_subjects', 'TABLES', 'AuthStore', 'MemoryAuthStore', 'auth_store']
+__all__ = ['login_throttle', 'auth_epochs', 'oidc_subjects', 'TABLES', 'AuthStore', 'MemoryAuthStore', 'auth_store']
 
 # %% ../../nbs/store/18_authstore.ipynb #23516d8b
-metadata = Base.metadata          # what the migrations build: 0004 creates these three tables
-
 login_throttle = Table("opsux_login_throttle", metadata,
     Column("key", String(400), primary_key=True),    # "pair:ip|email", "account:email" or "ip:ip"
     Column("attempts", Integer, nullable=False),      # attempts inside the current window

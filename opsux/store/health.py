@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from .db import Database, _one_line
-from .models import utcnow, write_health as _health
+from .tables import utcnow, write_health as _health
 
 # %% auto #0
 __all__ = ['STALE', 'MIN_FREE_BYTES', 'write_problem', 'note_failure', 'note_ok', 'write_health']

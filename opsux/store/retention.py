@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 from sqlalchemy import BigInteger, and_, any_, delete, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from .models import Notification, OperationRun, utcnow
+from .tables import notifications, operation_runs, utcnow
 
 # %% auto #0
 __all__ = ['TERMINAL_STATUSES', 'SQLITE_PAUSE', 'WINDOW', 'prunable', 'StderrProgress', 'prune']
@@ -27,7 +27,7 @@ def prunable(cutoff: datetime, # runs that finished before this moment (naive me
              keep_failed: bool = False, # keep runs whose normalized status is failed or partial
             ):
     "SQL condition on `operation_runs`: a finished run older than `cutoff` (optionally not failed or partial)."
-    c = OperationRun.__table__.c
+    c = operation_runs.c
     status, outcome = _sql_word(c.status), _sql_word(c.outcome)
     age = func.coalesce(c.completed_at, c.created_at, type_=c.completed_at.type)
     cond = and_(status.in_(TERMINAL_STATUSES), age < cutoff)
@@ -51,7 +51,7 @@ def _chosen(ops, ids: list[int], span):
 # %% ../../nbs/store/16_retention.ipynb #3e5241ba
 def _delete_batch(ops, cond, after: int | None, last: int, batch_size: int) -> tuple[list[int], int, int | None]:
     "Delete one batch of prunable runs after id `after` (up to `last`) with their notifications."
-    runs, notes = OperationRun.__table__, Notification.__table__
+    runs, notes = operation_runs, notifications
     later = [runs.c.id > after] if after is not None else []
     with ops.engine.execution_options(opsux_write=True).begin() as con:
         end = con.scalar(select(runs.c.id).where(*later).order_by(runs.c.id).offset(WINDOW * batch_size - 1).limit(1))
@@ -101,7 +101,7 @@ def prune(ops, # an opsux `Ops` handle opened for writing
     report = StderrProgress() if progress is True else (progress or None)
     figures = dict(deleted_runs=0, deleted_notifications=0, batches=0, seconds=0.0)
     started, after = time.perf_counter(), None
-    with ops.engine.connect() as con: last = con.scalar(select(func.max(OperationRun.id)))
+    with ops.engine.connect() as con: last = con.scalar(select(func.max(operation_runs.c.id)))
     while last is not None:
         ids, notes, after = _delete_batch(ops, cond, after, last, batch_size)
         figures["seconds"] = round(time.perf_counter() - started, 3)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from sqlalchemy import Text, bindparam, func, insert, select, text
 from ..rules.failures import sanitize_failure_message
-from .models import Membership, Notification, OperationRun, Tenant, User, UtcDateTime, utcnow
+from .tables import UtcDateTime, notifications as _notes, operation_runs as _runs, users as _users, utcnow
 
 # %% auto #0
 __all__ = ['TENANT_NAMES', 'PEOPLE', 'FAILURE_MESSAGES', 'RUN_SHAPES', 'COLUMNS', 'BULK_REINDEX', 'seed_directory',
@@ -143,7 +143,7 @@ BULK_REINDEX = 100_000  # from this many rows, dropping and rebuilding the secon
 # %% ../../nbs/store/15_seed.ipynb #2b876cda
 def _load_postgres(ops, rows, n, report) -> None:
     from sqlalchemy.schema import CreateIndex
-    indexes = [i for i in OperationRun.__table__.indexes] if n >= BULK_REINDEX else []
+    indexes = [i for i in _runs.indexes] if n >= BULK_REINDEX else []
     raw = ops.engine.raw_connection()
     try:
         con = raw.driver_connection
@@ -165,7 +165,7 @@ def _load_postgres(ops, rows, n, report) -> None:
 
 _TEXT_TYPES = {c: UtcDateTime() for c in ("started_at", "completed_at", "created_at", "updated_at", "heartbeat_at")}
 _TEXT_TYPES.update({c: Text() for c in ("summary_counts", "failure_summary", "context")})  # already JSON text
-_SQLITE_INSERT = insert(OperationRun.__table__).values(
+_SQLITE_INSERT = insert(_runs).values(
     {c: bindparam(f"v_{c}", type_=_TEXT_TYPES.get(c)) for c in COLUMNS})
 
 _KEYS = [f"v_{c}" for c in COLUMNS]
@@ -184,9 +184,9 @@ def _load_sqlite(ops, rows, n, report) -> None:
 def _seed_notifications(ops, per_user: int = 10) -> int:
     "Notifications for each user's most recent finished runs (the 3 newest unread), from one bounded query."
     from opsux.rules.presenter import OperationUxPresenter
-    p, t, n = OperationUxPresenter(catalog=ops.catalog), OperationRun.__table__, Notification.__table__
+    p, t, n = OperationUxPresenter(catalog=ops.catalog), _runs, _notes
     with ops.reader.connect() as con:
-        users = con.execute(select(func.count()).select_from(User)).scalar()
+        users = con.execute(select(func.count()).select_from(_users)).scalar()
         recent = con.execute(select(*t.c).where(t.c.status == "completed", t.c.user_id.is_not(None))
                              .order_by(t.c.id.desc()).limit(max(users, 1) * per_user * 3)).mappings().all()
         have = set(con.execute(select(n.c.run_id).where(n.c.run_id.in_([r["id"] for r in recent]))).scalars()) if recent else set()
@@ -200,7 +200,7 @@ def _seed_notifications(ops, per_user: int = 10) -> int:
                       "read_at": None if k < 3 else r["completed_at"], "created_at": r["completed_at"]})
     notes.sort(key=lambda x: x["run_id"])  # notification ids rise with time, like the runs
     if notes:
-        with ops.engine.execution_options(opsux_write=True).begin() as con: con.execute(insert(Notification), notes)
+        with ops.engine.execution_options(opsux_write=True).begin() as con: con.execute(insert(_notes), notes)
     return len(notes)
 
 # %% ../../nbs/store/15_seed.ipynb #edc88ffa

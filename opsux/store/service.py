@@ -21,8 +21,8 @@ from ..rules.status import ACTIVE_STATUSES, derive_outcome
 from ..rules.summary import SUMMARY_KEYS, normalize_summary_counts
 from .events import CHANNEL, RunEvent
 from .health import note_failure, note_ok
-from .models import (Notification, OperationRun, active_in, Run, Tenant, User, UtcDateTime, id_of,
-                                operation_run_writes, utcnow)
+from .tables import (Run, UtcDateTime, active_in, id_of, notifications, operation_run_writes, operation_runs,
+                                tenants, users, utcnow)
 
 # %% auto #0
 __all__ = ['MAX_STORED_FAILURES', 'MAX_COUNT', 'MAX_TEXT', 'MAX_CONTEXT_BYTES', 'log', 'TERMINAL_NOTIFICATION', 'OUTCOMES',
@@ -68,7 +68,7 @@ def _check_context(context) -> dict:
     return json.loads(text_)
 
 # %% ../../nbs/store/12_service.ipynb #752db768
-_runs = OperationRun.__table__
+_runs = operation_runs
 _MAX = literal(MAX_COUNT, BigInteger)
 
 def _saturating(cur, add):
@@ -377,10 +377,10 @@ def _require(self: OperationRunService, run) -> Run:
 # %% ../../nbs/store/12_service.ipynb #2f7dfe8b
 def _refs(con, tid: int, uid: int | None) -> str | None:
     "The initiator's name; `LookupError` when the tenant or the user does not exist."
-    if con.execute(select(Tenant.id).where(Tenant.id == tid)).first() is None:
+    if con.execute(select(tenants.c.id).where(tenants.c.id == tid)).first() is None:
         raise LookupError(f"tenant {tid} does not exist")
     if uid is None: return None
-    name = con.execute(select(User.name).where(User.id == uid)).first()
+    name = con.execute(select(users.c.name).where(users.c.id == uid)).first()
     if name is None: raise LookupError(f"user {uid} does not exist")
     return name[0]
 
@@ -521,7 +521,7 @@ def _seal(self: OperationRunService, con, rid: int, outcome, failure, statuses) 
     done = Run.from_row(row)
     if done.user_id is not None:
         note = asdict(OperationUxPresenter(catalog=self.ops.catalog).terminal_notification(done))
-        con.execute(insert(Notification).values(user_id=done.user_id, type=TERMINAL_NOTIFICATION, run_id=rid,
+        con.execute(insert(notifications).values(user_id=done.user_id, type=TERMINAL_NOTIFICATION, run_id=rid,
                                                 data={**note, "run_id": rid}, created_at=row.completed_at))
     self._notify(con, row, "completed")
     return done
@@ -605,8 +605,8 @@ def retry_attempt(self: OperationRunService, run) -> Run:
             outcome="pending", summary_counts={}, failure_summary=[], started_at=now, completed_at=None,
             heartbeat_at=now, cancel_requested_at=None, updated_at=now).returning(*_runs.c)).first()
         if row is not None:
-            con.execute(delete(Notification).where(Notification.run_id == r.id,
-                                                   Notification.type == TERMINAL_NOTIFICATION))
+            con.execute(delete(notifications).where(notifications.c.run_id == r.id,
+                                                    notifications.c.type == TERMINAL_NOTIFICATION))
             self._notify(con, row, "started")
         return row
     row = self._write(lambda k: self._tx(body), f"retrying run {r.id}")

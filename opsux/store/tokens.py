@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint, insert,
                         select, update)
 from ..rules.basics import patch
-from .models import Base, User, UtcDateTime, id_of, utcnow
+from .tables import UtcDateTime, id_of, metadata, users, utcnow
 
 # %% auto #0
 __all__ = ['api_tokens', 'PREFIX', 'USE_RESOLUTION', 'new_token', 'hash_token', 'is_token_shaped', 'ApiToken', 'token_name',
            'Tokens']
 
 # %% ../../nbs/store/19_tokens.ipynb #df963e2d
-api_tokens = Table("opsux_api_tokens", Base.metadata,
+api_tokens = Table("opsux_api_tokens", metadata,
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(100), nullable=False),        # what the token is for, named by its owner
@@ -140,7 +140,7 @@ def get(self: Tokens, token_id) -> ApiToken | None:
 @patch
 def _token_row(self: Tokens, token):
     "The user row of the active token `token`, with `token_id` and `token_used_at`; None if none."
-    t, u = api_tokens, User.__table__
+    t, u = api_tokens, users
     q = (select(*u.c, t.c.id.label("token_id"), t.c.last_used_at.label("token_used_at"))
          .join(t, t.c.user_id == u.c.id)
          .where(t.c.token_hash == hash_token(token), t.c.revoked_at.is_(None)))

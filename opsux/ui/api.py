@@ -18,7 +18,7 @@ from prometheus_client.utils import floatToGoString
 from ..rules.basics import patch
 from ..rules.status import UxStatus, normalize
 from ..rules.urls import parse_run_id, run_url
-from ..store.models import OperationRun, utcnow
+from ..store.tables import operation_runs, utcnow
 from .viewmodels import MAX_ID, ListFilters
 
 # %% auto #0
@@ -135,7 +135,7 @@ def _seconds(ops, later, earlier):
 # %% ../../nbs/ui/27_api.ipynb #818729e9
 def _scan(ops, con) -> list[tuple]:
     "[(type, status, outcome, runs, finished, seconds, finished per bucket)]: one pass."
-    c = OperationRun.__table__.c
+    c = operation_runs.c
     d = _seconds(ops, c.completed_at, c.started_at)
     s = select(c.type, c.status, c.outcome, case((d < 0, 0.0), else_=d).label("d")).subquery()
     buckets = [func.sum(case((s.c.d <= b, 1), else_=0)) for b in DURATION_BUCKETS]
@@ -159,7 +159,7 @@ def _totals(rows) -> tuple[dict, dict]:
 # %% ../../nbs/ui/27_api.ipynb #34867580
 def _queue_ages(ops, con, now) -> dict[str, float]:
     "{type: seconds the oldest queued run has waited}."
-    c = OperationRun.__table__.c
+    c = operation_runs.c
     q = select(c.type, func.min(c.created_at)).where(c.status == "queued").group_by(c.type)
     rows = con.execute(q).all()
     return {str(t): max(0.0, (now - oldest).total_seconds()) for t, oldest in rows if oldest}

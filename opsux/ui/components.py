@@ -13,7 +13,7 @@ from panel.viewable import Viewer
 from ..rules.basics import patch
 from ..rules.status import UxStatus
 from ..rules.urls import OPERATIONS_PATH
-from ..store.models import utcnow
+from ..store.tables import utcnow
 from .compat import SharedHTML
 from .markup import macros, render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,

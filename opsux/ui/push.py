@@ -12,7 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from ..rules.basics import patch
 from ..store.events import Subscribers
-from ..store.models import utcnow
+from ..store.tables import utcnow
 
 # %% auto #0
 __all__ = ['log', 'WRITE_FAILURE', 'WRITES', 'SharedMemo', 'write_failure', 'WriteHealth', 'Health', 'is_database_error',

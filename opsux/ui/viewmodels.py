@@ -15,7 +15,7 @@ from ..rules.status import UxStatus, normalize
 from ..rules.summary import normalize_summary_counts, summary_line
 from ..rules.failures import normalize_failures, reveal_invisible
 from ..rules.urls import run_url, parse_run_id, OPERATIONS_PATH
-from ..store.models import utcnow
+from ..store.tables import utcnow
 
 # %% auto #0
 __all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_CONTEXT_ITEMS', 'format_time',
