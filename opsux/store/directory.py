@@ -5,8 +5,7 @@
 # %% ../../nbs/store/12a_directory.ipynb #6289da61
 from __future__ import annotations
 from typing import Iterable
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+import functools
 from sqlalchemy import delete, func, insert, select, update
 from .models import Membership, Tenant, User, id_of, utcnow
 
@@ -14,7 +13,12 @@ from .models import Membership, Tenant, User, id_of, utcnow
 __all__ = ['BCRYPT_PREFIXES', 'check_password', 'Directory']
 
 # %% ../../nbs/store/12a_directory.ipynb #cb0f9410
-_hasher = PasswordHasher()
+@functools.lru_cache(maxsize=1)
+def _hasher():
+    "argon2-cffi's `PasswordHasher` (its defaults), imported on first use: opening a database hashes nothing."
+    from argon2 import PasswordHasher
+    return PasswordHasher()
+
 BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
 
 def check_password(stored: str | None, password: str) -> bool:
@@ -24,7 +28,8 @@ def check_password(stored: str | None, password: str) -> bool:
         import bcrypt
         try: return bcrypt.checkpw(password.encode("utf-8")[:72], stored.encode("ascii"))
         except ValueError: return False
-    try: return _hasher.verify(stored, password)
+    from argon2.exceptions import InvalidHashError, VerificationError
+    try: return _hasher().verify(stored, password)
     except (VerificationError, InvalidHashError): return False
 
 # %% ../../nbs/store/12a_directory.ipynb #4fddf1bb
@@ -49,7 +54,7 @@ class Directory:
         with self._w().begin() as con:
             row = con.execute(insert(User).values(
                 name=name, email=email, created_at=utcnow(),
-                password_hash=_hasher.hash(password) if password else None).returning(*User.__table__.c)).one()
+                password_hash=_hasher().hash(password) if password else None).returning(*User.__table__.c)).one()
             for t in tenants: self._add_membership(con, row.id, self._tenant_id(con, t))
         return row
 
@@ -73,7 +78,7 @@ class Directory:
         "Store an argon2 hash of `password` for `user`."
         if not password: raise ValueError("an empty password is not a password")
         with self._w().begin() as con:
-            r = con.execute(update(User).where(User.id == id_of(user)).values(password_hash=_hasher.hash(password)))
+            r = con.execute(update(User).where(User.id == id_of(user)).values(password_hash=_hasher().hash(password)))
             if r.rowcount != 1: raise LookupError(f"no user {user!r}")
 
     def verify_password(self, email: str, password: str) -> User | None:
@@ -81,11 +86,11 @@ class Directory:
         if not email or not password: return None
         user = self.get_user(str(email))
         if user is None or not user.password_hash:
-            _hasher.hash("x" * 12)  # same cost whether or not the user exists
+            _hasher().hash("x" * 12)  # same cost whether or not the user exists
             return None
         if not check_password(user.password_hash, password): return None
         own = self.ops.schema.name == "preset opsux" and not self.ops.read_only
-        if own and user.password_hash.startswith("$argon2") and _hasher.check_needs_rehash(user.password_hash):
+        if own and user.password_hash.startswith("$argon2") and _hasher().check_needs_rehash(user.password_hash):
             self.set_password(user, password)
         return user
 

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/store/10a_schema.ipynb #663f1cfe
 from __future__ import annotations
-import json, os, tomllib
+import copy, json, os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.resources import files
@@ -50,12 +50,24 @@ def preset_path(name: str) -> Path:
     return Path(str(files("opsux.store") / "presets" / f"{name}.toml"))
 
 def _read_toml(path) -> dict:
+    import tomllib  # here, not at import: opening opsux's own database reads no TOML file (see `_preset`)
     p = Path(path).expanduser()
     if not p.is_file(): raise SchemaError(f"{p}: no such mapping file; fix: give --config an existing file or a "
                                           f"preset ({', '.join(PRESETS)})")
     try: return tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SchemaError(f"{p}: not valid TOML ({e}); fix the file") from None
+
+# %% ../../nbs/store/10a_schema.ipynb #b7f33b1b
+_OWN_PRESET = {"timezone": "UTC", "runs": {"table": "operation_runs", "optional": True},
+               "users": {"table": "users", "optional": True}, "tenants": {"table": "tenants", "optional": True},
+               "memberships": {"table": "tenant_memberships", "optional": True},
+               "notifications": {"table": "notifications", "style": "opsux", "optional": True}}
+
+def _preset(name: str) -> dict:
+    "The preset `name` as a fresh dict: opsux's own from `_OWN_PRESET`, any other from its TOML file."
+    if name == "opsux": return copy.deepcopy(_OWN_PRESET)
+    return _read_toml(preset_path(name))
 
 # %% ../../nbs/store/10a_schema.ipynb #2585f1ba
 _KEYS = {"table", "columns", "style", "notifiable_type", "optional"}
@@ -89,13 +101,13 @@ def load_mapping(config=None, # preset name, path of a TOML file, a dict, or Non
     "The mapping as a dict (preset resolved, keys checked); `SchemaError` with one line when it is unusable."
     if config is None: config = "opsux"
     if isinstance(config, dict): m, where = dict(config), "mapping"
-    elif str(config) in PRESETS: m, where = _read_toml(preset_path(str(config))), f"preset {config}"
+    elif str(config) in PRESETS: m, where = _preset(str(config)), f"preset {config}"
     else: m, where = _read_toml(config), str(config)
     m.setdefault("name", where)
     base = m.get("preset", None if str(config) in PRESETS else "opsux")   # a file starts from opsux's own names
     if base is not None:
         if base not in PRESETS: raise SchemaError(f"{where}: preset = {base!r}; fix: one of {', '.join(PRESETS)}")
-        m = _merge(_read_toml(preset_path(base)), {k: v for k, v in m.items() if k != "preset"})
+        m = _merge(_preset(base), {k: v for k, v in m.items() if k != "preset"})
     _check_keys(m, where)
     return m
 
