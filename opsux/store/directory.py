@@ -5,16 +5,22 @@
 # %% ../../nbs/store/12a_directory.ipynb #6289da61
 from __future__ import annotations
 from typing import Iterable
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+import functools
 from sqlalchemy import delete, func, insert, select, update
+from ..rules.basics import patch
 from .models import Membership, Tenant, User, id_of, utcnow
 
 # %% auto #0
 __all__ = ['BCRYPT_PREFIXES', 'check_password', 'Directory']
 
 # %% ../../nbs/store/12a_directory.ipynb #cb0f9410
-_hasher = PasswordHasher()
+@functools.lru_cache(maxsize=1)
+def _hasher():
+    "argon2-cffi's `PasswordHasher` (its defaults), imported on first use: opening a database hashes nothing."
+    from argon2 import PasswordHasher
+    return PasswordHasher()
+
+# %% ../../nbs/store/12a_directory.ipynb #f19316aa
 BCRYPT_PREFIXES = ("$2y$", "$2b$", "$2a$")
 
 def check_password(stored: str | None, password: str) -> bool:
@@ -24,7 +30,8 @@ def check_password(stored: str | None, password: str) -> bool:
         import bcrypt
         try: return bcrypt.checkpw(password.encode("utf-8")[:72], stored.encode("ascii"))
         except ValueError: return False
-    try: return _hasher.verify(stored, password)
+    from argon2.exceptions import InvalidHashError, VerificationError
+    try: return _hasher().verify(stored, password)
     except (VerificationError, InvalidHashError): return False
 
 # %% ../../nbs/store/12a_directory.ipynb #4fddf1bb
@@ -33,111 +40,140 @@ class Directory:
     def __init__(self, ops): self.ops = ops
     def _w(self): return self.ops.writer
 
-    def add_tenant(self, name: str) -> Tenant:
-        "Create a tenant (names are unique)."
-        name = str(name).strip()
-        if not name: raise ValueError("a tenant needs a name")
-        with self._w().begin() as con:
-            row = con.execute(insert(Tenant).values(name=name, created_at=utcnow()).returning(*Tenant.__table__.c)).one()
-        return row
+# %% ../../nbs/store/12a_directory.ipynb #fdb99a9a
+@patch
+def add_tenant(self: Directory, name: str) -> Tenant:
+    "Create a tenant (names are unique)."
+    name = str(name).strip()
+    if not name: raise ValueError("a tenant needs a name")
+    with self._w().begin() as con:
+        row = con.execute(insert(Tenant).values(name=name, created_at=utcnow()).returning(*Tenant.__table__.c)).one()
+    return row
 
-    def add_user(self, name: str, email: str | None = None, tenants: Iterable = (), password: str | None = None) -> User:
-        "Create a user, optionally a member of `tenants` (objects, ids or names) with a password."
-        name = str(name).strip()
-        if not name: raise ValueError("a user needs a name")
-        email = email.strip().lower() if email else None
-        with self._w().begin() as con:
-            row = con.execute(insert(User).values(
-                name=name, email=email, created_at=utcnow(),
-                password_hash=_hasher.hash(password) if password else None).returning(*User.__table__.c)).one()
-            for t in tenants: self._add_membership(con, row.id, self._tenant_id(con, t))
-        return row
-
-    def _add_membership(self, con, uid: int, tid: int) -> bool:
-        exists = con.execute(select(Membership.user_id).where(Membership.user_id == uid, Membership.tenant_id == tid)).first()
-        if exists: return False
-        con.execute(insert(Membership).values(user_id=uid, tenant_id=tid, role="member", created_at=utcnow()))
-        return True
-
-    def add_membership(self, user, tenant) -> bool:
-        "Make `user` a member of `tenant`; False when it already was."
-        with self._w().begin() as con: return self._add_membership(con, id_of(user), self._tenant_id(con, tenant))
-
-    def remove_membership(self, user, tenant) -> bool:
-        "End `user`'s membership of `tenant`; False when there was none."
-        with self._w().begin() as con:
-            r = con.execute(delete(Membership).where(Membership.user_id == id_of(user), Membership.tenant_id == self._tenant_id(con, tenant)))
-            return r.rowcount > 0
-
-    def set_password(self, user, password: str) -> None:
-        "Store an argon2 hash of `password` for `user`."
-        if not password: raise ValueError("an empty password is not a password")
-        with self._w().begin() as con:
-            r = con.execute(update(User).where(User.id == id_of(user)).values(password_hash=_hasher.hash(password)))
-            if r.rowcount != 1: raise LookupError(f"no user {user!r}")
-
-    def verify_password(self, email: str, password: str) -> User | None:
-        "The user with this email when the password is right, else None."
-        if not email or not password: return None
-        user = self.get_user(str(email))
-        if user is None or not user.password_hash:
-            _hasher.hash("x" * 12)  # same cost whether or not the user exists
-            return None
-        if not check_password(user.password_hash, password): return None
-        own = self.ops.schema.name == "preset opsux" and not self.ops.read_only
-        if own and user.password_hash.startswith("$argon2") and _hasher.check_needs_rehash(user.password_hash):
-            self.set_password(user, password)
-        return user
-
-    def get_user(self, id_or_email) -> User | None:
-        "A user by id, email (any case) or object; None when there is none."
-        u = self.ops.schema.users
-        if u is None: return None
-        if isinstance(id_or_email, str) and "@" in id_or_email:
-            e = id_or_email.strip().lower()
-            own = self.ops.schema.name == "preset opsux"        # opsux stores emails lower-cased (unique index)
-            where = u.c.email == e if own else func.lower(u.c.email) == e
-        else:
-            try: where = u.c.id == id_of(id_or_email)
-            except TypeError: return None
-        with self.ops.reader.connect() as con:
-            return con.execute(select(*u.select_fields("id", "name", "email", "password_hash")).where(where)
-                               .order_by(u.c.id).limit(1)).first()
-
-    def _tenant_id(self, con, tenant) -> int:
-        if isinstance(tenant, str) and not tenant.strip().isdigit():
-            t = self.ops.schema.tenants
-            tid = con.execute(select(t.c.id).where(t.c.name == tenant)).scalar() if t is not None else None
-            if tid is None: raise LookupError(f"no tenant named {tenant!r}")
-            return tid
-        return id_of(tenant)
-
-    def get_tenant(self, id_or_name) -> Tenant | None:
-        "A tenant by id, name or object; None when there is none."
+# %% ../../nbs/store/12a_directory.ipynb #897596f2
+@patch
+def _tenant_id(self: Directory, con, tenant) -> int:
+    if isinstance(tenant, str) and not tenant.strip().isdigit():
         t = self.ops.schema.tenants
-        if t is None: return None
-        with self.ops.reader.connect() as con:
-            try: tid = self._tenant_id(con, id_or_name)
-            except (LookupError, TypeError): return None
-            return con.execute(select(*t.select_fields("id", "name")).where(t.c.id == tid)).first()
+        tid = con.execute(select(t.c.id).where(t.c.name == tenant)).scalar() if t is not None else None
+        if tid is None: raise LookupError(f"no tenant named {tenant!r}")
+        return tid
+    return id_of(tenant)
 
-    def tenants(self) -> list[Tenant]:
-        "Every tenant, by name."
-        t = self.ops.schema.tenants
-        if t is None: return []
-        with self.ops.reader.connect() as con:
-            return list(con.execute(select(*t.select_fields("id", "name")).order_by(t.c.name)))
-    def users(self) -> list[User]:
-        "Every user, by name."
-        u = self.ops.schema.users
-        if u is None: return []
-        with self.ops.reader.connect() as con:
-            return list(con.execute(select(*u.select_fields("id", "name", "email", "password_hash"))
-                                    .order_by(u.c.name if u.has("name") else u.c.id, u.c.id)))
-    def memberships(self, user) -> list[int]:
-        "The tenant ids `user` belongs to."
-        m = self.ops.schema.memberships
-        if m is None: return []
-        with self.ops.reader.connect() as con:
-            q = select(m.c.tenant_id).where(m.c.user_id == id_of(user)).order_by(m.c.tenant_id)
-            return list(con.execute(q).scalars())
+# %% ../../nbs/store/12a_directory.ipynb #02583394
+@patch
+def _add_membership(self: Directory, con, uid: int, tid: int) -> bool:
+    exists = con.execute(select(Membership.user_id).where(Membership.user_id == uid, Membership.tenant_id == tid)).first()
+    if exists: return False
+    con.execute(insert(Membership).values(user_id=uid, tenant_id=tid, role="member", created_at=utcnow()))
+    return True
+
+# %% ../../nbs/store/12a_directory.ipynb #40a5d255
+@patch
+def add_user(self: Directory, name: str, email: str | None = None, tenants: Iterable = (),
+             password: str | None = None) -> User:
+    "Create a user, optionally a member of `tenants` (objects, ids or names) with a password."
+    name = str(name).strip()
+    if not name: raise ValueError("a user needs a name")
+    email = email.strip().lower() if email else None
+    with self._w().begin() as con:
+        row = con.execute(insert(User).values(
+            name=name, email=email, created_at=utcnow(),
+            password_hash=_hasher().hash(password) if password else None).returning(*User.__table__.c)).one()
+        for t in tenants: self._add_membership(con, row.id, self._tenant_id(con, t))
+    return row
+
+# %% ../../nbs/store/12a_directory.ipynb #7139133f
+@patch
+def add_membership(self: Directory, user, tenant) -> bool:
+    "Make `user` a member of `tenant`; False when it already was."
+    with self._w().begin() as con: return self._add_membership(con, id_of(user), self._tenant_id(con, tenant))
+
+# %% ../../nbs/store/12a_directory.ipynb #77bd7d0a
+@patch
+def remove_membership(self: Directory, user, tenant) -> bool:
+    "End `user`'s membership of `tenant`; False when there was none."
+    with self._w().begin() as con:
+        r = con.execute(delete(Membership).where(Membership.user_id == id_of(user), Membership.tenant_id == self._tenant_id(con, tenant)))
+        return r.rowcount > 0
+
+# %% ../../nbs/store/12a_directory.ipynb #bf7fd36e
+@patch
+def get_user(self: Directory, id_or_email) -> User | None:
+    "A user by id, email (any case) or object; None when there is none."
+    u = self.ops.schema.users
+    if u is None: return None
+    if isinstance(id_or_email, str) and "@" in id_or_email:
+        e = id_or_email.strip().lower()
+        own = self.ops.schema.name == "preset opsux"        # opsux stores emails lower-cased (unique index)
+        where = u.c.email == e if own else func.lower(u.c.email) == e
+    else:
+        try: where = u.c.id == id_of(id_or_email)
+        except TypeError: return None
+    with self.ops.reader.connect() as con:
+        return con.execute(select(*u.select_fields("id", "name", "email", "password_hash")).where(where)
+                           .order_by(u.c.id).limit(1)).first()
+
+# %% ../../nbs/store/12a_directory.ipynb #771b51e0
+@patch
+def set_password(self: Directory, user, password: str) -> None:
+    "Store an argon2 hash of `password` for `user`."
+    if not password: raise ValueError("an empty password is not a password")
+    with self._w().begin() as con:
+        r = con.execute(update(User).where(User.id == id_of(user)).values(password_hash=_hasher().hash(password)))
+        if r.rowcount != 1: raise LookupError(f"no user {user!r}")
+
+# %% ../../nbs/store/12a_directory.ipynb #cfe33750
+@patch
+def verify_password(self: Directory, email: str, password: str) -> User | None:
+    "The user with this email when the password is right, else None."
+    if not email or not password: return None
+    user = self.get_user(str(email))
+    if user is None or not user.password_hash:
+        _hasher().hash("x" * 12)  # same cost whether or not the user exists
+        return None
+    if not check_password(user.password_hash, password): return None
+    own = self.ops.schema.name == "preset opsux" and not self.ops.read_only
+    if own and user.password_hash.startswith("$argon2") and _hasher().check_needs_rehash(user.password_hash):
+        self.set_password(user, password)
+    return user
+
+# %% ../../nbs/store/12a_directory.ipynb #699d7ac5
+@patch
+def get_tenant(self: Directory, id_or_name) -> Tenant | None:
+    "A tenant by id, name or object; None when there is none."
+    t = self.ops.schema.tenants
+    if t is None: return None
+    with self.ops.reader.connect() as con:
+        try: tid = self._tenant_id(con, id_or_name)
+        except (LookupError, TypeError): return None
+        return con.execute(select(*t.select_fields("id", "name")).where(t.c.id == tid)).first()
+
+# %% ../../nbs/store/12a_directory.ipynb #df2b5171
+@patch
+def tenants(self: Directory) -> list[Tenant]:
+    "Every tenant, by name."
+    t = self.ops.schema.tenants
+    if t is None: return []
+    with self.ops.reader.connect() as con:
+        return list(con.execute(select(*t.select_fields("id", "name")).order_by(t.c.name)))
+
+# %% ../../nbs/store/12a_directory.ipynb #d1a9c2cd
+@patch
+def users(self: Directory) -> list[User]:
+    "Every user, by name."
+    u = self.ops.schema.users
+    if u is None: return []
+    with self.ops.reader.connect() as con:
+        return list(con.execute(select(*u.select_fields("id", "name", "email", "password_hash"))
+                                .order_by(u.c.name if u.has("name") else u.c.id, u.c.id)))
+
+# %% ../../nbs/store/12a_directory.ipynb #852e15ce
+@patch
+def memberships(self: Directory, user) -> list[int]:
+    "The tenant ids `user` belongs to."
+    m = self.ops.schema.memberships
+    if m is None: return []
+    with self.ops.reader.connect() as con:
+        q = select(m.c.tenant_id).where(m.c.user_id == id_of(user)).order_by(m.c.tenant_id)
+        return list(con.execute(q).scalars())

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import threading
 from functools import cached_property
+from ..rules.basics import patch
 from ..rules.catalog import OperationCatalog, default_catalog
 from .db import (RETRY_SECONDS, Database, current_revision, explained, head_revision, make_engine,
                             _upgrade_engine)
@@ -43,38 +44,10 @@ class Ops(Database):
     def runs(self) -> OperationRunService: return OperationRunService(self)
     @cached_property
     def tokens(self) -> Tokens: return Tokens(self)
-
     @cached_property
     def watch_source(self) -> WatchSource | None:
         "What the change watcher probes: the mapped runs table, its columns and the time zone of naive timestamps."
-        r = self.schema.runs
-        if r is None: return None
-        c = r.c
-        name = lambda f: c[f].name if f in c else f          # a missing one is the watcher's one-line error
-        watched = ("outcome", "summary_counts", "failure_summary", "started_at", "completed_at", "heartbeat_at")
-        return WatchSource(table=r.where, id=name("id"), tenant_id=name("tenant_id"), user_id=name("user_id"),
-                           status=name("status"), updated_at=name("updated_at"),
-                           watched=tuple(c[f].name for f in watched if f in c), timezone=self.schema.timezone)
-
-    def viewer(self, user, tenant=None) -> Viewer:
-        "A `Viewer` for `user` (object, id or email), optionally narrowed to `tenant` (one or several)."
-        return Viewer(self, user, tenant=tenant)
-
-    def watcher(self, interval: float | None = None):
-        "The one change watcher of this process for this database (started on first use)."
-        with self._lock:
-            if self._watcher is None: self._watcher = shared_watcher(self, interval=interval)
-            return self._watcher
-
-    def close(self) -> None:
-        "Stop the watcher this handle started and release the connections."
-        if self._watcher is not None: self._watcher.release(); self._watcher = None
-        super().close()
-
-    def _after_fork(self) -> None:
-        "In a forked child: fresh pools (see `Database`), and no watcher: its thread stayed in the parent."
-        super()._after_fork()
-        self._watcher, self._lock = None, threading.Lock()
+        return _watch_source(self.schema)
 
 # %% ../../nbs/store/17_ops.ipynb #3ce24524
 def connect(url: str | None = None, # SQLAlchemy URL or SQLite path; default `$OPSUX_DATABASE_URL` or the embedded file
@@ -97,6 +70,46 @@ def connect(url: str | None = None, # SQLAlchemy URL or SQLite path; default `$O
     except BaseException:
         if ops is not None: ops.close()
         engine.dispose(); raise
+
+# %% ../../nbs/store/17_ops.ipynb #1e28ea39
+def _watch_source(schema: Schema) -> WatchSource | None:
+    "What the change watcher probes: the mapped runs table, its columns and the time zone of naive timestamps."
+    r = schema.runs
+    if r is None: return None
+    c = r.c
+    name = lambda f: c[f].name if f in c else f          # a missing one is the watcher's one-line error
+    watched = ("outcome", "summary_counts", "failure_summary", "started_at", "completed_at", "heartbeat_at")
+    return WatchSource(table=r.where, id=name("id"), tenant_id=name("tenant_id"), user_id=name("user_id"),
+                       status=name("status"), updated_at=name("updated_at"),
+                       watched=tuple(c[f].name for f in watched if f in c), timezone=schema.timezone)
+
+# %% ../../nbs/store/17_ops.ipynb #9fd0d193
+@patch
+def viewer(self: Ops, user, tenant=None) -> Viewer:
+    "A `Viewer` for `user` (object, id or email), optionally narrowed to `tenant` (one or several)."
+    return Viewer(self, user, tenant=tenant)
+
+# %% ../../nbs/store/17_ops.ipynb #08bee36d
+@patch
+def watcher(self: Ops, interval: float | None = None):
+    "The one change watcher of this process for this database (started on first use)."
+    with self._lock:
+        if self._watcher is None: self._watcher = shared_watcher(self, interval=interval)
+        return self._watcher
+
+# %% ../../nbs/store/17_ops.ipynb #ae2e2ec0
+@patch
+def close(self: Ops) -> None:
+    "Stop the watcher this handle started and release the connections."
+    if self._watcher is not None: self._watcher.release(); self._watcher = None
+    super(Ops, self).close()
+
+# %% ../../nbs/store/17_ops.ipynb #4c00c719
+@patch
+def _after_fork(self: Ops) -> None:
+    "In a forked child: fresh pools (see `Database`), and no watcher: its thread stayed in the parent."
+    super(Ops, self)._after_fork()
+    self._watcher, self._lock = None, threading.Lock()
 
 # %% ../../nbs/store/17_ops.ipynb #fabad63f
 def _timestamp_notes(s: Schema) -> list[str]:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/store/10a_schema.ipynb #663f1cfe
 from __future__ import annotations
-import json, os, tomllib
+import copy, json, os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.resources import files
@@ -49,7 +49,9 @@ def preset_path(name: str) -> Path:
     "The TOML file of the preset `name` shipped with opsux."
     return Path(str(files("opsux.store") / "presets" / f"{name}.toml"))
 
+# %% ../../nbs/store/10a_schema.ipynb #51b95d99
 def _read_toml(path) -> dict:
+    import tomllib  # here, not at import: opening opsux's own database reads no TOML file (see `_preset`)
     p = Path(path).expanduser()
     if not p.is_file(): raise SchemaError(f"{p}: no such mapping file; fix: give --config an existing file or a "
                                           f"preset ({', '.join(PRESETS)})")
@@ -57,9 +59,18 @@ def _read_toml(path) -> dict:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SchemaError(f"{p}: not valid TOML ({e}); fix the file") from None
 
-# %% ../../nbs/store/10a_schema.ipynb #2585f1ba
-_KEYS = {"table", "columns", "style", "notifiable_type", "optional"}
+# %% ../../nbs/store/10a_schema.ipynb #b7f33b1b
+_OWN_PRESET = {"timezone": "UTC", "runs": {"table": "operation_runs", "optional": True},
+               "users": {"table": "users", "optional": True}, "tenants": {"table": "tenants", "optional": True},
+               "memberships": {"table": "tenant_memberships", "optional": True},
+               "notifications": {"table": "notifications", "style": "opsux", "optional": True}}
 
+def _preset(name: str) -> dict:
+    "The preset `name` as a fresh dict: opsux's own from `_OWN_PRESET`, any other from its TOML file."
+    if name == "opsux": return copy.deepcopy(_OWN_PRESET)
+    return _read_toml(preset_path(name))
+
+# %% ../../nbs/store/10a_schema.ipynb #2585f1ba
 def _merge(base: dict, top: dict) -> dict:
     out = dict(base)
     for k, v in top.items():
@@ -70,6 +81,8 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 # %% ../../nbs/store/10a_schema.ipynb #e46f1688
+_KEYS = {"table", "columns", "style", "notifiable_type", "optional"}
+
 def _check_keys(m: dict, where: str) -> None:
     for k, v in m.items():
         if k in ("preset", "timezone", "legacy", "name"): continue
@@ -89,13 +102,13 @@ def load_mapping(config=None, # preset name, path of a TOML file, a dict, or Non
     "The mapping as a dict (preset resolved, keys checked); `SchemaError` with one line when it is unusable."
     if config is None: config = "opsux"
     if isinstance(config, dict): m, where = dict(config), "mapping"
-    elif str(config) in PRESETS: m, where = _read_toml(preset_path(str(config))), f"preset {config}"
+    elif str(config) in PRESETS: m, where = _preset(str(config)), f"preset {config}"
     else: m, where = _read_toml(config), str(config)
     m.setdefault("name", where)
     base = m.get("preset", None if str(config) in PRESETS else "opsux")   # a file starts from opsux's own names
     if base is not None:
         if base not in PRESETS: raise SchemaError(f"{where}: preset = {base!r}; fix: one of {', '.join(PRESETS)}")
-        m = _merge(_read_toml(preset_path(base)), {k: v for k, v in m.items() if k != "preset"})
+        m = _merge(_preset(base), {k: v for k, v in m.items() if k != "preset"})
     _check_keys(m, where)
     return m
 
@@ -115,28 +128,37 @@ class HostDateTime(UtcDateTime):
     def __init__(self, tz: str = "UTC", naive: bool = True):
         super().__init__()
         self.tz, self.naive = tz, naive
-    def process_bind_param(self, value, dialect):
-        if value is None: return None
-        zone = ZoneInfo(self.tz)
-        local = (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(zone)
-        return local.replace(tzinfo=None) if self.naive or dialect.name == "sqlite" else local
-    def process_result_value(self, value, dialect):
-        if isinstance(value, str):
-            try: value = datetime.fromisoformat(value.strip())
-            except ValueError: return None
-        if isinstance(value, datetime) and value.tzinfo is None:
-            if self.tz == "UTC": return value.replace(tzinfo=timezone.utc)          # the common case, fast
-            value = value.replace(tzinfo=ZoneInfo(self.tz))
-        return super().process_result_value(value, dialect)
-    def result_processor(self, dialect, coltype):
-        "psycopg's naive `timestamp`: one call per value, not the decorator's chain (same answer)."
-        slow = super().result_processor(dialect, coltype)
-        if dialect.driver != "psycopg" or coltype != PG_TIMESTAMP or slow is None: return slow
-        utc, zone = timezone.utc, None if self.tz == "UTC" else ZoneInfo(self.tz)
-        def process(v):
-            if type(v) is not datetime or v.tzinfo is not None: return slow(v)
-            return v.replace(tzinfo=utc) if zone is None else v.replace(tzinfo=zone).astimezone(utc)
-        return process
+
+# %% ../../nbs/store/10a_schema.ipynb #87b8bb17
+@patch
+def process_bind_param(self: HostDateTime, value, dialect):
+    if value is None: return None
+    zone = ZoneInfo(self.tz)
+    local = (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(zone)
+    return local.replace(tzinfo=None) if self.naive or dialect.name == "sqlite" else local
+
+# %% ../../nbs/store/10a_schema.ipynb #6a2f8850
+@patch
+def process_result_value(self: HostDateTime, value, dialect):
+    if isinstance(value, str):
+        try: value = datetime.fromisoformat(value.strip())
+        except ValueError: return None
+    if isinstance(value, datetime) and value.tzinfo is None:
+        if self.tz == "UTC": return value.replace(tzinfo=timezone.utc)          # the common case, fast
+        value = value.replace(tzinfo=ZoneInfo(self.tz))
+    return super(HostDateTime, self).process_result_value(value, dialect)
+
+# %% ../../nbs/store/10a_schema.ipynb #045ff63b
+@patch
+def result_processor(self: HostDateTime, dialect, coltype):
+    "psycopg's naive `timestamp`: one call per value, not the decorator's chain (same answer)."
+    slow = super(HostDateTime, self).result_processor(dialect, coltype)
+    if dialect.driver != "psycopg" or coltype != PG_TIMESTAMP or slow is None: return slow
+    utc, zone = timezone.utc, None if self.tz == "UTC" else ZoneInfo(self.tz)
+    def process(v):
+        if type(v) is not datetime or v.tzinfo is not None: return slow(v)
+        return v.replace(tzinfo=utc) if zone is None else v.replace(tzinfo=zone).astimezone(utc)
+    return process
 
 # %% ../../nbs/store/10a_schema.ipynb #ba6f6712
 class as_utc(FunctionElement):
@@ -145,9 +167,11 @@ class as_utc(FunctionElement):
     def __init__(self, column, zone: str, type_):
         super().__init__(column, literal(zone, literal_execute=True)); self.type = type_
 
+# %% ../../nbs/store/10a_schema.ipynb #738a7d9e
 @compiles(as_utc)
 def _as_utc_plain(el, compiler, **kw): return compiler.process(list(el.clauses)[0], **kw)
 
+# %% ../../nbs/store/10a_schema.ipynb #4b7147e1
 @compiles(as_utc, "postgresql")
 def _as_utc_pg(el, compiler, **kw):
     column, zone = (compiler.process(c, **kw) for c in el.clauses)
@@ -176,22 +200,37 @@ class Part:
     name: str
     table: Table
     options: dict = field(default_factory=dict)
-    @property
-    def c(self): return self.table.c
-    @property
-    def fields(self) -> tuple[str, ...]: return tuple(self.table.c.keys())
-    def has(self, name: str) -> bool: return name in self.table.c
-    def select_list(self, *names) -> list:
-        "The columns of `names` (default: all, built once), each labelled with its field name."
-        if names: return [self.table.c[n].label(n) for n in names]
-        if "_all" not in self.__dict__: self.__dict__["_all"] = [self.table.c[n].label(n) for n in self.fields]
-        return self.__dict__["_all"]
-    def select_fields(self, *names) -> list:
-        "The columns of `names`, labelled; a field the host does not have reads as NULL."
-        from sqlalchemy import null
-        return [self.table.c[n].label(n) if n in self.table.c else null().label(n) for n in names]
-    @property
-    def where(self) -> str: return self.table.fullname
+
+# %% ../../nbs/store/10a_schema.ipynb #570a9333
+@patch(as_prop=True)
+def c(self: Part): return self.table.c
+
+# %% ../../nbs/store/10a_schema.ipynb #3fc2e652
+@patch(as_prop=True)
+def fields(self: Part) -> tuple[str, ...]: return tuple(self.table.c.keys())
+
+# %% ../../nbs/store/10a_schema.ipynb #6a4cd404
+@patch
+def has(self: Part, name: str) -> bool: return name in self.table.c
+
+# %% ../../nbs/store/10a_schema.ipynb #525c586e
+@patch
+def select_list(self: Part, *names) -> list:
+    "The columns of `names` (default: all, built once), each labelled with its field name."
+    if names: return [self.table.c[n].label(n) for n in names]
+    if "_all" not in self.__dict__: self.__dict__["_all"] = [self.table.c[n].label(n) for n in self.fields]
+    return self.__dict__["_all"]
+
+# %% ../../nbs/store/10a_schema.ipynb #81d24ee2
+@patch
+def select_fields(self: Part, *names) -> list:
+    "The columns of `names`, labelled; a field the host does not have reads as NULL."
+    from sqlalchemy import null
+    return [self.table.c[n].label(n) if n in self.table.c else null().label(n) for n in names]
+
+# %% ../../nbs/store/10a_schema.ipynb #de5751e9
+@patch(as_prop=True)
+def where(self: Part) -> str: return self.table.fullname
 
 # %% ../../nbs/store/10a_schema.ipynb #0003d155
 def _kind(coltype) -> str:
@@ -201,6 +240,7 @@ def _kind(coltype) -> str:
     except NotImplementedError: return "other"
     return {datetime: "datetime", int: "int", str: "str", dict: "json", list: "json"}.get(py, "other")
 
+# %% ../../nbs/store/10a_schema.ipynb #be2bcccb
 def _split(name: str) -> tuple[str | None, str]:
     schema, _, table = str(name).rpartition(".")
     return schema or None, table
@@ -229,11 +269,17 @@ class Schema:
     tenants = property(lambda self: self.parts.get("tenants"))
     memberships = property(lambda self: self.parts.get("memberships"))
     notifications = property(lambda self: self.parts.get("notifications"))
-    def check(self) -> "Schema":
-        "Raise `SchemaError` with every problem; returns self when there is none."
-        if self.problems: raise SchemaError(self.problems)
-        return self
-    def __repr__(self): return f"Schema({self.name!r}, parts={sorted(self.parts)}, problems={len(self.problems)})"
+
+# %% ../../nbs/store/10a_schema.ipynb #d006b51c
+@patch
+def check(self: Schema) -> "Schema":
+    "Raise `SchemaError` with every problem; returns self when there is none."
+    if self.problems: raise SchemaError(self.problems)
+    return self
+
+# %% ../../nbs/store/10a_schema.ipynb #f1495f0a
+@patch
+def __repr__(self: Schema): return f"Schema({self.name!r}, parts={sorted(self.parts)}, problems={len(self.problems)})"
 
 # %% ../../nbs/store/10a_schema.ipynb #5837adc8
 def _options(tz: str, legacy, problems: list) -> tuple[str, dict | None]:
@@ -247,21 +293,6 @@ def _options(tz: str, legacy, problems: list) -> tuple[str, dict | None]:
     except (ValueError, AttributeError) as e:
         problems.append(f"[legacy]: {e}; fix the entry in the mapping file")
         return str(tz), None
-
-# %% ../../nbs/store/10a_schema.ipynb #820975d6
-def _reflect_part(insp, name: str, spec: dict, known: set, tz: str, problems: list, notes: list) -> Part | None:
-    "The `Part` for `spec` (one part of a mapping), or None with its problems recorded."
-    schema, table = _split(spec.get("table") or PARTS[name]["table"])
-    label = f"{schema}.{table}" if schema else table
-    tables = known if schema is None else set(insp.get_table_names(schema)) | set(insp.get_view_names(schema))
-    if table not in tables:
-        if spec.get("optional"):
-            notes.append(f"{name}: no table or view {label}: not read ({name} = \"none\")"); return None
-        near = ", ".join(sorted(tables)[:12]) or "none"
-        problems.append(f"{name}: no table or view {label}; fix: set [{name}] table = \"...\" in the mapping file, "
-                        f"or {name} = \"none\" (tables here: {near})")
-        return None
-    return _build_part(insp, name, spec, schema, table, label, tz, problems)
 
 # %% ../../nbs/store/10a_schema.ipynb #4a7c00ea
 def _build_part(insp, name, spec, schema, table, label, tz, problems) -> Part | None:
@@ -283,6 +314,21 @@ def _build_part(insp, name, spec, schema, table, label, tz, problems) -> Part | 
     if len(problems) > bad: return None
     opts = {k: v for k, v in spec.items() if k not in ("table", "columns")}
     return Part(name, Table(table, MetaData(), *columns, schema=schema), opts)
+
+# %% ../../nbs/store/10a_schema.ipynb #820975d6
+def _reflect_part(insp, name: str, spec: dict, known: set, tz: str, problems: list, notes: list) -> Part | None:
+    "The `Part` for `spec` (one part of a mapping), or None with its problems recorded."
+    schema, table = _split(spec.get("table") or PARTS[name]["table"])
+    label = f"{schema}.{table}" if schema else table
+    tables = known if schema is None else set(insp.get_table_names(schema)) | set(insp.get_view_names(schema))
+    if table not in tables:
+        if spec.get("optional"):
+            notes.append(f"{name}: no table or view {label}: not read ({name} = \"none\")"); return None
+        near = ", ".join(sorted(tables)[:12]) or "none"
+        problems.append(f"{name}: no table or view {label}; fix: set [{name}] table = \"...\" in the mapping file, "
+                        f"or {name} = \"none\" (tables here: {near})")
+        return None
+    return _build_part(insp, name, spec, schema, table, label, tz, problems)
 
 # %% ../../nbs/store/10a_schema.ipynb #0e9c7a1c
 @classmethod
@@ -325,8 +371,10 @@ Schema.probe = _probe
 # %% ../../nbs/store/10a_schema.ipynb #aef67f45
 ACTIVE_WORDS = ("queued", "running")
 
+# %% ../../nbs/store/10a_schema.ipynb #a12122b2
 def _ix(table: str, what: str) -> str: return f"opsux_{table.replace('.', '_')}_{what}"[:63]
 
+# %% ../../nbs/store/10a_schema.ipynb #89a873d1
 def _quote(engine_or_dialect, name: str) -> str:
     prep = (engine_or_dialect.dialect if hasattr(engine_or_dialect, "dialect") else engine_or_dialect).identifier_preparer
     return ".".join(prep.quote(p) for p in name.split("."))
