@@ -6,9 +6,9 @@
 from __future__ import annotations
 from typing import Iterable
 import functools
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from ..rules.basics import patch
-from .models import Membership, Tenant, User, id_of, utcnow
+from .tables import id_of, memberships as _members, tenants as _tenants, users as _users, utcnow
 
 # %% auto #0
 __all__ = ['BCRYPT_PREFIXES', 'check_password', 'Directory']
@@ -42,12 +42,12 @@ class Directory:
 
 # %% ../../nbs/store/12a_directory.ipynb #fdb99a9a
 @patch
-def add_tenant(self: Directory, name: str) -> Tenant:
+def add_tenant(self: Directory, name: str) -> Row:
     "Create a tenant (names are unique)."
     name = str(name).strip()
     if not name: raise ValueError("a tenant needs a name")
     with self._w().begin() as con:
-        row = con.execute(insert(Tenant).values(name=name, created_at=utcnow()).returning(*Tenant.__table__.c)).one()
+        row = con.execute(insert(_tenants).values(name=name, created_at=utcnow()).returning(*_tenants.c)).one()
     return row
 
 # %% ../../nbs/store/12a_directory.ipynb #897596f2
@@ -63,23 +63,23 @@ def _tenant_id(self: Directory, con, tenant) -> int:
 # %% ../../nbs/store/12a_directory.ipynb #02583394
 @patch
 def _add_membership(self: Directory, con, uid: int, tid: int) -> bool:
-    exists = con.execute(select(Membership.user_id).where(Membership.user_id == uid, Membership.tenant_id == tid)).first()
+    exists = con.execute(select(_members.c.user_id).where(_members.c.user_id == uid, _members.c.tenant_id == tid)).first()
     if exists: return False
-    con.execute(insert(Membership).values(user_id=uid, tenant_id=tid, role="member", created_at=utcnow()))
+    con.execute(insert(_members).values(user_id=uid, tenant_id=tid, role="member", created_at=utcnow()))
     return True
 
 # %% ../../nbs/store/12a_directory.ipynb #40a5d255
 @patch
 def add_user(self: Directory, name: str, email: str | None = None, tenants: Iterable = (),
-             password: str | None = None) -> User:
+             password: str | None = None) -> Row:
     "Create a user, optionally a member of `tenants` (objects, ids or names) with a password."
     name = str(name).strip()
     if not name: raise ValueError("a user needs a name")
     email = email.strip().lower() if email else None
     with self._w().begin() as con:
-        row = con.execute(insert(User).values(
+        row = con.execute(insert(_users).values(
             name=name, email=email, created_at=utcnow(),
-            password_hash=_hasher().hash(password) if password else None).returning(*User.__table__.c)).one()
+            password_hash=_hasher().hash(password) if password else None).returning(*_users.c)).one()
         for t in tenants: self._add_membership(con, row.id, self._tenant_id(con, t))
     return row
 
@@ -94,12 +94,12 @@ def add_membership(self: Directory, user, tenant) -> bool:
 def remove_membership(self: Directory, user, tenant) -> bool:
     "End `user`'s membership of `tenant`; False when there was none."
     with self._w().begin() as con:
-        r = con.execute(delete(Membership).where(Membership.user_id == id_of(user), Membership.tenant_id == self._tenant_id(con, tenant)))
+        r = con.execute(delete(_members).where(_members.c.user_id == id_of(user), _members.c.tenant_id == self._tenant_id(con, tenant)))
         return r.rowcount > 0
 
 # %% ../../nbs/store/12a_directory.ipynb #bf7fd36e
 @patch
-def get_user(self: Directory, id_or_email) -> User | None:
+def get_user(self: Directory, id_or_email) -> Row | None:
     "A user by id, email (any case) or object; None when there is none."
     u = self.ops.schema.users
     if u is None: return None
@@ -120,12 +120,12 @@ def set_password(self: Directory, user, password: str) -> None:
     "Store an argon2 hash of `password` for `user`."
     if not password: raise ValueError("an empty password is not a password")
     with self._w().begin() as con:
-        r = con.execute(update(User).where(User.id == id_of(user)).values(password_hash=_hasher().hash(password)))
+        r = con.execute(update(_users).where(_users.c.id == id_of(user)).values(password_hash=_hasher().hash(password)))
         if r.rowcount != 1: raise LookupError(f"no user {user!r}")
 
 # %% ../../nbs/store/12a_directory.ipynb #cfe33750
 @patch
-def verify_password(self: Directory, email: str, password: str) -> User | None:
+def verify_password(self: Directory, email: str, password: str) -> Row | None:
     "The user with this email when the password is right, else None."
     if not email or not password: return None
     user = self.get_user(str(email))
@@ -140,7 +140,7 @@ def verify_password(self: Directory, email: str, password: str) -> User | None:
 
 # %% ../../nbs/store/12a_directory.ipynb #699d7ac5
 @patch
-def get_tenant(self: Directory, id_or_name) -> Tenant | None:
+def get_tenant(self: Directory, id_or_name) -> Row | None:
     "A tenant by id, name or object; None when there is none."
     t = self.ops.schema.tenants
     if t is None: return None
@@ -151,7 +151,7 @@ def get_tenant(self: Directory, id_or_name) -> Tenant | None:
 
 # %% ../../nbs/store/12a_directory.ipynb #df2b5171
 @patch
-def tenants(self: Directory) -> list[Tenant]:
+def tenants(self: Directory) -> list[Row]:
     "Every tenant, by name."
     t = self.ops.schema.tenants
     if t is None: return []
@@ -160,7 +160,7 @@ def tenants(self: Directory) -> list[Tenant]:
 
 # %% ../../nbs/store/12a_directory.ipynb #d1a9c2cd
 @patch
-def users(self: Directory) -> list[User]:
+def users(self: Directory) -> list[Row]:
     "Every user, by name."
     u = self.ops.schema.users
     if u is None: return []

@@ -15,7 +15,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from ..rules.basics import patch
-from .models import JSONType, PG_TIMESTAMP, RUN_FIELDS, UtcDateTime
+from .tables import JSONType, PG_TIMESTAMP, RUN_FIELDS, UtcDateTime
 
 # %% auto #0
 __all__ = ['PARTS', 'DATETIME_FIELDS', 'JSON_FIELDS', 'INT_FIELDS', 'PRESETS', 'ACTIVE_WORDS', 'SchemaError', 'preset_path',
