@@ -25,6 +25,7 @@ __all__ = ['log', 'CHANNEL', 'PROBE_BATCH', 'PROBE_SKEW', 'PROBE_AHEAD', 'FUTURE
 log = logging.getLogger(__name__)
 CHANNEL = "opsux_runs"
 
+# %% ../../nbs/store/14_events.ipynb #8b5bbc91
 @dataclass(frozen=True)
 class RunEvent:
     "Something happened to a run: kind is enqueued/started/progress/failure/completed/heartbeat/changed/resync."
@@ -46,21 +47,28 @@ class RunEvent:
 class Subscribers:
     "A thread-safe set of callbacks; `emit` calls each and logs (never propagates) their exceptions."
     def __init__(self): self._subs, self._lock = [], threading.Lock()
-    def subscribe(self, callback: Callable[[RunEvent], object]) -> Callable[[], None]:
-        "Call `callback(event)` for every event; returns a function that unsubscribes."
-        with self._lock: self._subs = [*self._subs, callback]
-        def unsubscribe():
-            with self._lock: self._subs = [s for s in self._subs if s is not callback]
-        return unsubscribe
-    def emit(self, event: RunEvent) -> int:
-        "Deliver `event` to every subscriber; returns how many took it without raising."
-        ok = 0
-        for cb in self._subs:
-            try: cb(event); ok += 1
-            except Exception: log.exception("opsux event subscriber %r failed on %r", cb, event)
-        return ok
     def __len__(self): return len(self._subs)
 
+# %% ../../nbs/store/14_events.ipynb #a35a2f63
+@patch
+def subscribe(self: Subscribers, callback: Callable[[RunEvent], object]) -> Callable[[], None]:
+    "Call `callback(event)` for every event; returns a function that unsubscribes."
+    with self._lock: self._subs = [*self._subs, callback]
+    def unsubscribe():
+        with self._lock: self._subs = [s for s in self._subs if s is not callback]
+    return unsubscribe
+
+# %% ../../nbs/store/14_events.ipynb #51065d3e
+@patch
+def emit(self: Subscribers, event: RunEvent) -> int:
+    "Deliver `event` to every subscriber; returns how many took it without raising."
+    ok = 0
+    for cb in self._subs:
+        try: cb(event); ok += 1
+        except Exception: log.exception("opsux event subscriber %r failed on %r", cb, event)
+    return ok
+
+# %% ../../nbs/store/14_events.ipynb #75ccf5ff
 class EventBus(Subscribers):
     "In-process events of one `Ops`: the service publishes after each commit."
     def publish(self, event: RunEvent) -> int: return self.emit(event)
@@ -68,53 +76,56 @@ class EventBus(Subscribers):
 # %% ../../nbs/store/14_events.ipynb #a057e1c7
 class Watcher(Subscribers):
     "Base of the per-process watchers: a daemon thread that emits `RunEvent`s to subscribers."
+    _after_reconnect = False
     def __init__(self, ops, interval: float = 0.5):
         super().__init__()
         self.ops, self.interval = ops, interval
         self.ready, self._stop, self._wake = threading.Event(), threading.Event(), threading.Event()
         self.reconnects, self.users, self._thread = 0, 0, None
 
-    def start(self) -> Watcher:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._main, name=f"opsux-{type(self).__name__}", daemon=True)
-            self._thread.start()
-        return self
-    def stop(self, timeout: float = 5) -> None:
-        "Stop the thread and wait for it."
-        self._stop.set(); self._wake.set()
-        if self._thread is not None: self._thread.join(timeout)
-    def release(self) -> None:
-        "One user less; the last one stops the watcher and forgets it."
-        with _registry_lock:
-            self.users -= 1
-            if self.users > 0: return
-            for k, w in list(_registry.items()):
-                if w is self: del _registry[k]
-        self.stop()
-    @property
-    def alive(self) -> bool: return self._thread is not None and self._thread.is_alive()
+# %% ../../nbs/store/14_events.ipynb #df3dcdcf
+@patch
+def _connected(self: Watcher):
+    "Called once a (re)connection is live."
+    self.ready.set(); self._delay = 0.2
+    if self._after_reconnect:
+        self._after_reconnect = False
+        self.emit(RunEvent(None, None, None, "resync"))
 
-    def _main(self):
-        self._delay = 0.2
-        while not self._stop.is_set():
-            try:
-                self._run()  # returns only when asked to stop
-                return
-            except Exception as exc:
-                self.ready.clear()
-                if self._stop.is_set(): return
-                log.warning("opsux watcher lost the database (%s); retrying in %.1fs", exc, self._delay)
-                self._stop.wait(self._delay); self._delay = min(self._delay * 2, 5)
-                self.reconnects += 1
-                self._after_reconnect = True
+# %% ../../nbs/store/14_events.ipynb #bc0ef183
+@patch
+def _main(self: Watcher):
+    self._delay = 0.2
+    while not self._stop.is_set():
+        try:
+            self._run()  # returns only when asked to stop
+            return
+        except Exception as exc:
+            self.ready.clear()
+            if self._stop.is_set(): return
+            log.warning("opsux watcher lost the database (%s); retrying in %.1fs", exc, self._delay)
+            self._stop.wait(self._delay); self._delay = min(self._delay * 2, 5)
+            self.reconnects += 1
+            self._after_reconnect = True
 
-    _after_reconnect = False
-    def _connected(self):
-        "Called once a (re)connection is live."
-        self.ready.set(); self._delay = 0.2
-        if self._after_reconnect:
-            self._after_reconnect = False
-            self.emit(RunEvent(None, None, None, "resync"))
+# %% ../../nbs/store/14_events.ipynb #421b052b
+@patch
+def start(self: Watcher) -> Watcher:
+    if self._thread is None:
+        self._thread = threading.Thread(target=self._main, name=f"opsux-{type(self).__name__}", daemon=True)
+        self._thread.start()
+    return self
+
+# %% ../../nbs/store/14_events.ipynb #64df54fa
+@patch(as_prop=True)
+def alive(self: Watcher) -> bool: return self._thread is not None and self._thread.is_alive()
+
+# %% ../../nbs/store/14_events.ipynb #291d4412
+@patch
+def stop(self: Watcher, timeout: float = 5) -> None:
+    "Stop the thread and wait for it."
+    self._stop.set(); self._wake.set()
+    if self._thread is not None: self._thread.join(timeout)
 
 # %% ../../nbs/store/14_events.ipynb #9ebab0f9
 class ListenWatcher(Watcher):
@@ -178,13 +189,16 @@ class _Statements:
         t = sa_table(src.table, *(sa_column(n) for n in names))
         self.cols, self.u, self.id = [t.c[n] for n in names], t.c[src.updated_at], t.c[src.id]
         self.batch, self.status, self.active, self._cache = batch, t.c[src.status], src.active, {}
-    def select(self, *where, order=None, limit=None):
+    def select(self, *where, order=None, limit=None):   # a method, not @patch: `select` stays SQLAlchemy's
         order = order or (self.u, self.id)
         return select(*self.cols).where(*where).order_by(*order).limit(limit or self.batch)
-    def upto(self, name: str):
-        "`(u, id) <= (:name_u, :name_id)`: a range on `u` plus a filter, not an OR."
-        u, i = bindparam(name + "_u"), bindparam(name + "_id")
-        return and_(self.u <= u, or_(self.u < u, self.id <= i))
+
+# %% ../../nbs/store/14_events.ipynb #9264531a
+@patch
+def upto(self: _Statements, name: str):
+    "`(u, id) <= (:name_u, :name_id)`: a range on `u` plus a filter, not an OR."
+    u, i = bindparam(name + "_u"), bindparam(name + "_id")
+    return and_(self.u <= u, or_(self.u < u, self.id <= i))
 
 # %% ../../nbs/store/14_events.ipynb #036d1a50
 @patch
@@ -247,13 +261,6 @@ def combined(self: _Statements, head_seek: bool, sweep: tuple | None, future_row
 def by_ids(self: _Statements):
     return self.select(self.id.in_(bindparam("ids", expanding=True)), order=(self.id,))
 
-# %% ../../nbs/store/14_events.ipynb #b591b64e
-def _db_now(con) -> datetime:
-    "The database's current time, UTC."
-    if con.dialect.name == "sqlite": q = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
-    else: q = select(func.statement_timestamp())
-    return _utc(con.execute(q).scalar())
-
 # %% ../../nbs/store/14_events.ipynb #9898275d
 def _utc(raw, zone: ZoneInfo = timezone.utc) -> datetime | None:
     "A stored timestamp (text or datetime; naive ones in `zone`) as aware UTC (None if not one)."
@@ -262,6 +269,13 @@ def _utc(raw, zone: ZoneInfo = timezone.utc) -> datetime | None:
         except ValueError: return None
     if not isinstance(raw, datetime): return None
     return (raw if raw.tzinfo else raw.replace(tzinfo=zone)).astimezone(timezone.utc)
+
+# %% ../../nbs/store/14_events.ipynb #b591b64e
+def _db_now(con) -> datetime:
+    "The database's current time, UTC."
+    if con.dialect.name == "sqlite": q = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
+    else: q = select(func.statement_timestamp())
+    return _utc(con.execute(q).scalar())
 
 # %% ../../nbs/store/14_events.ipynb #5a81d6f6
 def _bound(dt: datetime, dialect: str, naive: bool, zone) -> object:
@@ -286,25 +300,6 @@ class ChangeCursor:
         self.memo, self.running, self.rows_read, self.probes, self.resyncs = {}, set(), 0, 0, 0
         self._fallback_at = self._full_at = self._clock_at = None
 
-# %% ../../nbs/store/14_events.ipynb #48e27e6f
-@patch
-def start(self: ChangeCursor, con) -> ChangeCursor:
-    "Prepare for probing on `con`: check the source, head at the newest row, learn recent rows."
-    found = _has(con, self.source)
-    cols = {c["name"]: c for c in sa_inspect(con).get_columns(self.source.table)} if found else {}
-    if not cols: raise WatchSourceError(f"watcher: there is no table or view {self.source.table}")
-    self.q = _Statements(self.source, self.source.resolve(cols), self.batch)
-    self.naive = not getattr(cols[self.source.updated_at]["type"], "timezone", False)
-    self._clock(con)
-    self.head_key, self.sweep_key, self.silent = self._top(con), None, True
-    self._learn(con); self._swept(self._fetch(con)[1])  # first sweep page now: learns, silently
-    return self
-
-# %% ../../nbs/store/14_events.ipynb #3647abd6
-def _has(con, src: WatchSource) -> bool:
-    i = sa_inspect(con)
-    return src.table in i.get_table_names() or src.table in i.get_view_names()
-
 # %% ../../nbs/store/14_events.ipynb #743500ae
 @patch
 def _clock(self: ChangeCursor, con):
@@ -316,6 +311,11 @@ def _clock(self: ChangeCursor, con):
     b = lambda dt: _bound(dt, con.dialect.name, self.naive, self.zone)
     self.now, self.hi, self.lo = now, b(now + self.ahead), b(now - self.skew)
 
+# %% ../../nbs/store/14_events.ipynb #3647abd6
+def _has(con, src: WatchSource) -> bool:
+    i = sa_inspect(con)
+    return src.table in i.get_table_names() or src.table in i.get_view_names()
+
 # %% ../../nbs/store/14_events.ipynb #1260d408
 @patch
 def _read(self: ChangeCursor, con, stmt, **params) -> list:
@@ -323,19 +323,18 @@ def _read(self: ChangeCursor, con, stmt, **params) -> list:
     self.rows_read += len(rows)
     return rows
 
-# %% ../../nbs/store/14_events.ipynb #5cfa00d2
-@patch
-def _learn(self: ChangeCursor, con):
-    "Remember the future rows and the active runs without reporting them."
-    future = self._read(con, self.q.future(self.future_rows), hi=self.hi)
-    for r in future: self._note(r, silent=True)
-    self._active(con, silent=True); self._fallback_at = time.monotonic()
-
 # %% ../../nbs/store/14_events.ipynb #ec776b72
 @patch
 def _top(self: ChangeCursor, con):
     row = con.execute(self.q.top(), {"hi": self.hi}).first()
     return None if row is None else tuple(row)
+
+# %% ../../nbs/store/14_events.ipynb #d4a213a5
+def _kind(status, active=ACTIVE_STATUSES) -> str:
+    "The event kind of a row with `status` (`active`: the source's status values of running work)."
+    s = str(status or "").strip().lower()
+    if s == "queued": return "enqueued"
+    return "progress" if s == "running" or s in {str(a).strip().lower() for a in active} else "completed"
 
 # %% ../../nbs/store/14_events.ipynb #3a9f1f22
 @patch
@@ -346,28 +345,43 @@ def _note(self: ChangeCursor, r, silent: bool = False) -> RunEvent | None:
     if (old is None and silent) or (old is not None and old[1] == fp): return None
     return RunEvent(r[0], r[1], r[2], _kind(r[3], self.source.active))
 
-# %% ../../nbs/store/14_events.ipynb #d4a213a5
-def _kind(status, active=ACTIVE_STATUSES) -> str:
-    "The event kind of a row with `status` (`active`: the source's status values of running work)."
-    s = str(status or "").strip().lower()
-    if s == "queued": return "enqueued"
-    return "progress" if s == "running" or s in {str(a).strip().lower() for a in active} else "completed"
-
-# %% ../../nbs/store/14_events.ipynb #41cc6460
+# %% ../../nbs/store/14_events.ipynb #c20dd212
 @patch
-def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
-    "One probe on `con`: the events of what changed since the last one."
-    self._clock(con); self.probes += 1
-    head, sweep, future = self._fetch(con)
-    if len(head) == self.batch: events = self._overflow(con)
-    else:
-        events = self._advance(head) + self._swept(sweep)
-        events += [e for r in future if (e := self._note(r, self.silent))]
-    events += self._fallback(con, time.monotonic() if now is None else now)
-    seen, out = set(), []
-    for e in events:
-        if e.run_id is None or e.run_id not in seen: seen.add(e.run_id); out.append(e)
-    return out
+def _forget(self: ChangeCursor, before: datetime):
+    "Drop the fingerprints of rows dated before `before`, except running ones."
+    keep = lambda i, m: i in self.running or (m[0] is not None and m[0] >= before)
+    self.memo = {i: m for i, m in self.memo.items() if keep(i, m)}
+
+# %% ../../nbs/store/14_events.ipynb #a6e4a723
+@patch
+def _active(self: ChangeCursor, con, silent: bool) -> list[RunEvent]:
+    "Re-read the active runs, and by id those no longer active."
+    rows = self._read(con, self.q.running())
+    ids, gone = {r[0] for r in rows}, self.running
+    left = self._read(con, self.q.by_ids(), ids=sorted(gone - ids)) if gone - ids else []
+    events = [e for r in [*rows, *left] if (e := self._note(r, silent))]
+    vanished = gone - ids - {r[0] for r in left}  # deleted while active
+    events += [RunEvent(i, *self.memo.pop(i)[2:], "changed") for i in vanished if i in self.memo]
+    self.running = ids
+    return events
+
+# %% ../../nbs/store/14_events.ipynb #5cfa00d2
+@patch
+def _learn(self: ChangeCursor, con):
+    "Remember the future rows and the active runs without reporting them."
+    future = self._read(con, self.q.future(self.future_rows), hi=self.hi)
+    for r in future: self._note(r, silent=True)
+    self._active(con, silent=True); self._fallback_at = time.monotonic()
+
+# %% ../../nbs/store/14_events.ipynb #b759a39e
+def _at_least(a, b) -> bool:
+    "a >= b for two stored timestamps; False when they do not compare (both bounds are then used)."
+    try: return a >= b
+    except TypeError: return False
+
+# %% ../../nbs/store/14_events.ipynb #ea969eea
+def _key(name: str, key) -> dict:
+    return {} if key is None else {name + "_u": key[0], name + "_id": key[1]}
 
 # %% ../../nbs/store/14_events.ipynb #c35221ae
 @patch
@@ -386,6 +400,32 @@ def _fetch(self: ChangeCursor, con) -> tuple[list, list, list]:
     if h is None: self.silent = False  # an empty table: nothing to learn
     return parts
 
+# %% ../../nbs/store/14_events.ipynb #188a676e
+@patch
+def _swept(self: ChangeCursor, rows) -> list[RunEvent]:
+    "The sweep's page (rows dated within `skew` behind the head, after the floor if any): its news."
+    events = [e for r in rows if (e := self._note(r, self.silent))]
+    if len(rows) == self.batch: self.sweep_key = (rows[-1][4], rows[-1][0])
+    else: self.sweep_key, self.silent = None, False; self._forget(self.now - self.skew)
+    if len(self.memo) > self.memo_max:  # too much changed within `skew`: sweep from here on
+        self.floor, self.sweep_key, self.silent = self.head_key, None, False
+        self._forget(self.now + self.ahead)
+    return events
+
+# %% ../../nbs/store/14_events.ipynb #48e27e6f
+@patch
+def start(self: ChangeCursor, con) -> ChangeCursor:
+    "Prepare for probing on `con`: check the source, head at the newest row, learn recent rows."
+    found = _has(con, self.source)
+    cols = {c["name"]: c for c in sa_inspect(con).get_columns(self.source.table)} if found else {}
+    if not cols: raise WatchSourceError(f"watcher: there is no table or view {self.source.table}")
+    self.q = _Statements(self.source, self.source.resolve(cols), self.batch)
+    self.naive = not getattr(cols[self.source.updated_at]["type"], "timezone", False)
+    self._clock(con)
+    self.head_key, self.sweep_key, self.silent = self._top(con), None, True
+    self._learn(con); self._swept(self._fetch(con)[1])  # first sweep page now: learns, silently
+    return self
+
 # %% ../../nbs/store/14_events.ipynb #ae157ade
 @patch
 def _advance(self: ChangeCursor, rows) -> list[RunEvent]:
@@ -403,35 +443,6 @@ def _overflow(self: ChangeCursor, con) -> list[RunEvent]:
     self._learn(con)
     return [RunEvent(None, None, None, "resync")]
 
-# %% ../../nbs/store/14_events.ipynb #188a676e
-@patch
-def _swept(self: ChangeCursor, rows) -> list[RunEvent]:
-    "The sweep's page (rows dated within `skew` behind the head, after the floor if any): its news."
-    events = [e for r in rows if (e := self._note(r, self.silent))]
-    if len(rows) == self.batch: self.sweep_key = (rows[-1][4], rows[-1][0])
-    else: self.sweep_key, self.silent = None, False; self._forget(self.now - self.skew)
-    if len(self.memo) > self.memo_max:  # too much changed within `skew`: sweep from here on
-        self.floor, self.sweep_key, self.silent = self.head_key, None, False
-        self._forget(self.now + self.ahead)
-    return events
-
-# %% ../../nbs/store/14_events.ipynb #b759a39e
-def _at_least(a, b) -> bool:
-    "a >= b for two stored timestamps; False when they do not compare (both bounds are then used)."
-    try: return a >= b
-    except TypeError: return False
-
-# %% ../../nbs/store/14_events.ipynb #ea969eea
-def _key(name: str, key) -> dict:
-    return {} if key is None else {name + "_u": key[0], name + "_id": key[1]}
-
-# %% ../../nbs/store/14_events.ipynb #c20dd212
-@patch
-def _forget(self: ChangeCursor, before: datetime):
-    "Drop the fingerprints of rows dated before `before`, except running ones."
-    keep = lambda i, m: i in self.running or (m[0] is not None and m[0] >= before)
-    self.memo = {i: m for i, m in self.memo.items() if keep(i, m)}
-
 # %% ../../nbs/store/14_events.ipynb #c8fdce7f
 @patch
 def _fallback(self: ChangeCursor, con, now: float) -> list[RunEvent]:
@@ -444,18 +455,21 @@ def _fallback(self: ChangeCursor, con, now: float) -> list[RunEvent]:
     self._fallback_at = now
     return events + self._active(con, self.silent)
 
-# %% ../../nbs/store/14_events.ipynb #a6e4a723
+# %% ../../nbs/store/14_events.ipynb #41cc6460
 @patch
-def _active(self: ChangeCursor, con, silent: bool) -> list[RunEvent]:
-    "Re-read the active runs, and by id those no longer active."
-    rows = self._read(con, self.q.running())
-    ids, gone = {r[0] for r in rows}, self.running
-    left = self._read(con, self.q.by_ids(), ids=sorted(gone - ids)) if gone - ids else []
-    events = [e for r in [*rows, *left] if (e := self._note(r, silent))]
-    vanished = gone - ids - {r[0] for r in left}  # deleted while active
-    events += [RunEvent(i, *self.memo.pop(i)[2:], "changed") for i in vanished if i in self.memo]
-    self.running = ids
-    return events
+def probe(self: ChangeCursor, con, now: float | None = None) -> list[RunEvent]:
+    "One probe on `con`: the events of what changed since the last one."
+    self._clock(con); self.probes += 1
+    head, sweep, future = self._fetch(con)
+    if len(head) == self.batch: events = self._overflow(con)
+    else:
+        events = self._advance(head) + self._swept(sweep)
+        events += [e for r in future if (e := self._note(r, self.silent))]
+    events += self._fallback(con, time.monotonic() if now is None else now)
+    seen, out = set(), []
+    for e in events:
+        if e.run_id is None or e.run_id not in seen: seen.add(e.run_id); out.append(e)
+    return out
 
 # %% ../../nbs/store/14_events.ipynb #1bf5e772
 class ProbeWatcher(Watcher):
@@ -489,12 +503,11 @@ def _run(self: ProbeWatcher):
     finally:
         with fork_gate(): con.close()
 
-
-
 # %% ../../nbs/store/14_events.ipynb #f6a91963
 _registry: dict[tuple, Watcher] = {}
 _registry_lock = threading.Lock()
 
+# %% ../../nbs/store/14_events.ipynb #35956643
 def shared_watcher(ops, interval: float | None = None, # seconds between probes / LISTEN checks
                    source: WatchSource | None = None, # the probe's table and columns
                   ) -> Watcher:
@@ -511,3 +524,14 @@ def shared_watcher(ops, interval: float | None = None, # seconds between probes 
             _registry[key] = w.start()
         w.users += 1
         return w
+
+# %% ../../nbs/store/14_events.ipynb #257cdeb6
+@patch
+def release(self: Watcher) -> None:
+    "One user less; the last one stops the watcher and forgets it."
+    with _registry_lock:
+        self.users -= 1
+        if self.users > 0: return
+        for k, w in list(_registry.items()):
+            if w is self: del _registry[k]
+    self.stop()

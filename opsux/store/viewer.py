@@ -23,6 +23,7 @@ _OTHER = "\x00other"  # stands for any status/outcome word normalize does not kn
 STATUS_WORDS = tuple(dict.fromkeys([*STATUSES, "failed", "cancelled", *ACTIVE_STATUSES]))
 OUTCOME_WORDS = tuple(dict.fromkeys([*OUTCOMES, "failed", "cancelled", "succeeded", "partially_succeeded"]))
 
+# %% ../../nbs/store/13_viewer.ipynb #11936e6e
 def _word_in(col, words: set, known: Sequence[str]) -> ColumnElement:
     "col's (trimmed, lower-cased) word is one of `words` (which may include _OTHER)."
     w = func.lower(func.trim(col))
@@ -31,6 +32,7 @@ def _word_in(col, words: set, known: Sequence[str]) -> ColumnElement:
     if _OTHER in words: parts.append(or_(col.is_(None), w.not_in(list(known))))
     return or_(*parts) if parts else false()
 
+# %% ../../nbs/store/13_viewer.ipynb #cb5e6f2e
 _PREDICATES: dict = {}  # (statuses, col ids) -> (status col, outcome col, predicate)
 
 def status_predicate(statuses, status_col=OperationRun.status, outcome_col=OperationRun.outcome) -> ColumnElement:
@@ -45,6 +47,7 @@ def status_predicate(statuses, status_col=OperationRun.status, outcome_col=Opera
     _PREDICATES[key] = (status_col, outcome_col, pred)
     return pred
 
+# %% ../../nbs/store/13_viewer.ipynb #6afc5f1e
 def _build_predicate(wanted: frozenset, status_col, outcome_col) -> ColumnElement:
     s_words, o_words = [*STATUS_WORDS, _OTHER], [*OUTCOME_WORDS, _OTHER]
     ors = []
@@ -70,10 +73,12 @@ def _ids(value) -> list[int]:
     if isinstance(value, (str, int)) or hasattr(value, "id") or isinstance(value, dict): return [id_of(value)]
     return [id_of(v) for v in value]
 
+# %% ../../nbs/store/13_viewer.ipynb #858c51dd
 def _as_list(value) -> list:
     if value is None or value == "" or value == []: return []
     return [value] if isinstance(value, (str, UxStatus)) else list(value)
 
+# %% ../../nbs/store/13_viewer.ipynb #18e747d5
 class Viewer:
     "What one user may read. Every query is limited to `tenant_ids`, the tenants the user belongs to."
     def __init__(self, ops, user, tenant=None):
@@ -89,38 +94,71 @@ class Viewer:
         else:  # no memberships mapped: the tenants the integrator names, nothing else
             self.tenant_ids = tuple(sorted(set(wanted)))
 
-    @property
-    def no_membership(self) -> bool:
-        "True when memberships are mapped and this user belongs to no tenant (so sees nothing)."
-        return self.schema.memberships is not None and not self.tenant_ids
+# %% ../../nbs/store/13_viewer.ipynb #120356f6
+@patch
+def _resolve_user(self: Viewer, user) -> User:
+    if isinstance(user, User) or hasattr(user, "_mapping"): return user   # a user row from the directory
+    if self.schema.users is not None:
+        found = self.ops.directory.get_user(user)
+        if found is not None: return found
+        if self.schema.memberships is not None: raise LookupError(f"no user {user!r}")
+    uid = id_of(user)
+    return User(id=uid, name=getattr(user, "name", None) or f"User {uid}")
 
-    def _resolve_user(self, user) -> User:
-        if isinstance(user, User) or hasattr(user, "_mapping"): return user   # a user row from the directory
-        if self.schema.users is not None:
-            found = self.ops.directory.get_user(user)
-            if found is not None: return found
-            if self.schema.memberships is not None: raise LookupError(f"no user {user!r}")
-        uid = id_of(user)
-        return User(id=uid, name=getattr(user, "name", None) or f"User {uid}")
+# %% ../../nbs/store/13_viewer.ipynb #82ef2a06
+@patch(as_prop=True)
+def no_membership(self: Viewer) -> bool:
+    "True when memberships are mapped and this user belongs to no tenant (so sees nothing)."
+    return self.schema.memberships is not None and not self.tenant_ids
 
-    def _scope(self, col=None) -> ColumnElement:
-        col = self._r.tenant_id if col is None else col
-        return col.in_(self.tenant_ids) if self.tenant_ids else false()
+# %% ../../nbs/store/13_viewer.ipynb #b2aa40bd
+@patch
+def _scope(self: Viewer, col=None) -> ColumnElement:
+    col = self._r.tenant_id if col is None else col
+    return col.in_(self.tenant_ids) if self.tenant_ids else false()
 
-    def _select_runs(self):
-        "The visible runs' select, built once per tenant set (`.where` copies a statement)."
-        b, part = self.__dict__.get("_base"), self.schema.runs
-        if b is None or b[0] != self.tenant_ids or b[1] is not part:
-            stmt = select(*part.select_list()).where(self._scope())
-            b = self._base = (self.tenant_ids, part, stmt)
-        return b[2]
+# %% ../../nbs/store/13_viewer.ipynb #1e430a39
+@patch
+def _select_runs(self: Viewer):
+    "The visible runs' select, built once per tenant set (`.where` copies a statement)."
+    b, part = self.__dict__.get("_base"), self.schema.runs
+    if b is None or b[0] != self.tenant_ids or b[1] is not part:
+        stmt = select(*part.select_list()).where(self._scope())
+        b = self._base = (self.tenant_ids, part, stmt)
+    return b[2]
 
-    def _rows(self, stmt) -> list[Run]:
-        with self.ops.reader.connect() as con:
-            res = con.execute(stmt)
-            names = tuple(res.keys())           # the field labels, once per result (not per row)
-            if names == RUN_FIELDS[:len(names)]: return [Run(*row) for row in res.all()]   # in field order
-            return [Run(**dict(zip(names, row))) for row in res.all()]
+# %% ../../nbs/store/13_viewer.ipynb #1afae51d
+@patch
+def _rows(self: Viewer, stmt) -> list[Run]:
+    with self.ops.reader.connect() as con:
+        res = con.execute(stmt)
+        names = tuple(res.keys())           # the field labels, once per result (not per row)
+        if names == RUN_FIELDS[:len(names)]: return [Run(*row) for row in res.all()]   # in field order
+        return [Run(**dict(zip(names, row))) for row in res.all()]
+
+# %% ../../nbs/store/13_viewer.ipynb #f83f04b0
+@patch
+def _outcome(self: Viewer):
+    "The outcome column, or NULL when the host has none."
+    return self._r.outcome if "outcome" in self._r else null()
+
+# %% ../../nbs/store/13_viewer.ipynb #5dfa8a35
+@patch
+def _page(self: Viewer, stmt, limit: int) -> RunPage:
+    items = self._rows(stmt)
+    more = len(items) > limit
+    items = items[:limit]
+    return RunPage(items, items[-1].id if more and items else None)
+
+# %% ../../nbs/store/13_viewer.ipynb #e26f4758
+@patch
+def _first_page(self: Viewer, limit: int):
+    "The unfiltered first page's statement, one per limit: reused, it keeps its SQL cache key."
+    base, pages = self._select_runs(), self.__dict__.setdefault("_pages", {})
+    hit = pages.get(limit)
+    if hit is None or hit[0] is not base:
+        hit = pages[limit] = (base, base.order_by(self._r.id.desc()).limit(limit + 1))
+    return hit[1]
 
 # %% ../../nbs/store/13_viewer.ipynb #226ab4c9
 @patch
@@ -151,22 +189,7 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
     if after is not None: q = q.where(c.id < id_of(after))
     return self._page(q.order_by(c.id.desc()).limit(limit + 1), limit)
 
-@patch
-def _page(self: Viewer, stmt, limit: int) -> RunPage:
-    items = self._rows(stmt)
-    more = len(items) > limit
-    items = items[:limit]
-    return RunPage(items, items[-1].id if more and items else None)
-
-@patch
-def _first_page(self: Viewer, limit: int):
-    "The unfiltered first page's statement, one per limit: reused, it keeps its SQL cache key."
-    base, pages = self._select_runs(), self.__dict__.setdefault("_pages", {})
-    hit = pages.get(limit)
-    if hit is None or hit[0] is not base:
-        hit = pages[limit] = (base, base.order_by(self._r.id.desc()).limit(limit + 1))
-    return hit[1]
-
+# %% ../../nbs/store/13_viewer.ipynb #28b83da3
 @patch
 def run(self: Viewer, run_id) -> Run | None:
     "One visible run; None when it is missing or belongs to a tenant the user is not in."
@@ -175,6 +198,7 @@ def run(self: Viewer, run_id) -> Run | None:
     rows = self._rows(self._select_runs().where(self._r.id == rid))
     return rows[0] if rows else None
 
+# %% ../../nbs/store/13_viewer.ipynb #a2556f23
 @patch
 def active_runs(self: Viewer) -> list[Run]:
     "This user's queued and running runs (the progress widget), oldest first."
@@ -186,6 +210,7 @@ def active_runs(self: Viewer) -> list[Run]:
         status_predicate([UxStatus.queued, UxStatus.running], c.status, self._outcome())))
     return self._rows(self._select_runs().where(c.user_id == self.user.id, active).order_by(c.id).limit(200))
 
+# %% ../../nbs/store/13_viewer.ipynb #1a166130
 @patch
 def tenants(self: Viewer) -> list[Tenant]:
     "The tenants this viewer sees, by name."
@@ -194,6 +219,7 @@ def tenants(self: Viewer) -> list[Tenant]:
     with self.ops.reader.connect() as con:
         return list(con.execute(select(*t.select_fields("id", "name")).where(self._scope(t.c.id)).order_by(t.c.name)))
 
+# %% ../../nbs/store/13_viewer.ipynb #7f1ebc6b
 @patch
 def _recent_values(self: Viewer, column: str, recent: int) -> list[str]:
     "The distinct non-empty values of `column` among the newest `recent` visible runs (bounded cost at any size)."
@@ -203,16 +229,13 @@ def _recent_values(self: Viewer, column: str, recent: int) -> list[str]:
     with self.ops.reader.connect() as con:
         return sorted(v for v in con.execute(select(sub.c.v).distinct()).scalars() if v)
 
-@patch
-def _outcome(self: Viewer):
-    "The outcome column, or NULL when the host has none."
-    return self._r.outcome if "outcome" in self._r else null()
-
+# %% ../../nbs/store/13_viewer.ipynb #022f511c
 @patch
 def initiators(self: Viewer, recent: int = 10_000) -> list[str]:
     "Initiator names for the filter: those among the newest `recent` visible runs."
     return self._recent_values("initiator_name", recent)
 
+# %% ../../nbs/store/13_viewer.ipynb #c8d3123c
 @patch
 def types(self: Viewer, recent: int = 10_000) -> list[str]:
     "Operation types among the newest `recent` visible runs."
@@ -236,6 +259,7 @@ def _by_time(n) -> bool:
     "Page by (created_at, id): a host's notification ids need not grow (Laravel's are UUIDs)."
     return n.options.get("style") == "laravel" and n.has("created_at")
 
+# %% ../../nbs/store/13_viewer.ipynb #76ffcce0
 @patch
 def _after(self: Viewer, n, after):
     "The condition for notifications older than the one with id `after`."
@@ -252,6 +276,7 @@ def _url_of(data: dict):
     first = acts[0] if isinstance(acts, list) and acts and isinstance(acts[0], dict) else {}
     return data.get("url") or first.get("url")
 
+# %% ../../nbs/store/13_viewer.ipynb #b3753d6b
 def _note(row, style) -> SimpleNamespace:
     "A notification row as display data; Laravel's `data` keeps title, body, status and url."
     m, data = dict(row._mapping), row.data if isinstance(row.data, dict) else {}
@@ -274,6 +299,7 @@ def notifications(self: Viewer, unread_only: bool = False, limit: int = 50, afte
         rows = con.execute(q.order_by(*order).limit(max(1, min(limit, 500))))
         return [_note(r, n.options.get("style")) for r in rows]
 
+# %% ../../nbs/store/13_viewer.ipynb #e0366789
 @patch
 def unread_count(self: Viewer) -> int:
     "How many of the user's notifications are unread."
@@ -293,6 +319,7 @@ def _mark(self: Viewer, where) -> int:
         stmt = update(Notification).where(Notification.id.in_(mine), Notification.read_at.is_(None))
         return con.execute(stmt.values(read_at=utcnow())).rowcount
 
+# %% ../../nbs/store/13_viewer.ipynb #485778e3
 @patch
 def mark_read(self: Viewer, notification_id) -> bool:
     "Mark one of the user's notifications read; False when it is not theirs or already read."
@@ -300,6 +327,7 @@ def mark_read(self: Viewer, notification_id) -> bool:
     except TypeError: return False
     return self._mark(self.schema.notifications.c.id == nid) == 1 if self.schema.notifications else False
 
+# %% ../../nbs/store/13_viewer.ipynb #b20688c4
 @patch
 def mark_all_read(self: Viewer) -> int:
     "Mark all the user's notifications read; returns how many changed."
