@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, column as sa_column, func, inspect as sa
 from sqlalchemy import literal, table as sa_table
 from ..rules.basics import patch
 from .db import fork_gate
-from .models import active_in
+from .tables import active_in
 from ..rules.status import ACTIVE_STATUSES
 
 # %% auto #0

@@ -11,12 +11,12 @@ from sqlalchemy import and_, false, func, literal_column, null, or_, select, tru
 from types import SimpleNamespace
 from sqlalchemy.sql import ColumnElement
 from ..rules.basics import patch
-from .models import Notification, OperationRun, RUN_FIELDS, active_in, Run, Tenant, User, id_of, utcnow
+from .tables import RUN_FIELDS, Run, active_in, id_of, notifications as _notes, operation_runs as _runs, utcnow
 from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
 # %% auto #0
-__all__ = ['STATUS_WORDS', 'OUTCOME_WORDS', 'status_predicate', 'RunPage', 'Viewer']
+__all__ = ['STATUS_WORDS', 'OUTCOME_WORDS', 'status_predicate', 'RunPage', 'Viewer', 'Named']
 
 # %% ../../nbs/store/13_viewer.ipynb #0ddb3ac7
 _OTHER = "\x00other"  # stands for any status/outcome word normalize does not know
@@ -35,7 +35,7 @@ def _word_in(col, words: set, known: Sequence[str]) -> ColumnElement:
 # %% ../../nbs/store/13_viewer.ipynb #cb5e6f2e
 _PREDICATES: dict = {}  # (statuses, col ids) -> (status col, outcome col, predicate)
 
-def status_predicate(statuses, status_col=OperationRun.status, outcome_col=OperationRun.outcome) -> ColumnElement:
+def status_predicate(statuses, status_col=_runs.c.status, outcome_col=_runs.c.outcome) -> ColumnElement:
     "SQL predicate, true exactly where `normalize(status, outcome)` is in `statuses` (built once)."
     one = isinstance(statuses, (str, UxStatus))
     wanted = frozenset(UxStatus(s) for s in ([statuses] if one else statuses))
@@ -94,16 +94,23 @@ class Viewer:
         else:  # no memberships mapped: the tenants the integrator names, nothing else
             self.tenant_ids = tuple(sorted(set(wanted)))
 
+# %% ../../nbs/store/13_viewer.ipynb #3fd222ea
+@dataclass(frozen=True)
+class Named:
+    "A user or tenant known only by its id (no table of them is mapped): the id, and a name to show."
+    id: int
+    name: str
+
 # %% ../../nbs/store/13_viewer.ipynb #120356f6
 @patch
-def _resolve_user(self: Viewer, user) -> User:
-    if isinstance(user, User) or hasattr(user, "_mapping"): return user   # a user row from the directory
+def _resolve_user(self: Viewer, user):
+    if hasattr(user, "_mapping") or isinstance(user, Named): return user   # a user row from the directory
     if self.schema.users is not None:
         found = self.ops.directory.get_user(user)
         if found is not None: return found
         if self.schema.memberships is not None: raise LookupError(f"no user {user!r}")
     uid = id_of(user)
-    return User(id=uid, name=getattr(user, "name", None) or f"User {uid}")
+    return Named(uid, getattr(user, "name", None) or f"User {uid}")
 
 # %% ../../nbs/store/13_viewer.ipynb #82ef2a06
 @patch(as_prop=True)
@@ -212,10 +219,10 @@ def active_runs(self: Viewer) -> list[Run]:
 
 # %% ../../nbs/store/13_viewer.ipynb #1a166130
 @patch
-def tenants(self: Viewer) -> list[Tenant]:
+def tenants(self: Viewer) -> list:
     "The tenants this viewer sees, by name."
     t = self.schema.tenants
-    if t is None: return [Tenant(id=i, name=f"Tenant {i}") for i in self.tenant_ids]
+    if t is None: return [Named(i, f"Tenant {i}") for i in self.tenant_ids]
     with self.ops.reader.connect() as con:
         return list(con.execute(select(*t.select_fields("id", "name")).where(self._scope(t.c.id)).order_by(t.c.name)))
 
@@ -316,7 +323,7 @@ def _mark(self: Viewer, where) -> int:
     if self.ops.read_only or n is None: return 0
     mine = select(n.c.id).where(self._note_scope(), n.c.read_at.is_(None), where)
     with self.ops.writer.begin() as con:
-        stmt = update(Notification).where(Notification.id.in_(mine), Notification.read_at.is_(None))
+        stmt = update(_notes).where(_notes.c.id.in_(mine), _notes.c.read_at.is_(None))
         return con.execute(stmt.values(read_at=utcnow())).rowcount
 
 # %% ../../nbs/store/13_viewer.ipynb #485778e3
