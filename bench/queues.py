@@ -4,7 +4,7 @@
 
 Prints, per database:
 - connect: `opsux.connect()` in a fresh process on a migrated database (median of 5; target ≤ 0.5 s): wall time,
-  CPU time of the process (split: SQLAlchemy's own import, opsux's models, the rest of opsux and the connect),
+  CPU time of the process (split: SQLAlchemy's own import, opsux's tables, the rest of opsux and the connect),
   whether Alembic (or other heavy packages) were imported, and the slowest imports (`python -X importtime`);
 - advance: advances per second with 4 and 8 worker *processes*, on one run and on separate runs, plain (one
   write per call) and coalesced (`RunHandle(interval=0.25)`), with database writes per second and a check that the
@@ -52,14 +52,14 @@ CONNECT = textwrap.dedent("""
     import sys, time
     cpu = time.process_time
     t0, c0 = time.perf_counter(), cpu()
-    import sqlalchemy, sqlalchemy.orm
+    import sqlalchemy
     c1 = cpu()
-    import opsux.store.models
+    import opsux.store.tables
     c2 = cpu()
     import opsux
     ops = opsux.connect(sys.argv[1]); ops.runs
     t1, c3 = time.perf_counter(), cpu()
-    heavy = [m for m in ("alembic", "tomllib", "panel", "bokeh", "psycopg", "argon2") if m in sys.modules]
+    heavy = [m for m in ("alembic", "sqlalchemy.orm", "tomllib", "panel", "bokeh", "psycopg", "argon2") if m in sys.modules]
     print(t1 - t0, c3, c1 - c0, c2 - c1, c3 - c2, int("alembic" in heavy), ",".join(heavy) or "-")
 """)
 
@@ -84,7 +84,7 @@ def bench_connect(url: str) -> dict:
         runs.append((time.perf_counter() - t, *out.stdout.split()))
     med = lambda i: round(statistics.median(float(r[i]) for r in runs), 3)
     return {"wall_s": med(0), "import_and_connect_s": med(1), "cpu_s": med(2), "cpu_sqlalchemy_s": med(3),
-            "cpu_models_s": med(4), "cpu_rest_s": med(5), "alembic_imported": any(r[6] == "1" for r in runs),
+            "cpu_tables_s": med(4), "cpu_rest_s": med(5), "alembic_imported": any(r[6] == "1" for r in runs),
             "also_imported": runs[0][7], "slowest_imports": top_imports(url)}
 
 
