@@ -21,14 +21,15 @@ login_throttle = Table("opsux_login_throttle", metadata,
     Column("key", String(400), primary_key=True),    # "pair:ip|email", "account:email" or "ip:ip"
     Column("attempts", Integer, nullable=False),      # attempts inside the current window
     Column("window_start", UtcDateTime(), nullable=False),
-    Column("locked_until", UtcDateTime(), nullable=True))
+    Column("locked_until", UtcDateTime(), nullable=True),
+    keep_existing=True)  # one table per process, whether this cell or the module defined it first
 
 # %% ../../nbs/store/18_authstore.ipynb #9cc9b2ba
 auth_epochs = Table("opsux_auth_epochs", metadata,
     Column("identity", String(320), primary_key=True),  # the signed-in email, lower case
     Column("epoch", Integer, nullable=False),      # each sign-out bumps it: older sessions end
     Column("updated_at", UtcDateTime(), nullable=False),
-    Index("ix_opsux_auth_epochs_updated_at", "updated_at"))
+    Index("ix_opsux_auth_epochs_updated_at", "updated_at"), keep_existing=True)
 
 # %% ../../nbs/store/18_authstore.ipynb #f39724fe
 oidc_subjects = Table("opsux_oidc_subjects", metadata,
@@ -36,7 +37,7 @@ oidc_subjects = Table("opsux_oidc_subjects", metadata,
     Column("subject", String(255), primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
-    UniqueConstraint("issuer", "user_id", name="uq_opsux_oidc_subjects_issuer_user"))
+    UniqueConstraint("issuer", "user_id", name="uq_opsux_oidc_subjects_issuer_user"), keep_existing=True)
 
 # %% ../../nbs/store/18_authstore.ipynb #198d0ff5
 TABLES = (login_throttle, auth_epochs, oidc_subjects)

@@ -28,7 +28,7 @@ api_tokens = Table("opsux_api_tokens", metadata,
     Column("revoked_at", UtcDateTime(), nullable=True),
     UniqueConstraint("token_hash", name="uq_opsux_api_tokens_token_hash"),
     Index("ix_opsux_api_tokens_user_id", "user_id"),
-    keep_existing=True)  # this cell, run after the module was imported, reuses its table
+    keep_existing=True)  # one table per process, whether this cell or the module defined it first
 
 # %% ../../nbs/store/19_tokens.ipynb #77278f35
 PREFIX = "opsux_"
