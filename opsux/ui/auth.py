@@ -134,7 +134,6 @@ class LoginThrottle:
                  in_flight: int = 2): # password checks one ip may have running at once (this process)
         self.store, self.max_failures, self.window, self.lockout = store, max_failures, window, lockout
         self.per_account, self.per_ip, self.in_flight = per_account, per_ip, in_flight
-        self._running: dict[str, int] = {}
 
 # %% ../../nbs/ui/24_auth.ipynb #bc5f7634
 @patch
@@ -257,7 +256,6 @@ def parse_session(value) -> tuple[str, int] | None:
 class LiveSockets:
     "The open Bokeh websockets of this process, by identity, so a sign-out can close them."
     def __init__(self, per_user: int = 20): # websockets one identity may hold open in this process
-        import weakref
         self.per_user, self._by = per_user, {}
 
 # %% ../../nbs/ui/24_auth.ipynb #65e92979

@@ -86,7 +86,7 @@ def _check_proxy_args(use_xheaders: bool, trusted_proxy) -> None:
 def _prepare_processes(app, num_procs: int) -> None:
     "One process: start the watcher (and its health) before the first session; several: drop pooled connections."
     if num_procs == 1: app.watcher(); app.health
-    if num_procs != 1:       # the children must not share the parent's pooled connections: they reopen lazily
+    else:                    # the children must not share the parent's pooled connections: they reopen lazily
         app.ops.engine.dispose()
         if "reader" in app.ops.__dict__: app.ops.reader.dispose()
 
