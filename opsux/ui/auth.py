@@ -21,6 +21,7 @@ from panel.util import decode_token
 from tornado.ioloop import IOLoop
 from tornado.web import Finish, HTTPError
 from tornado.websocket import WebSocketHandler
+from ..rules.basics import patch
 from ..store.authstore import auth_store
 from .http import allowed_hosts, host_allowed, safe_next
 from .push import is_schema_error
@@ -30,11 +31,11 @@ __all__ = ['AUTH_MODES', 'MIN_SECRET_LENGTH', 'LOGIN_TEMPLATE', 'LOGOUT_TEMPLATE
            'AUTH_COOKIES', 'EPOCH_HEADER', 'IDENTITY_HEADER', 'DEFAULT_AUTH_HEADER', 'VERIFIED_CLAIM_ENV',
            'REDACTED_LOGGERS', 'AuthConfigError', 'is_loopback', 'check_bind', 'opsux_home', 'cookie_secret',
            'LoginThrottle', 'hash_pool', 'CookieFlagsMixin', 'csrf_token', 'same_origin', 'session_value',
-           'parse_session', 'LiveSockets', 'session_kwargs', 'AuthGuard', 'OpsuxLoginHandler', 'set_session_cookie',
-           'OpsuxLogoutHandler', 'OpsuxBasicAuthProvider', 'check_header_auth', 'ProxyRefused', 'peer_trusted',
-           'asserted_email', 'OpsuxHeaderAuthProvider', 'rs256_valid', 'IdTokenError', 'verify_id_token',
-           'verified_email', 'oauth_login_handler', 'OpsuxOAuthProvider', 'oidc_endpoints', 'oidc_document',
-           'jwks_keys', 'redact', 'RedactingFilter', 'install_log_redaction', 'auth_kwargs', 'identity_email',
+           'parse_session', 'LiveSockets', 'session_kwargs', 'AuthGuard', 'identity_email', 'OpsuxLoginHandler',
+           'set_session_cookie', 'OpsuxLogoutHandler', 'OpsuxBasicAuthProvider', 'check_header_auth', 'ProxyRefused',
+           'peer_trusted', 'asserted_email', 'OpsuxHeaderAuthProvider', 'rs256_valid', 'IdTokenError',
+           'verify_id_token', 'verified_email', 'oauth_login_handler', 'OpsuxOAuthProvider', 'oidc_document',
+           'oidc_endpoints', 'jwks_keys', 'redact', 'RedactingFilter', 'install_log_redaction', 'auth_kwargs',
            'current_user']
 
 # %% ../../nbs/ui/24_auth.ipynb #eeba99a9
@@ -72,30 +73,19 @@ def check_bind(auth: str, # one of AUTH_MODES
 # %% ../../nbs/ui/24_auth.ipynb #a141d590
 MIN_SECRET_LENGTH = 32
 
+# %% ../../nbs/ui/24_auth.ipynb #263d2c7e
 def opsux_home() -> Path:
     "The directory opsux keeps its local files in: `$OPSUX_HOME`, default `~/.opsux`."
     return Path(os.environ.get("OPSUX_HOME") or "~/.opsux").expanduser()
 
-# %% ../../nbs/ui/24_auth.ipynb #7543b162
-def cookie_secret(env: str = "OPSUX_COOKIE_SECRET", # environment variable that may hold the secret
-                  path: str | os.PathLike | None = None, # secret file; default $OPSUX_HOME/cookie_secret
-                 ) -> str:
-    "The secret that signs session cookies: from `env`, else a generated one stored (0600) and reused."
+# %% ../../nbs/ui/24_auth.ipynb #5ee6642d
+def _env_secret(env: str | None) -> str:
+    "The secret in the environment variable `env` ('' when unset or blank); refuses one that is too short."
     value = os.environ.get(env, "").strip() if env else ""
-    if value:
-        if len(value) < MIN_SECRET_LENGTH:
-            raise AuthConfigError(f"${env} is too short ({len(value)} characters); use at least "
-                                  f"{MIN_SECRET_LENGTH} random characters, e.g. `python -c \"import secrets; "
-                                  f"print(secrets.token_urlsafe(48))\"`, or unset it to use a generated file")
-        return value
-    p = Path(path) if path is not None else opsux_home() / "cookie_secret"
-    if not p.exists(): _create_secret_file(p)
-    mode = stat.S_IMODE(p.stat().st_mode)
-    if mode & 0o077:
-        raise AuthConfigError(f"{p} is readable by other users (mode {mode:o}); run `chmod 600 {p}`")
-    value = p.read_text(encoding="utf-8").strip()
-    if len(value) < MIN_SECRET_LENGTH:
-        raise AuthConfigError(f"{p} holds no usable secret; delete it and opsux will generate a new one")
+    if value and len(value) < MIN_SECRET_LENGTH:
+        raise AuthConfigError(f"${env} is too short ({len(value)} characters); use at least "
+                              f"{MIN_SECRET_LENGTH} random characters, e.g. `python -c \"import secrets; "
+                              f"print(secrets.token_urlsafe(48))\"`, or unset it to use a generated file")
     return value
 
 # %% ../../nbs/ui/24_auth.ipynb #916827b3
@@ -111,6 +101,27 @@ def _create_secret_file(p: Path) -> None:
         except FileExistsError: pass
     finally: tmp.unlink(missing_ok=True)
 
+# %% ../../nbs/ui/24_auth.ipynb #65599ef8
+def _file_secret(p: Path) -> str:
+    "The secret kept in file `p`, generated first when missing; refuses a file others can read, or an empty one."
+    if not p.exists(): _create_secret_file(p)
+    mode = stat.S_IMODE(p.stat().st_mode)
+    if mode & 0o077:
+        raise AuthConfigError(f"{p} is readable by other users (mode {mode:o}); run `chmod 600 {p}`")
+    value = p.read_text(encoding="utf-8").strip()
+    if len(value) < MIN_SECRET_LENGTH:
+        raise AuthConfigError(f"{p} holds no usable secret; delete it and opsux will generate a new one")
+    return value
+
+# %% ../../nbs/ui/24_auth.ipynb #7543b162
+def cookie_secret(env: str = "OPSUX_COOKIE_SECRET", # environment variable that may hold the secret
+                  path: str | os.PathLike | None = None, # secret file; default $OPSUX_HOME/cookie_secret
+                 ) -> str:
+    "The secret that signs session cookies: from `env`, else a generated one stored (0600) and reused."
+    value = _env_secret(env)
+    if value: return value
+    return _file_secret(Path(path) if path is not None else opsux_home() / "cookie_secret")
+
 # %% ../../nbs/ui/24_auth.ipynb #37b17b50
 class LoginThrottle:
     "Login attempts per (client, email), per email and per client, counted in the database before any check."
@@ -123,26 +134,33 @@ class LoginThrottle:
                  in_flight: int = 2): # password checks one ip may have running at once (this process)
         self.store, self.max_failures, self.window, self.lockout = store, max_failures, window, lockout
         self.per_account, self.per_ip, self.in_flight = per_account, per_ip, in_flight
-        self._running: dict[str, int] = {}
 
-    def bind(self, store):
-        "Use `store` unless one was given; returns self."
-        if self.store is None: self.store = store
-        return self
+# %% ../../nbs/ui/24_auth.ipynb #bc5f7634
+@patch
+def bind(self: LoginThrottle, store):
+    "Use `store` unless one was given; returns self."
+    if self.store is None: self.store = store
+    return self
 
-    def limits(self, ip: str, email: str) -> list[tuple[str, int]]:
-        "The (key, limit) pairs one attempt counts under."
-        e = str(email or "").strip().casefold()
-        out = [(f"pair:{ip}|{e}", self.max_failures), (f"account:{e}", self.per_account), (f"ip:{ip}", self.per_ip)]
-        return [(k, n) for k, n in out if n is not None]
+# %% ../../nbs/ui/24_auth.ipynb #7abbcc6a
+@patch
+def limits(self: LoginThrottle, ip: str, email: str) -> list[tuple[str, int]]:
+    "The (key, limit) pairs one attempt counts under."
+    e = str(email or "").strip().casefold()
+    out = [(f"pair:{ip}|{e}", self.max_failures), (f"account:{e}", self.per_account), (f"ip:{ip}", self.per_ip)]
+    return [(k, n) for k, n in out if n is not None]
 
-    def attempt(self, ip: str, email: str) -> float:
-        "Count an attempt now; 0.0 when its password may be checked, else seconds until one may."
-        return self.store.attempt(self.limits(ip, email), self.window, self.lockout)
+# %% ../../nbs/ui/24_auth.ipynb #077e7b59
+@patch
+def attempt(self: LoginThrottle, ip: str, email: str) -> float:
+    "Count an attempt now; 0.0 when its password may be checked, else seconds until one may."
+    return self.store.attempt(self.limits(ip, email), self.window, self.lockout)
 
-    def success(self, ip: str, email: str) -> None:
-        "A right password: the (ip, email) and email counts start over."
-        self.store.forget([k for k, _ in self.limits(ip, email)[:2]])
+# %% ../../nbs/ui/24_auth.ipynb #1b277b12
+@patch
+def success(self: LoginThrottle, ip: str, email: str) -> None:
+    "A right password: the (ip, email) and email counts start over."
+    self.store.forget([k for k, _ in self.limits(ip, email)[:2]])
 
 # %% ../../nbs/ui/24_auth.ipynb #828fc7da
 _hashing = {"pid": None, "pool": None}
@@ -178,6 +196,7 @@ button{margin-top:1.2rem;width:100%;padding:.6rem;font-size:1rem;background:#256
 .error{background:#fee2e2;color:#991b1b;padding:.6rem;border-radius:4px;margin-bottom:.5rem}
 </style></head><body><main>{% block body %}{% endblock %}</main></body></html>"""
 
+# %% ../../nbs/ui/24_auth.ipynb #e5789c80
 LOGIN_TEMPLATE = _templates.from_string(_PAGE.replace("{% block body %}{% endblock %}", """
 <h1>Sign in to opsux</h1>
 {% if error %}<p class="error" role="alert" id="login-error">{{ error }}</p>{% endif %}
@@ -190,6 +209,7 @@ LOGIN_TEMPLATE = _templates.from_string(_PAGE.replace("{% block body %}{% endblo
 <button type="submit" id="login-submit">Sign in</button>
 </form>"""))
 
+# %% ../../nbs/ui/24_auth.ipynb #80a31a3d
 LOGOUT_TEMPLATE = _templates.from_string(_PAGE.replace("{% block body %}{% endblock %}", """
 {% if confirm %}<h1>Sign out of opsux?</h1>
 {% if error %}<p class="error" role="alert" id="logout-error">{{ error }}</p>{% endif %}
@@ -203,10 +223,12 @@ CSRF_COOKIE, SESSION_COOKIE = "opsux_csrf", "opsux_session"
 AUTH_COOKIES = ("user", "id_token", "access_token", "refresh_token", "oauth_expiry", "is_guest", "next_url",
                 SESSION_COOKIE, CSRF_COOKIE, STATE_COOKIE_NAME, CODE_COOKIE_NAME)
 
+# %% ../../nbs/ui/24_auth.ipynb #82bf8504
 def csrf_token(secret: str, purpose: str, value: str) -> str:
     "The form token for `purpose` ('login', 'logout') bound to a cookie `value` the page's visitor holds."
     return hmac.new(secret.encode(), f"opsux {purpose}|{value}".encode(), hashlib.sha256).hexdigest()
 
+# %% ../../nbs/ui/24_auth.ipynb #cd7776dd
 def same_origin(headers, # the request's headers
                 hosts, # the Host values this server answers (`opsux.ui.http.allowed_hosts`)
                ) -> bool:
@@ -223,6 +245,7 @@ def session_value(email: str, epoch: int) -> str:
     "The (signed) session cookie's content: who signed in, in which of their session epochs."
     return f"{int(epoch)}|{email.strip().lower()}"
 
+# %% ../../nbs/ui/24_auth.ipynb #e0a0c9da
 def parse_session(value) -> tuple[str, int] | None:
     "(email, epoch) from a session cookie's content, or None."
     try: epoch, email = (value.decode() if isinstance(value, bytes) else value).split("|", 1)
@@ -233,32 +256,39 @@ def parse_session(value) -> tuple[str, int] | None:
 class LiveSockets:
     "The open Bokeh websockets of this process, by identity, so a sign-out can close them."
     def __init__(self, per_user: int = 20): # websockets one identity may hold open in this process
-        import weakref
         self.per_user, self._by = per_user, {}
-        
-    def _live(self, identity):
-        d = self._by.setdefault(identity, weakref.WeakKeyDictionary())
-        return [h for h, (epoch, added) in list(d.items())
-                if getattr(h, "ws_connection", None) is not None or time.monotonic() - added < 10]
 
-    def admit(self, identity: str, epoch: int, handler) -> bool:
-        "Register `handler` for `identity`; False when the identity already holds `per_user` live sockets."
-        if len(self._live(identity)) >= self.per_user: return False
-        self._by[identity][handler] = (epoch, time.monotonic())
-        return True
+# %% ../../nbs/ui/24_auth.ipynb #65e92979
+@patch
+def _live(self: LiveSockets, identity):
+    d = self._by.setdefault(identity, weakref.WeakKeyDictionary())
+    return [h for h, (epoch, added) in list(d.items())
+            if getattr(h, "ws_connection", None) is not None or time.monotonic() - added < 10]
 
-    def identities(self) -> list[str]:
-        "The identities holding live sockets in this process."
-        return [i for i in list(self._by) if self._live(i)]
+# %% ../../nbs/ui/24_auth.ipynb #054ed296
+@patch
+def admit(self: LiveSockets, identity: str, epoch: int, handler) -> bool:
+    "Register `handler` for `identity`; False when the identity already holds `per_user` live sockets."
+    if len(self._live(identity)) >= self.per_user: return False
+    self._by[identity][handler] = (epoch, time.monotonic())
+    return True
 
-    def close(self, identity: str, epoch: int) -> int:
-        "Close the sockets of `identity` opened in an epoch before `epoch`; returns how many."
-        d, n = self._by.get(identity.lower(), {}), 0
-        for h, (e, _) in list(d.items()):
-            if e < epoch and getattr(h, "ws_connection", None) is not None:
-                h.close(4001, "signed out"); n += 1
-            if e < epoch: d.pop(h, None)
-        return n
+# %% ../../nbs/ui/24_auth.ipynb #71fad4a4
+@patch
+def identities(self: LiveSockets) -> list[str]:
+    "The identities holding live sockets in this process."
+    return [i for i in list(self._by) if self._live(i)]
+
+# %% ../../nbs/ui/24_auth.ipynb #f2f86b2b
+@patch
+def close(self: LiveSockets, identity: str, epoch: int) -> int:
+    "Close the sockets of `identity` opened in an epoch before `epoch`; returns how many."
+    d, n = self._by.get(identity.lower(), {}), 0
+    for h, (e, _) in list(d.items()):
+        if e < epoch and getattr(h, "ws_connection", None) is not None:
+            h.close(4001, "signed out"); n += 1
+        if e < epoch: d.pop(h, None)
+    return n
 
 # %% ../../nbs/ui/24_auth.ipynb #5608863c
 IDENTITY_HEADER = "X-Opsux-Identity"
@@ -268,6 +298,9 @@ def session_kwargs(secret: str) -> dict:
     key = hmac.new(secret.encode(), b"opsux bokeh session signing", hashlib.sha256).hexdigest().encode()
     return {"exclude_cookies": list(AUTH_COOKIES), "exclude_headers": ["Cookie", "Authorization"],
             "sign_sessions": True, "secret_key": key}
+
+# %% ../../nbs/ui/24_auth.ipynb #2ce486ee
+_log = logging.getLogger(__name__)
 
 # %% ../../nbs/ui/24_auth.ipynb #c13dae67
 class AuthGuard:
@@ -282,23 +315,30 @@ class AuthGuard:
         self.login_endpoint, self.logout_endpoint = login_endpoint, logout_endpoint
         self._running: dict[str, int] = {}
 
-    def next_url(self, value) -> str:
-        "Where to go after signing in: `value` when it is one of our pages, else the first page."
-        return safe_next(value, self.pages, self.pages[0] if self.pages else "/")
+# %% ../../nbs/ui/24_auth.ipynb #74abfe98
+@patch
+def next_url(self: AuthGuard, value) -> str:
+    "Where to go after signing in: `value` when it is one of our pages, else the first page."
+    return safe_next(value, self.pages, self.pages[0] if self.pages else "/")
 
-    def cross_site(self, handler) -> bool:
-        "True when the request was sent from another site or origin (or `hosts` are known and it names none)."
-        return not same_origin(handler.request.headers, self.hosts if self.hosts is not None else [handler.request.host.lower()])
+# %% ../../nbs/ui/24_auth.ipynb #27fdd24a
+@patch
+def cross_site(self: AuthGuard, handler) -> bool:
+    "True when the request was sent from another site or origin (or `hosts` are known and it names none)."
+    return not same_origin(handler.request.headers, self.hosts if self.hosts is not None else [handler.request.host.lower()])
 
-# %% ../../nbs/ui/24_auth.ipynb #6a399887
-def _checking(self, ip: str, delta: int) -> int:
+# %% ../../nbs/ui/24_auth.ipynb #e762ceb0
+@patch
+def _checking(self: AuthGuard, ip: str, delta: int) -> int:
     "Count password checks running for `ip` in this process (+1 / -1); returns the count before."
     before = self._running.get(ip, 0)
     if before + delta <= 0: self._running.pop(ip, None)
     else: self._running[ip] = before + delta
     return before
 
-def _session_of(self, handler) -> tuple[str, int] | None:
+# %% ../../nbs/ui/24_auth.ipynb #e9b7a858
+@patch
+def session_of(self: AuthGuard, handler) -> tuple[str, int] | None:
     "(email, epoch) of the request's session cookie when that epoch is still the user's current one."
     s = parse_session(handler.get_secure_cookie(SESSION_COOKIE, max_age_days=_panel_config.oauth_expiry))
     if s is None: return None
@@ -308,16 +348,16 @@ def _session_of(self, handler) -> tuple[str, int] | None:
         return None
     return s if current == s[1] else None
 
-AuthGuard._checking, AuthGuard.session_of = _checking, _session_of
-
-# %% ../../nbs/ui/24_auth.ipynb #052b4730
+# %% ../../nbs/ui/24_auth.ipynb #212a7289
 def _socket_token(handler) -> str | None:
     "The Bokeh session token a websocket request offers as its second subprotocol."
     # PRIVATE (compat): BokehJS's handshake convention `Sec-WebSocket-Protocol: bokeh, <token>`, Bokeh 3.9.2
     parts = [p.strip() for p in handler.request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     return parts[1] if len(parts) == 2 and parts[0] == "bokeh" else None
 
-def _admit_socket(self, handler, email: str, epoch: int) -> bool:
+# %% ../../nbs/ui/24_auth.ipynb #63bcd1ec
+@patch
+def admit_socket(self: AuthGuard, handler, email: str, epoch: int) -> bool:
     "A websocket may open only with a token issued to this very identity, in this epoch, under the socket cap."
     token = _socket_token(handler)
     try:
@@ -328,65 +368,84 @@ def _admit_socket(self, handler, email: str, epoch: int) -> bool:
     if headers.get(IDENTITY_HEADER, "").lower() != email or headers.get(EPOCH_HEADER) != str(epoch): return False
     return self.sockets.admit(email, epoch, handler)
 
-AuthGuard.admit_socket = _admit_socket
+# %% ../../nbs/ui/24_auth.ipynb #e869deec
+def _id_token_info(handler) -> dict | None:
+    "The claims Panel keeps in the request's signed `id_token` cookie, or None."
+    # PRIVATE (compat): panel.io.state.state._decrypt_cookie, Panel 1.9.4
+    raw = handler.get_secure_cookie("id_token", max_age_days=_panel_config.oauth_expiry)
+    try: return decode_token(_panel_state._decrypt_cookie(raw)) if raw else None
+    except Exception: return None
+
+# %% ../../nbs/ui/24_auth.ipynb #3811fb00
+def identity_email(user: str | None, user_info: dict | None = None) -> str | None:
+    "The email that identifies a Panel session's user, or None (guest, unverified or missing email)."
+    if not user or user == "guest": return None
+    info = user_info if isinstance(user_info, dict) else {}
+    if info.get("email_verified") is False: return None
+    for candidate in (user, info.get("email")):
+        if isinstance(candidate, str) and "@" in candidate: return candidate.strip()
+    return None
 
 # %% ../../nbs/ui/24_auth.ipynb #782367d3
-def _authenticate(self, handler, user: str | None) -> str | None:
+@patch
+def authenticate(self: AuthGuard, handler, user: str | None) -> str | None:
     "Panel's `user` plus a current session: stamp identity and epoch on the request; None to refuse."
     session = self.session_of(handler) if user and user != "guest" else None
     if session is None or session[0] != str(user).strip().lower():
         handler.request.headers[IDENTITY_HEADER] = handler.request.headers[EPOCH_HEADER] = ""
         return None
-    info = None                            # PRIVATE (compat): panel.io.state.state._decrypt_cookie, Panel 1.9.4
-    raw = handler.get_secure_cookie("id_token", max_age_days=_panel_config.oauth_expiry)
-    try: info = decode_token(_panel_state._decrypt_cookie(raw)) if raw else None
-    except Exception: info = None
-    email = identity_email(user, info) or ""
+    email = identity_email(user, _id_token_info(handler)) or ""
     if isinstance(handler, WebSocketHandler) and not self.admit_socket(handler, email.lower(), session[1]):
         _log.warning("opsux: refused a websocket whose session token is not this user's current one")
         return None
     handler.request.headers[IDENTITY_HEADER], handler.request.headers[EPOCH_HEADER] = email, str(session[1])
     return user
 
-AuthGuard.authenticate = _authenticate
-
 # %% ../../nbs/ui/24_auth.ipynb #1b1eaf01
-_log = logging.getLogger(__name__)
-
 def _minutes(seconds: float) -> str:
     m = max(1, -(-int(seconds) // 60))
     return f"{m} minute{'s' if m != 1 else ''}"
 
+# %% ../../nbs/ui/24_auth.ipynb #fbcd0fd0
 class OpsuxLoginHandler(CookieFlagsMixin, BasicLoginHandler):
     "Login form checked against opsux users, with a CSRF token, throttled in the database before any hashing."
     guard: AuthGuard = None
     _login_endpoint = "/login"
 
-    def _page(self, error: str = "", email: str = "", status: int = 200):
-        nonce = self.get_cookie(CSRF_COOKIE) or secrets.token_urlsafe(24)
-        self.set_cookie(CSRF_COOKIE, nonce, path=_panel_config.cookie_path, samesite="Strict")
-        self.set_status(status)
-        self.set_header("Cache-Control", "no-store")
-        self.write(LOGIN_TEMPLATE.render(title="Sign in", action=self._login_endpoint, error=error, email=email,
-                                         csrf=csrf_token(self.guard.secret, "login", nonce)))
+# %% ../../nbs/ui/24_auth.ipynb #acf51a3a
+@patch
+def _page(self: OpsuxLoginHandler, error: str = "", email: str = "", status: int = 200):
+    nonce = self.get_cookie(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    self.set_cookie(CSRF_COOKIE, nonce, path=_panel_config.cookie_path, samesite="Strict")
+    self.set_status(status)
+    self.set_header("Cache-Control", "no-store")
+    self.write(LOGIN_TEMPLATE.render(title="Sign in", action=self._login_endpoint, error=error, email=email,
+                                     csrf=csrf_token(self.guard.secret, "login", nonce)))
 
-    def _locked(self, wait: float, email: str):
-        self.set_header("Retry-After", str(int(wait) + 1))
-        self._page(f"Too many sign-in attempts. Try again in {_minutes(wait)}.", email, 429)
+# %% ../../nbs/ui/24_auth.ipynb #1926eb81
+@patch
+def _locked(self: OpsuxLoginHandler, wait: float, email: str):
+    self.set_header("Retry-After", str(int(wait) + 1))
+    self._page(f"Too many sign-in attempts. Try again in {_minutes(wait)}.", email, 429)
 
-    def get(self):
-        self.set_cookie("next_url", self.guard.next_url(self.get_argument("next", None)),
-                        path=_panel_config.cookie_path)
-        self._page()
+# %% ../../nbs/ui/24_auth.ipynb #d48355be
+@patch
+def get(self: OpsuxLoginHandler):
+    self.set_cookie("next_url", self.guard.next_url(self.get_argument("next", None)),
+                    path=_panel_config.cookie_path)
+    self._page()
 
-# %% ../../nbs/ui/24_auth.ipynb #04723ad7
-def _forged(self) -> bool:
+# %% ../../nbs/ui/24_auth.ipynb #47f62586
+@patch
+def _forged(self: OpsuxLoginHandler) -> bool:
     "True unless the form came from our own login page: same origin, and its token matches the visitor's cookie."
     nonce, sent = self.get_cookie(CSRF_COOKIE), self.get_argument("_csrf", "")
     ok = bool(nonce) and hmac.compare_digest(csrf_token(self.guard.secret, "login", nonce), sent)
     return self.guard.cross_site(self) or not ok
 
-async def _check(self, email: str, password: str):
+# %% ../../nbs/ui/24_auth.ipynb #30313126
+@patch
+async def _check(self: OpsuxLoginHandler, email: str, password: str):
     "(user or None, wait): count the attempt, then check the password on the hashing threads."
     g, ip, loop = self.guard, self.request.remote_ip, IOLoop.current()
     wait = await loop.run_in_executor(None, g.throttle.attempt, ip, email)
@@ -399,22 +458,41 @@ async def _check(self, email: str, password: str):
     if user is not None: await loop.run_in_executor(None, g.throttle.success, ip, email)
     return user, 0.0
 
-OpsuxLoginHandler._forged, OpsuxLoginHandler._check = _forged, _check
+# %% ../../nbs/ui/24_auth.ipynb #1819d697
+@patch
+def _unavailable(self: OpsuxLoginHandler, e: Exception, email: str):
+    "Answer a database fault: the users table cannot be read (500, and what to run), or try again later (503)."
+    if is_schema_error(e):                  # permanent: say so (not "try again"), and what to run
+        _log.error("opsux login cannot read the users table: %s", " ".join(str(getattr(e, "orig", e)).split())[:200])
+        return self._page("Sign-in cannot read the users table; the server log says why (run `opsux doctor`).",
+                          email, 500)
+    _log.error("opsux login unavailable: %s", type(e).__name__)
+    return self._page("Sign-in is unavailable right now. Try again shortly.", email, 503)
+
+# %% ../../nbs/ui/24_auth.ipynb #a7cede3f
+async def set_session_cookie(handler, guard: AuthGuard, email: str):
+    "Set the signed session cookie for `email` in its current session epoch."
+    epoch = await IOLoop.current().run_in_executor(None, guard.store.epoch, email)
+    handler.set_secure_cookie(SESSION_COOKIE, session_value(email, epoch), expires_days=_panel_config.oauth_expiry,
+                              path=_panel_config.cookie_path)
+
+# %% ../../nbs/ui/24_auth.ipynb #0057c341
+@patch
+async def _signed_in(self: OpsuxLoginHandler, email: str):
+    "Set the login cookies for `email`."
+    self.set_current_user(email)
+    await set_session_cookie(self, self.guard, email)
+    self.clear_cookie("next_url", path=_panel_config.cookie_path)
 
 # %% ../../nbs/ui/24_auth.ipynb #8a63cd1e
-async def _post(self):
+@patch
+async def post(self: OpsuxLoginHandler):
     email = self.get_argument("username", "").strip()[:320]
     if self._forged():
         _log.warning("opsux login refused: no valid form token (cross-site or stale form) from %s", self.request.remote_ip)
         return self._page("This sign-in form has expired. Please sign in again.", email, 403)
     try: user, wait = await self._check(email, self.get_argument("password", ""))
-    except Exception as e:                      # a database fault must not become a traceback page
-        if is_schema_error(e):                  # permanent: say so (not "try again"), and what to run
-            _log.error("opsux login cannot read the users table: %s", " ".join(str(getattr(e, "orig", e)).split())[:200])
-            return self._page("Sign-in cannot read the users table; the server log says why (run `opsux doctor`).",
-                              email, 500)
-        _log.error("opsux login unavailable: %s", type(e).__name__)
-        return self._page("Sign-in is unavailable right now. Try again shortly.", email, 503)
+    except Exception as e: return self._unavailable(e, email)   # a database fault must not become a traceback page
     if wait:
         _log.warning("opsux login refused: too many attempts from %s", self.request.remote_ip)
         return self._locked(wait, email)
@@ -425,41 +503,34 @@ async def _post(self):
     _log.info("opsux login: user id %s from %s", getattr(user, "id", "?"), self.request.remote_ip)
     self.redirect(self.guard.next_url(self.get_cookie("next_url")))
 
-async def set_session_cookie(handler, guard: AuthGuard, email: str):
-    "Set the signed session cookie for `email` in its current session epoch."
-    epoch = await IOLoop.current().run_in_executor(None, guard.store.epoch, email)
-    handler.set_secure_cookie(SESSION_COOKIE, session_value(email, epoch), expires_days=_panel_config.oauth_expiry,
-                              path=_panel_config.cookie_path)
-
-async def _signed_in(self, email: str):
-    "Set the login cookies for `email`."
-    self.set_current_user(email)
-    await set_session_cookie(self, self.guard, email)
-    self.clear_cookie("next_url", path=_panel_config.cookie_path)
-
-OpsuxLoginHandler.post, OpsuxLoginHandler._signed_in = _post, _signed_in
-
 # %% ../../nbs/ui/24_auth.ipynb #7177ac78
 class OpsuxLogoutHandler(CookieFlagsMixin, LogoutHandler):
     "GET asks (a form with a token); POST ends every session of the user and clears the cookies."
     guard: AuthGuard = None
     _login_endpoint = "/login"
 
-    def _token(self) -> str:
-        return csrf_token(self.guard.secret, "logout", self.get_cookie(SESSION_COOKIE) or "")
+# %% ../../nbs/ui/24_auth.ipynb #8063c0ae
+@patch
+def _token(self: OpsuxLogoutHandler) -> str:
+    return csrf_token(self.guard.secret, "logout", self.get_cookie(SESSION_COOKIE) or "")
 
-    def get(self):
-        self.set_header("Cache-Control", "no-store")
-        if self.guard.session_of(self) is None: return self._signed_out()
-        self.write(LOGOUT_TEMPLATE.render(title="Sign out", confirm=True, action=self.guard.logout_endpoint,
-                                          csrf=self._token(), login_url=self._login_endpoint))
+# %% ../../nbs/ui/24_auth.ipynb #8ef1db0f
+@patch
+def _signed_out(self: OpsuxLogoutHandler):
+    for name in AUTH_COOKIES: self.clear_cookie(name, path=_panel_config.cookie_path)
+    self.write(LOGOUT_TEMPLATE.render(title="Signed out", confirm=False, login_url=self._login_endpoint))
 
-    def _signed_out(self):
-        for name in AUTH_COOKIES: self.clear_cookie(name, path=_panel_config.cookie_path)
-        self.write(LOGOUT_TEMPLATE.render(title="Signed out", confirm=False, login_url=self._login_endpoint))
+# %% ../../nbs/ui/24_auth.ipynb #6326102a
+@patch
+def get(self: OpsuxLogoutHandler):
+    self.set_header("Cache-Control", "no-store")
+    if self.guard.session_of(self) is None: return self._signed_out()
+    self.write(LOGOUT_TEMPLATE.render(title="Sign out", confirm=True, action=self.guard.logout_endpoint,
+                                      csrf=self._token(), login_url=self._login_endpoint))
 
 # %% ../../nbs/ui/24_auth.ipynb #dcba8768
-async def _logout_post(self):
+@patch
+async def post(self: OpsuxLogoutHandler):
     self.set_header("Cache-Control", "no-store")
     if self.guard.cross_site(self) or not hmac.compare_digest(self._token(), self.get_argument("_csrf", "")):
         self.set_status(403)
@@ -472,8 +543,6 @@ async def _logout_post(self):
         closed = self.guard.sockets.close(session[0], epoch)
         _log.info("opsux logout: sessions ended, %d open page(s) closed", closed)
     self._signed_out()
-
-OpsuxLogoutHandler.post = _logout_post
 
 # %% ../../nbs/ui/24_auth.ipynb #d0ba307e
 class OpsuxBasicAuthProvider(BasicAuthProvider):
@@ -502,6 +571,7 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _NOT_AN_IDENTITY = {"cookie", "authorization", "host", "origin", "x-forwarded-for",
                     "x-forwarded-proto", IDENTITY_HEADER.lower(), EPOCH_HEADER.lower()}
 
+# %% ../../nbs/ui/24_auth.ipynb #97bd22d0
 def check_header_auth(header: str | None, # --auth-header: the header the proxy puts the email in
                       trusted, # networks from `opsux.ui.http.parse_networks(--trusted-proxy)`
                      ) -> str:
@@ -523,6 +593,7 @@ class ProxyRefused(Exception):
         super().__init__(text)
         self.status, self.text = status, text
 
+# %% ../../nbs/ui/24_auth.ipynb #c7439064
 def peer_trusted(peer: str | None, trusted) -> bool:
     "True when the TCP peer's address lies in one of the `trusted` networks."
     try: ip = ipaddress.ip_address(str(peer or "").strip("[]").split("%")[0])
@@ -551,6 +622,7 @@ def _peer(request) -> str | None:
     # PRIVATE (compat): tornado's HTTP1Connection.context.remote_ip, the socket's peer (6.6.1)
     return getattr(getattr(request.connection, "context", None), "remote_ip", None)
 
+# %% ../../nbs/ui/24_auth.ipynb #f7c25739
 def _refuse(handler, e: ProxyRefused):
     "Answer `handler`'s request with `e`'s status and line of text, and stop it there."
     handler.set_status(e.status)
@@ -561,6 +633,7 @@ def _refuse(handler, e: ProxyRefused):
 # %% ../../nbs/ui/24_auth.ipynb #ba1b96e9
 _NO_TABLE = "Sign-in cannot read the users table; the server log says why (run `opsux doctor`)."
 
+# %% ../../nbs/ui/24_auth.ipynb #5f6c6b19
 def _lookup(guard: AuthGuard, email: str) -> int:
     "The session epoch of the opsux user `email`; ProxyRefused for no such user or no database."
     try:
@@ -589,7 +662,8 @@ class OpsuxHeaderAuthProvider(AuthProvider):
     def login_url(self): return self.guard.login_endpoint  # Bokeh needs one; never redirected to
 
 # %% ../../nbs/ui/24_auth.ipynb #c3bdaee3
-async def _header_user(self, handler) -> str:
+@patch
+async def _user(self: OpsuxHeaderAuthProvider, handler) -> str:
     "Every page/static/websocket request: the asserted email, stamped with its epoch; else refused."
     req = handler.request
     req.headers[IDENTITY_HEADER] = req.headers[EPOCH_HEADER] = ""      # whatever the client sent
@@ -606,13 +680,12 @@ async def _header_user(self, handler) -> str:
     req.headers[IDENTITY_HEADER], req.headers[EPOCH_HEADER] = email, str(epoch)
     return email
 
-OpsuxHeaderAuthProvider._user = _header_user
-
 # %% ../../nbs/ui/24_auth.ipynb #4e428669
 def _b64d(s: str) -> bytes: return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 _SHA256_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 
+# %% ../../nbs/ui/24_auth.ipynb #17dc85a2
 def rs256_valid(signing_input: bytes, signature: bytes, jwk: dict) -> bool:
     "Verify an RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature against an RSA JWK."
     try: n, e = (int.from_bytes(_b64d(jwk[k]), "big") for k in ("n", "e"))
@@ -627,6 +700,37 @@ def rs256_valid(signing_input: bytes, signature: bytes, jwk: dict) -> bool:
 class IdTokenError(ValueError):
     "An ID token that must not sign anyone in; the message says why (no token content in it)."
 
+# %% ../../nbs/ui/24_auth.ipynb #9087aa16
+def _decode_jwt(token: str) -> tuple[bytes, dict, dict, bytes]:
+    "(signing input, header, claims, signature) of a compact JWT; `IdTokenError` when it is not one."
+    try:
+        head64, body64, sig64 = token.split(".")
+        header, claims, sig = json.loads(_b64d(head64)), json.loads(_b64d(body64)), _b64d(sig64)
+    except Exception: raise IdTokenError("the ID token is not a JWT")
+    return f"{head64}.{body64}".encode(), header, claims, sig
+
+# %% ../../nbs/ui/24_auth.ipynb #67c0cf2a
+def _signature_ok(signed: bytes, header: dict, sig: bytes, client_secret: str | None, jwks) -> bool:
+    "Whether `sig` signs `signed`: HS256 with the client secret, or RS256 with one of the provider's keys."
+    alg = header.get("alg")
+    if alg == "HS256" and client_secret:
+        return hmac.compare_digest(hmac.new(client_secret.encode(), signed, hashlib.sha256).digest(), sig)
+    if alg == "RS256" and jwks is not None:
+        keys = [k for k in jwks() if k.get("kty") == "RSA" and k.get("kid") in (None, header.get("kid"))]
+        return any(rs256_valid(signed, sig, k) for k in keys)
+    raise IdTokenError(f"ID tokens signed with {alg!r} are not accepted")
+
+# %% ../../nbs/ui/24_auth.ipynb #87d8cc9a
+def _check_claims(claims: dict, issuer: str | None, audience: str, now: float | None) -> dict:
+    "`claims` when they are for `audience`, from `issuer` and not expired (a minute of leeway); else `IdTokenError`."
+    aud = claims.get("aud")
+    if audience not in (aud if isinstance(aud, list) else [aud]): raise IdTokenError("the ID token is for another client")
+    if issuer is not None and claims.get("iss") != issuer: raise IdTokenError("the ID token is from another issuer")
+    if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < (now or time.time()) - 60:
+        raise IdTokenError("the ID token has expired")
+    return claims
+
+# %% ../../nbs/ui/24_auth.ipynb #3abb9747
 def verify_id_token(token: str, # the compact JWT from the token endpoint
                     *, issuer: str | None, # the discovery document's issuer (None: not checked)
                     audience: str, # our client id
@@ -634,25 +738,9 @@ def verify_id_token(token: str, # the compact JWT from the token endpoint
                     jwks: Callable[[], list] | None = None, # the provider's signing keys (RS256)
                     now: float | None = None) -> dict:
     "The claims of a signed, unexpired ID token issued to us by `issuer`; `IdTokenError` otherwise."
-    try:
-        head64, body64, sig64 = token.split(".")
-        header, claims, sig = json.loads(_b64d(head64)), json.loads(_b64d(body64)), _b64d(sig64)
-    except Exception: raise IdTokenError("the ID token is not a JWT")
-    signed = f"{head64}.{body64}".encode()
-    alg = header.get("alg")
-    if alg == "HS256" and client_secret:
-        ok = hmac.compare_digest(hmac.new(client_secret.encode(), signed, hashlib.sha256).digest(), sig)
-    elif alg == "RS256" and jwks is not None:
-        keys = [k for k in jwks() if k.get("kty") == "RSA" and k.get("kid") in (None, header.get("kid"))]
-        ok = any(rs256_valid(signed, sig, k) for k in keys)
-    else: raise IdTokenError(f"ID tokens signed with {alg!r} are not accepted")
-    if not ok: raise IdTokenError("the ID token's signature is not valid")
-    aud = claims.get("aud")
-    if audience not in (aud if isinstance(aud, list) else [aud]): raise IdTokenError("the ID token is for another client")
-    if issuer is not None and claims.get("iss") != issuer: raise IdTokenError("the ID token is from another issuer")
-    if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < (now or time.time()) - 60:
-        raise IdTokenError("the ID token has expired")
-    return claims
+    signed, header, claims, sig = _decode_jwt(token)
+    if not _signature_ok(signed, header, sig, client_secret, jwks): raise IdTokenError("the ID token's signature is not valid")
+    return _check_claims(claims, issuer, audience, now)
 
 # %% ../../nbs/ui/24_auth.ipynb #7e49918a
 VERIFIED_CLAIM_ENV = "OPSUX_OIDC_EMAIL_VERIFIED_CLAIM"
@@ -682,19 +770,25 @@ def oauth_login_handler(base, guard: AuthGuard, oidc: dict):
                     get_authenticated_user=get_authenticated_user, _opsux_admit=_oauth_admit))
     return cls
 
+# %% ../../nbs/ui/24_auth.ipynb #498fea5e
+async def _oauth_claims(self) -> tuple[str, dict]:
+    "(verified email, claims) of the ID token the provider returned; `IdTokenError` when it signs nobody in."
+    o, raw = self.oidc, getattr(self, "_opsux_id_token", None)
+    if not raw: raise IdTokenError("the provider returned no ID token")
+    claims = await IOLoop.current().run_in_executor(None, lambda: verify_id_token(
+        raw, issuer=o.get("issuer"), audience=o["client_id"], client_secret=o.get("client_secret"),
+        jwks=o.get("jwks")))
+    email = verified_email(claims, os.environ.get(VERIFIED_CLAIM_ENV))
+    if email is None: raise IdTokenError("the provider did not verify this email address")
+    if not isinstance(claims.get("sub"), str) or not claims["sub"]: raise IdTokenError("the ID token has no sub")
+    return email, claims
+
 # %% ../../nbs/ui/24_auth.ipynb #29cf98ec
 async def _oauth_admit(self):
     "After the provider answered: a verified email and a (issuer, sub) bound to that user, or 403."
     g, o, loop = self.guard, self.oidc, IOLoop.current()
-    raw = getattr(self, "_opsux_id_token", None)
     try:
-        if not raw: raise IdTokenError("the provider returned no ID token")
-        claims = await loop.run_in_executor(None, lambda: verify_id_token(
-            raw, issuer=o.get("issuer"), audience=o["client_id"], client_secret=o.get("client_secret"),
-            jwks=o.get("jwks")))
-        email = verified_email(claims, os.environ.get(VERIFIED_CLAIM_ENV))
-        if email is None: raise IdTokenError("the provider did not verify this email address")
-        if not isinstance(claims.get("sub"), str) or not claims["sub"]: raise IdTokenError("the ID token has no sub")
+        email, claims = await _oauth_claims(self)
         user = await loop.run_in_executor(None, g.ops.directory.get_user, email)
         if user is not None and not await loop.run_in_executor(
                 None, g.store.bind_subject, o.get("issuer") or claims.get("iss") or "oidc", claims["sub"], user.id):
@@ -730,15 +824,6 @@ class OpsuxOAuthProvider(OAuthProvider):
     def _allow_guest(self, uri): return False
 
 # %% ../../nbs/ui/24_auth.ipynb #4a3fd02b
-_OIDC_KEYS = {"authorization_endpoint": "AUTHORIZE_URL", "token_endpoint": "TOKEN_URL",
-              "userinfo_endpoint": "USER_URL", "end_session_endpoint": "LOGOUT_URL"}
-
-def oidc_endpoints(doc_or_url: str | dict, # a discovery document, or its URL (…/.well-known/openid-configuration)
-                   timeout: float = 10.0) -> dict[str, str]:
-    "Map an OpenID Connect discovery document to the `oauth_extra_params` keys of Panel's generic provider."
-    doc = oidc_document(doc_or_url, timeout)
-    return {v: doc[k] for k, v in _OIDC_KEYS.items() if isinstance(doc.get(k), str)}
-
 def oidc_document(doc_or_url: str | dict, timeout: float = 10.0) -> dict:
     "The discovery document (read from its URL when given one; https, or http on loopback)."
     doc = doc_or_url
@@ -754,6 +839,17 @@ def oidc_document(doc_or_url: str | dict, timeout: float = 10.0) -> dict:
         raise AuthConfigError("the OIDC discovery document has no authorization_endpoint/token_endpoint")
     return doc
 
+# %% ../../nbs/ui/24_auth.ipynb #dd2958eb
+_OIDC_KEYS = {"authorization_endpoint": "AUTHORIZE_URL", "token_endpoint": "TOKEN_URL",
+              "userinfo_endpoint": "USER_URL", "end_session_endpoint": "LOGOUT_URL"}
+
+def oidc_endpoints(doc_or_url: str | dict, # a discovery document, or its URL (…/.well-known/openid-configuration)
+                   timeout: float = 10.0) -> dict[str, str]:
+    "Map an OpenID Connect discovery document to the `oauth_extra_params` keys of Panel's generic provider."
+    doc = oidc_document(doc_or_url, timeout)
+    return {v: doc[k] for k, v in _OIDC_KEYS.items() if isinstance(doc.get(k), str)}
+
+# %% ../../nbs/ui/24_auth.ipynb #5538beb0
 def jwks_keys(url: str, timeout: float = 10.0) -> Callable[[], list]:
     "A function returning the provider's signing keys from `url` (read once, again after an unknown key)."
     cache: dict = {}
@@ -770,11 +866,13 @@ _SECRET_PARAM = re.compile(r"(?i)((?:[?&](?:code|state)|\b(?:password|passwd|pwd
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
+# %% ../../nbs/ui/24_auth.ipynb #7fcebb45
 def redact(text: str) -> str:
     "Mask credential values (query/JSON `code`, `state`, `password`, tokens, bearer headers, JWTs) in `text`."
     text = _SECRET_PARAM.sub(lambda m: m.group(1) + "***", text)
     return _JWT.sub("***", _BEARER.sub(lambda m: m.group(1) + "***", text))
 
+# %% ../../nbs/ui/24_auth.ipynb #fb0ddb09
 class RedactingFilter(logging.Filter):
     "A logging filter that passes every record, with credentials masked by `redact`."
     def filter(self, record):
@@ -784,6 +882,7 @@ class RedactingFilter(logging.Filter):
         if clean != msg: record.msg, record.args = clean, None
         return True
 
+# %% ../../nbs/ui/24_auth.ipynb #4f3c0487
 REDACTED_LOGGERS = ("tornado.access", "tornado.application", "tornado.general", "panel.auth", "bokeh.server")
 
 def install_log_redaction(names=REDACTED_LOGGERS) -> None:
@@ -799,8 +898,82 @@ _OAUTH_ENV = {"oauth_provider": ("OPSUX_OAUTH_PROVIDER", "PANEL_OAUTH_PROVIDER")
               "oauth_redirect_uri": ("OPSUX_OAUTH_REDIRECT_URI", "PANEL_OAUTH_REDIRECT_URI"),
               "oidc_well_known": ("OPSUX_OIDC_WELL_KNOWN",)}
 
+# %% ../../nbs/ui/24_auth.ipynb #0ec09299
 def _env_first(names):
     return next((os.environ[n] for n in names if os.environ.get(n)), None)
+
+# %% ../../nbs/ui/24_auth.ipynb #23974a79
+def _check_as_user(ops, as_user: str | None) -> None:
+    "Refuse `--auth none` without an `--as` email that names a user of this database."
+    if not as_user:
+        raise AuthConfigError("--auth none needs --as EMAIL: the opsux user every visitor acts as")
+    schema = getattr(ops, "schema", None)          # the database's mapping (opsux.store.schema)
+    if schema is not None and schema.users is None:
+        raise AuthConfigError(f"--as {as_user!r}: this database has no users mapped ({schema.name}); map "
+                              "[users] in opsux.toml (see `opsux doctor`)")
+    if schema is not None and schema.name != "preset opsux" and ops.directory.get_user(as_user) is None:
+        raise AuthConfigError(f"--as {as_user!r}: no user in {schema.users.where} has that email")
+    if ops.directory.get_user(as_user) is None:
+        raise AuthConfigError(f"--as {as_user!r}: no opsux user has that email; add one with "
+                              f"`opsux users add {as_user} --name NAME --tenant TENANT`")
+
+# %% ../../nbs/ui/24_auth.ipynb #42340f25
+def _generic_env():
+    return {k for k, e in (("AUTHORIZE_URL", "PANEL_OAUTH_AUTHORIZE_URL"), ("TOKEN_URL", "PANEL_OAUTH_TOKEN_URL"))
+            if os.environ.get(e)}
+
+# %% ../../nbs/ui/24_auth.ipynb #1c2d4f01
+def _oauth_settings(provider, key, secret, extra, redirect_uri, well_known) -> tuple:
+    "The OAuth settings from the arguments, else from $OPSUX_OAUTH_*/$PANEL_OAUTH_* (extra parameters as JSON)."
+    provider = provider or _env_first(_OAUTH_ENV["oauth_provider"])
+    key = key or _env_first(_OAUTH_ENV["oauth_key"])
+    secret = secret or _env_first(_OAUTH_ENV["oauth_secret"])
+    redirect_uri = redirect_uri or _env_first(_OAUTH_ENV["oauth_redirect_uri"])
+    extra = dict(extra or {})
+    if not extra and os.environ.get("OPSUX_OAUTH_EXTRA_PARAMS"):
+        extra = json.loads(os.environ["OPSUX_OAUTH_EXTRA_PARAMS"])
+    well_known = well_known or extra.pop("WELL_KNOWN_URL", None) or _env_first(_OAUTH_ENV["oidc_well_known"])
+    return provider, key, secret, extra, redirect_uri, well_known
+
+# %% ../../nbs/ui/24_auth.ipynb #ed759064
+def _check_oauth(provider: str | None, key: str | None, secret: str | None) -> None:
+    "Refuse an OAuth start without a known provider, a client id, or (but for `auth_code`) a client secret."
+    if not provider:
+        raise AuthConfigError("--auth oauth needs a provider: set $OPSUX_OAUTH_PROVIDER to one of "
+                              + ", ".join(sorted(AUTH_PROVIDERS)) + " (generic = any OpenID Connect provider)")
+    if provider not in AUTH_PROVIDERS or provider == "pam":
+        raise AuthConfigError(f"unknown OAuth provider {provider!r}: choose one of "
+                              + ", ".join(sorted(p for p in AUTH_PROVIDERS if p != "pam")))
+    if not key:
+        raise AuthConfigError("--auth oauth needs the client id the provider issued: set $OPSUX_OAUTH_KEY")
+    if not secret and provider != "auth_code":
+        raise AuthConfigError("--auth oauth needs the client secret: set $OPSUX_OAUTH_SECRET")
+
+# %% ../../nbs/ui/24_auth.ipynb #5eacfb52
+def _oauth_kwargs(guard, provider, key, secret, extra, redirect_uri, well_known):
+    "The OAuth part of `auth_kwargs`: settings from the arguments, else from $OPSUX_OAUTH_*/$PANEL_OAUTH_*."
+    provider, key, secret, extra, redirect_uri, well_known = _oauth_settings(provider, key, secret, extra,
+                                                                             redirect_uri, well_known)
+    _check_oauth(provider, key, secret)
+    doc = oidc_document(well_known) if well_known else {}
+    extra = {**oidc_endpoints(doc), **extra} if doc else extra
+    if provider == "generic" and not {"AUTHORIZE_URL", "TOKEN_URL"} <= extra.keys() | _generic_env():
+        raise AuthConfigError("the generic OAuth provider needs its endpoints: set $OPSUX_OIDC_WELL_KNOWN to the "
+                              "provider's …/.well-known/openid-configuration URL")
+    oidc = {"client_id": key, "client_secret": secret, "issuer": doc.get("issuer"),
+            "jwks": jwks_keys(doc["jwks_uri"]) if isinstance(doc.get("jwks_uri"), str) else None}
+    kw = {"auth_provider": OpsuxOAuthProvider(provider, guard, oidc),
+          "oauth_key": key, "oauth_extra_params": extra, "oauth_jwt_user": "email"}
+    if secret: kw["oauth_secret"] = secret
+    if redirect_uri: kw["oauth_redirect_uri"] = redirect_uri
+    return kw
+
+# %% ../../nbs/ui/24_auth.ipynb #de4b79f9
+def _login_kwargs(auth: str, guard: AuthGuard, header: str | None, trusted, oauth: tuple) -> dict:
+    "The provider part of `auth_kwargs` for a mode with a login: basic, header or oauth (`_oauth_kwargs`'s settings)."
+    if auth == "basic": return {"auth_provider": OpsuxBasicAuthProvider(guard)}
+    if auth == "header": return {"auth_provider": OpsuxHeaderAuthProvider(guard, header, trusted)}
+    return _oauth_kwargs(guard, *oauth)
 
 # %% ../../nbs/ui/24_auth.ipynb #1d948b4b
 def auth_kwargs(ops, # the Ops handle the dashboard serves
@@ -825,19 +998,9 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
     "Check the settings for `auth` and return the keyword arguments for `pn.serve`."
     check_bind(auth, host)
     if auth == "none":
-        if not as_user:
-            raise AuthConfigError("--auth none needs --as EMAIL: the opsux user every visitor acts as")
-        schema = getattr(ops, "schema", None)          # the database's mapping (opsux.store.schema)
-        if schema is not None and schema.users is None:
-            raise AuthConfigError(f"--as {as_user!r}: this database has no users mapped ({schema.name}); map "
-                                  "[users] in opsux.toml (see `opsux doctor`)")
-        if schema is not None and schema.name != "preset opsux" and ops.directory.get_user(as_user) is None:
-            raise AuthConfigError(f"--as {as_user!r}: no user in {schema.users.where} has that email")
-        if ops.directory.get_user(as_user) is None:
-            raise AuthConfigError(f"--as {as_user!r}: no opsux user has that email; add one with "
-                                  f"`opsux users add {as_user} --name NAME --tenant TENANT`")
+        _check_as_user(ops, as_user)
         return {}
-    if auth == "header": header = check_header_auth(auth_header, trusted)
+    header = check_header_auth(auth_header, trusted) if auth == "header" else None
     if as_user:
         raise AuthConfigError(f"--as only applies to --auth none; with --auth {auth} people sign in as themselves")
     install_log_redaction()
@@ -845,61 +1008,8 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
     kw: dict = {"cookie_secret": secret, **session_kwargs(secret)}
     guard = AuthGuard(ops, secret, throttle, store, hosts, pages, login_endpoint=login_endpoint,
                       logout_endpoint=logout_endpoint)
-    if auth == "basic":
-        kw["auth_provider"] = OpsuxBasicAuthProvider(guard)
-        return kw
-    if auth == "header":
-        return {**kw, "auth_provider": OpsuxHeaderAuthProvider(guard, header, trusted)}
-    return {**kw, **_oauth_kwargs(guard, oauth_provider, oauth_key, oauth_secret, oauth_extra_params,
-                                  oauth_redirect_uri, oidc_well_known)}
-
-# %% ../../nbs/ui/24_auth.ipynb #42340f25
-def _oauth_kwargs(guard, provider, key, secret, extra, redirect_uri, well_known):
-    "The OAuth part of `auth_kwargs`: settings from the arguments, else from $OPSUX_OAUTH_*/$PANEL_OAUTH_*."
-    provider = provider or _env_first(_OAUTH_ENV["oauth_provider"])
-    key = key or _env_first(_OAUTH_ENV["oauth_key"])
-    secret = secret or _env_first(_OAUTH_ENV["oauth_secret"])
-    redirect_uri = redirect_uri or _env_first(_OAUTH_ENV["oauth_redirect_uri"])
-    extra = dict(extra or {})
-    if not extra and os.environ.get("OPSUX_OAUTH_EXTRA_PARAMS"):
-        extra = json.loads(os.environ["OPSUX_OAUTH_EXTRA_PARAMS"])
-    well_known = well_known or extra.pop("WELL_KNOWN_URL", None) or _env_first(_OAUTH_ENV["oidc_well_known"])
-    if not provider:
-        raise AuthConfigError("--auth oauth needs a provider: set $OPSUX_OAUTH_PROVIDER to one of "
-                              + ", ".join(sorted(AUTH_PROVIDERS)) + " (generic = any OpenID Connect provider)")
-    if provider not in AUTH_PROVIDERS or provider == "pam":
-        raise AuthConfigError(f"unknown OAuth provider {provider!r}: choose one of "
-                              + ", ".join(sorted(p for p in AUTH_PROVIDERS if p != "pam")))
-    if not key:
-        raise AuthConfigError("--auth oauth needs the client id the provider issued: set $OPSUX_OAUTH_KEY")
-    if not secret and provider != "auth_code":
-        raise AuthConfigError("--auth oauth needs the client secret: set $OPSUX_OAUTH_SECRET")
-    doc = oidc_document(well_known) if well_known else {}
-    extra = {**oidc_endpoints(doc), **extra} if doc else extra
-    if provider == "generic" and not {"AUTHORIZE_URL", "TOKEN_URL"} <= extra.keys() | _generic_env():
-        raise AuthConfigError("the generic OAuth provider needs its endpoints: set $OPSUX_OIDC_WELL_KNOWN to the "
-                              "provider's …/.well-known/openid-configuration URL")
-    oidc = {"client_id": key, "client_secret": secret, "issuer": doc.get("issuer"),
-            "jwks": jwks_keys(doc["jwks_uri"]) if isinstance(doc.get("jwks_uri"), str) else None}
-    kw = {"auth_provider": OpsuxOAuthProvider(provider, guard, oidc),
-          "oauth_key": key, "oauth_extra_params": extra, "oauth_jwt_user": "email"}
-    if secret: kw["oauth_secret"] = secret
-    if redirect_uri: kw["oauth_redirect_uri"] = redirect_uri
-    return kw
-
-def _generic_env():
-    return {k for k, e in (("AUTHORIZE_URL", "PANEL_OAUTH_AUTHORIZE_URL"), ("TOKEN_URL", "PANEL_OAUTH_TOKEN_URL"))
-            if os.environ.get(e)}
-
-# %% ../../nbs/ui/24_auth.ipynb #3811fb00
-def identity_email(user: str | None, user_info: dict | None = None) -> str | None:
-    "The email that identifies a Panel session's user, or None (guest, unverified or missing email)."
-    if not user or user == "guest": return None
-    info = user_info if isinstance(user_info, dict) else {}
-    if info.get("email_verified") is False: return None
-    for candidate in (user, info.get("email")):
-        if isinstance(candidate, str) and "@" in candidate: return candidate.strip()
-    return None
+    oauth = (oauth_provider, oauth_key, oauth_secret, oauth_extra_params, oauth_redirect_uri, oidc_well_known)
+    return {**kw, **_login_kwargs(auth, guard, header, trusted, oauth)}
 
 # %% ../../nbs/ui/24_auth.ipynb #d20b903e
 def current_user(ops, # the Ops handle

@@ -22,24 +22,39 @@ __all__ = ['RESOURCE_POLICY', 'SESSION_PARAMS', 'PROBES', 'STATIC', 'KEEP', 'COM
            'page_rules', 'install_gate', 'compress', 'cache_dir', 'Packed', 'CompressedStatic', 'compressed', 'Healthz',
            'Readyz']
 
+# %% ../../nbs/ui/26_http.ipynb #4dc41254
+def _relative(value) -> bool:
+    "True for a plain path: one leading `/`, printable, no backslash or control characters, at most 2000 long."
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//"): return False
+    return not any(c in value for c in "\\\r\n\t") and value.isprintable() and len(value) <= 2000
+
 # %% ../../nbs/ui/26_http.ipynb #60a331e3
 def safe_next(value, # the `next=` parameter or cookie, as sent
               pages, # the paths this server serves pages on, e.g. ("/operations", "/operations/run")
               default: str = "/") -> str:
     "A relative URL of one of `pages` (its query kept), else `default`; never another host, never an exception."
-    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//"): return default
-    if any(c in value for c in "\\\r\n\t") or not value.isprintable() or len(value) > 2000: return default
+    if not _relative(value): return default
     try: parts = urlsplit(value)
     except ValueError: return default
     if parts.scheme or parts.netloc or parts.path not in pages: return default
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
-# %% ../../nbs/ui/26_http.ipynb #21529055
+# %% ../../nbs/ui/26_http.ipynb #3215d81f
 def allowed_hosts(host: str, port: int, extra=()) -> tuple[str, ...]:
     "The Host values this server answers: its bind address, localhost and 127.0.0.1 on `port`, plus `extra`."
     names = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", *extra]
     return tuple(dict.fromkeys(n.strip().lower() for n in names if n and n.strip()))
 
+# %% ../../nbs/ui/26_http.ipynb #c9bff8a0
+def _split_host(h: str):
+    "('name', 'port') or ('name', None); IPv6 literals keep their brackets."
+    if h.startswith("["):
+        name, _, rest = h.partition("]")
+        return name + "]", rest[1:] or None
+    name, sep, port = h.rpartition(":")
+    return (name, port) if sep and port.isdigit() else (h, None)
+
+# %% ../../nbs/ui/26_http.ipynb #529360e6
 def host_allowed(host: str | None, # the request's Host header (or an Origin's host[:port])
                  allowed, # entries `name:port`, or `name` for the name on its default port
                 ) -> bool:
@@ -50,15 +65,7 @@ def host_allowed(host: str | None, # the request's Host header (or an Origin's h
     name, port = _split_host(h)
     return port in (None, "80", "443") and any(_split_host(a) == (name, None) for a in allowed)
 
-def _split_host(h: str):
-    "('name', 'port') or ('name', None); IPv6 literals keep their brackets."
-    if h.startswith("["):
-        name, _, rest = h.partition("]")
-        return name + "]", rest[1:] or None
-    name, sep, port = h.rpartition(":")
-    return (name, port) if sep and port.isdigit() else (h, None)
-
-# %% ../../nbs/ui/26_http.ipynb #e9cf0ac3
+# %% ../../nbs/ui/26_http.ipynb #068768ca
 def parse_networks(values) -> tuple:
     "`--trusted-proxy` values (addresses or CIDRs) as networks; a bad one raises ValueError naming it."
     out = []
@@ -67,6 +74,7 @@ def parse_networks(values) -> tuple:
         except ValueError: raise ValueError(f"--trusted-proxy {v!r} is not an address or CIDR (e.g. 10.0.0.5/32)")
     return tuple(out)
 
+# %% ../../nbs/ui/26_http.ipynb #2cc4876e
 def _ip(text):
     try: ip = ipaddress.ip_address(str(text).strip().strip("[]"))
     except ValueError: return None
@@ -74,7 +82,7 @@ def _ip(text):
 
 def _trusted(ip, networks) -> bool: return ip is not None and any(ip in n for n in networks)
 
-# %% ../../nbs/ui/26_http.ipynb #829b508f
+# %% ../../nbs/ui/26_http.ipynb #095c5483
 def client_address(peer: str, # the TCP peer's address
                    forwarded_for: str | None, # the X-Forwarded-For header, as received
                    trusted, # networks from `parse_networks`
@@ -89,6 +97,7 @@ def client_address(peer: str, # the TCP peer's address
         ip = hop_ip
     return str(ip)
 
+# %% ../../nbs/ui/26_http.ipynb #1940a167
 def client_scheme(peer: str, forwarded_proto: str | None, trusted, scheme: str) -> str:
     "`X-Forwarded-Proto` (http or https) when `peer` is a trusted proxy, else the connection's own `scheme`."
     value = (forwarded_proto or "").split(",")[-1].strip().lower()
@@ -102,37 +111,52 @@ class _InlineCode(HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=False)
         self.scripts, self.handlers, self._in = [], [], None
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        self.handlers += [v or "" for k, v in attrs if k.startswith("on")]
-        if tag == "script" and "src" not in a and (a.get("type") or "").strip().lower() in _JS_TYPES: self._in = []
-    def handle_data(self, data):
-        if self._in is not None: self._in.append(data)
-    def handle_endtag(self, tag):
-        if tag == "script" and self._in is not None: self.scripts.append("".join(self._in)); self._in = None
 
+# %% ../../nbs/ui/26_http.ipynb #c6766687
+@patch
+def handle_starttag(self: _InlineCode, tag, attrs):
+    a = dict(attrs)
+    self.handlers += [v or "" for k, v in attrs if k.startswith("on")]
+    if tag == "script" and "src" not in a and (a.get("type") or "").strip().lower() in _JS_TYPES: self._in = []
+
+# %% ../../nbs/ui/26_http.ipynb #f66fd629
+@patch
+def handle_data(self: _InlineCode, data):
+    if self._in is not None: self._in.append(data)
+
+# %% ../../nbs/ui/26_http.ipynb #09cf47fd
+@patch
+def handle_endtag(self: _InlineCode, tag):
+    if tag == "script" and self._in is not None: self.scripts.append("".join(self._in)); self._in = None
+
+# %% ../../nbs/ui/26_http.ipynb #682fe399
 def _sha(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+# %% ../../nbs/ui/26_http.ipynb #03d899da
+def _script_src(html: str | None) -> str:
+    "The script-src sources: this origin, blob:, eval, and the hashes of `html`'s own inline scripts and handlers."
+    code = _InlineCode()
+    if html: code.feed(html); code.close()
+    scripts = " ".join(dict.fromkeys(_sha(s) for s in code.scripts))
+    handlers = " ".join(dict.fromkeys(_sha(h) for h in code.handlers))
+    return " ".join(p for p in ("'self'", "'report-sample'", "blob:", scripts, "'unsafe-hashes' " + handlers if handlers else "",
+                                "'unsafe-eval'") if p)
 
 # %% ../../nbs/ui/26_http.ipynb #6130e247
 def content_security_policy(html: str | None = None, # the page, when it is HTML this server rendered
                            ) -> str:
     "A CSP allowing only this origin's scripts plus the hashes of `html`'s own inline scripts and handlers."
-    code = _InlineCode()
-    if html: code.feed(html); code.close()
-    scripts = " ".join(dict.fromkeys(_sha(s) for s in code.scripts))
-    handlers = " ".join(dict.fromkeys(_sha(h) for h in code.handlers))
-    script_src = " ".join(p for p in ("'self'", "'report-sample'", "blob:", scripts, "'unsafe-hashes' " + handlers if handlers else "",
-                                      "'unsafe-eval'") if p)
-    return "; ".join([f"default-src 'self'", f"script-src {script_src}", "style-src 'self' 'unsafe-inline'",
+    return "; ".join([f"default-src 'self'", f"script-src {_script_src(html)}", "style-src 'self' 'unsafe-inline'",
                       "img-src 'self' data: blob:", "font-src 'self' data:", "connect-src 'self'",
                       "worker-src 'self' blob:", "object-src 'none'", "base-uri 'none'", "form-action 'self'",
                       "frame-ancestors 'none'"])
 
-# %% ../../nbs/ui/26_http.ipynb #6d5765c4
+# %% ../../nbs/ui/26_http.ipynb #58fa33ef
 RESOURCE_POLICY = ("default-src 'none'; script-src 'none'; object-src 'none'; base-uri 'none'; "
                    "frame-ancestors 'none'")
 
+# %% ../../nbs/ui/26_http.ipynb #6d5765c4
 def security_headers(https: bool, # the client reached us over https (directly or through a trusted proxy)
                      html: str | None = None, # the HTML page being sent, for its inline-script hashes
                      page: bool = True, # False: a script, stylesheet or image (never shown as a page)
@@ -145,21 +169,26 @@ def security_headers(https: bool, # the client reached us over https (directly o
     if https: h["Strict-Transport-Security"] = "max-age=31536000"
     return h
 
+# %% ../../nbs/ui/26_http.ipynb #f72d8a82
+def _drop_cors(headers) -> None:
+    "Remove every `Access-Control-*` header when the response allows other origins at all."
+    if "Access-Control-Allow-Origin" in headers:
+        for k in [k for k in headers if k.lower().startswith("access-control-")]: del headers[k]
+
 # %% ../../nbs/ui/26_http.ipynb #c9b9f7b5
 class SecurityHeaders(OutputTransform):
     "A Tornado output transform: `security_headers` on every response; wildcard CORS removed."
     def __init__(self, request): self.request = request
-    def transform_first_chunk(self, status_code, headers, chunk, finishing):
-        html = None
-        if finishing and headers.get("Content-Type", "").startswith("text/html"):
-            html = chunk.decode("utf-8", "replace")
-        ctype = headers.get("Content-Type", "")
-        page = ctype.startswith(("text/html", "text/plain", "application/json")) or not ctype
-        https = self.request.protocol == "https"
-        for k, v in security_headers(https, html, page).items(): headers[k] = v
-        if "Access-Control-Allow-Origin" in headers:
-            for k in [k for k in headers if k.lower().startswith("access-control-")]: del headers[k]
-        return status_code, headers, chunk
+
+# %% ../../nbs/ui/26_http.ipynb #d4d6f583
+@patch
+def transform_first_chunk(self: SecurityHeaders, status_code, headers, chunk, finishing):
+    ctype = headers.get("Content-Type", "")
+    html = chunk.decode("utf-8", "replace") if finishing and ctype.startswith("text/html") else None
+    page = ctype.startswith(("text/html", "text/plain", "application/json")) or not ctype
+    for k, v in security_headers(self.request.protocol == "https", html, page).items(): headers[k] = v
+    _drop_cors(headers)
+    return status_code, headers, chunk
 
 # %% ../../nbs/ui/26_http.ipynb #4b33e094
 class RateLimit:
@@ -169,41 +198,48 @@ class RateLimit:
         self._buckets: dict = {}
         self._lock = threading.Lock()
 
-    def take(self, key) -> float:
-        "Spend one token of `key`: 0.0 when allowed, else the seconds until the next token."
-        with self._lock:
-            now = self.clock()
-            tokens, then = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - then) / self.per)
-            if len(self._buckets) > self.max_keys: self._buckets.clear()
-            if tokens < 1: self._buckets[key] = (tokens, now); return (1 - tokens) * self.per
-            self._buckets[key] = (tokens - 1, now)
-            return 0.0
+# %% ../../nbs/ui/26_http.ipynb #5fa049f3
+@patch
+def take(self: RateLimit, key) -> float:
+    "Spend one token of `key`: 0.0 when allowed, else the seconds until the next token."
+    with self._lock:
+        now = self.clock()
+        tokens, then = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) / self.per)
+        if len(self._buckets) > self.max_keys: self._buckets.clear()
+        if tokens < 1: self._buckets[key] = (tokens, now); return (1 - tokens) * self.per
+        self._buckets[key] = (tokens - 1, now)
+        return 0.0
 
-    @classmethod
-    def parse(cls, text: str) -> "RateLimit":
-        "`BURST/SECONDS` (e.g. `30/1`): a burst of BURST pages, then one every SECONDS."
-        burst, _, per = text.partition("/")
-        try: limit = cls(int(burst), float(per))
-        except ValueError: limit = None
-        if limit is None or limit.burst < 1 or not 0 < limit.per < 3600:
-            raise ValueError(f"page limit {text!r}: expected BURST/SECONDS, e.g. 30/1 (BURST ≥ 1, 0 < SECONDS < 3600)")
-        return limit
+# %% ../../nbs/ui/26_http.ipynb #063b265d
+@patch
+@classmethod
+def parse(cls: RateLimit, text: str) -> "RateLimit":
+    "`BURST/SECONDS` (e.g. `30/1`): a burst of BURST pages, then one every SECONDS."
+    burst, _, per = text.partition("/")
+    try: limit = cls(int(burst), float(per))
+    except ValueError: limit = None
+    if limit is None or limit.burst < 1 or not 0 < limit.per < 3600:
+        raise ValueError(f"page limit {text!r}: expected BURST/SECONDS, e.g. 30/1 (BURST ≥ 1, 0 < SECONDS < 3600)")
+    return limit
 
 # %% ../../nbs/ui/26_http.ipynb #c9968575
 class Refuse(RequestHandler):
     "Answer `status` with a one-line text body (no template, nothing imported, nothing looked up)."
     def initialize(self, status: int, text: str, retry_after: float | None = None):
         self.status, self.text, self.retry = status, text, retry_after
-    def prepare(self):
-        self.set_status(self.status)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        if self.retry: self.set_header("Retry-After", str(int(self.retry) + 1))
-        self.finish(self.text + "\n")
     def check_xsrf_cookie(self): pass
 
-# %% ../../nbs/ui/26_http.ipynb #99ccb18c
+# %% ../../nbs/ui/26_http.ipynb #5df9b9e5
+@patch
+def prepare(self: Refuse):
+    self.set_status(self.status)
+    self.set_header("Content-Type", "text/plain; charset=utf-8")
+    self.set_header("Cache-Control", "no-store")
+    if self.retry: self.set_header("Retry-After", str(int(self.retry) + 1))
+    self.finish(self.text + "\n")
+
+# %% ../../nbs/ui/26_http.ipynb #1bd70709
 SESSION_PARAMS = ("bokeh-session-id", "bokeh-token")
 PROBES = ("/healthz", "/readyz")
 
@@ -213,31 +249,64 @@ class Gate(Router):
         self.app, self.hosts, self.trusted, self.pages = app, hosts, trusted, set(pages)
         self.limit, self.who = limit, who or (lambda request: request.remote_ip)
 
-    def _refuse(self, request, status, text, retry=None):
-        return self.app.get_handler_delegate(request, Refuse, {"status": status, "text": text, "retry_after": retry})
+# %% ../../nbs/ui/26_http.ipynb #a3f733c7
+@patch
+def _refuse(self: Gate, request, status, text, retry=None):
+    return self.app.get_handler_delegate(request, Refuse, {"status": status, "text": text, "retry_after": retry})
 
-    def find_handler(self, request, **kwargs):
-        peer = request.remote_ip
-        request.remote_ip = client_address(peer, request.headers.get("X-Forwarded-For"), self.trusted)
-        request.protocol = client_scheme(peer, request.headers.get("X-Forwarded-Proto"), self.trusted, request.protocol)
-        if request.path in PROBES: return None
-        if not host_allowed(request.host, self.hosts):
-            return self._refuse(request, 421, "This server does not answer for that host name.")
-        if "Bokeh-Session-Id" in request.headers or any(p in request.query_arguments for p in SESSION_PARAMS):
-            return self._refuse(request, 403, "Session ids are chosen by the server.")
-        if self.limit and request.method == "GET" and request.path.rstrip("/") in self.pages:
-            wait = self.limit.take(self.who(request))
-            if wait: return self._refuse(request, 429, "Too many pages opened at once; try again shortly.", wait)
-        return None
+# %% ../../nbs/ui/26_http.ipynb #d96bf7ee
+@patch
+def _trust_proxy(self: Gate, request) -> None:
+    "Replace the request's client address and scheme with those a trusted proxy names."
+    peer = request.remote_ip
+    request.remote_ip = client_address(peer, request.headers.get("X-Forwarded-For"), self.trusted)
+    request.protocol = client_scheme(peer, request.headers.get("X-Forwarded-Proto"), self.trusted, request.protocol)
 
-# %% ../../nbs/ui/26_http.ipynb #abe93be5
+# %% ../../nbs/ui/26_http.ipynb #4af7b500
+@patch
+def _wait(self: Gate, request) -> float:
+    "Seconds until this request's user may build another page (0.0: now); only page GETs spend a token."
+    if self.limit and request.method == "GET" and request.path.rstrip("/") in self.pages:
+        return self.limit.take(self.who(request))
+    return 0.0
+
+# %% ../../nbs/ui/26_http.ipynb #037afc49
+@patch
+def find_handler(self: Gate, request, **kwargs):
+    self._trust_proxy(request)
+    if request.path in PROBES: return None
+    if not host_allowed(request.host, self.hosts):
+        return self._refuse(request, 421, "This server does not answer for that host name.")
+    if "Bokeh-Session-Id" in request.headers or any(p in request.query_arguments for p in SESSION_PARAMS):
+        return self._refuse(request, 403, "Session ids are chosen by the server.")
+    wait = self._wait(request)
+    if wait: return self._refuse(request, 429, "Too many pages opened at once; try again shortly.", wait)
+    return None
+
+# %% ../../nbs/ui/26_http.ipynb #99ccb18c
 def page_rules(pages) -> set[str]:
     "The route patterns a page needs: its document and its websocket (no autoload.js, metadata or per-app static)."
     return {p for page in pages for p in (f"{page}/?$", f"{page}/ws$")}
 
+# %% ../../nbs/ui/26_http.ipynb #48042f6d
 STATIC = {"/static/(.*)$", "/static/extensions/(.*)$"}
 KEEP = {"/$", "/favicon.ico$"} | STATIC
 
+# %% ../../nbs/ui/26_http.ipynb #1ae8c76f
+def _keep_routes(router, keep) -> list:
+    "The rules of `router` whose path pattern is in `keep`; the static-file ones now serve compressed files."
+    kept = [r for r in router.rules if isinstance(r.matcher, PathMatches) and r.matcher.regex.pattern in keep]
+    for r in kept:
+        if r.matcher.regex.pattern in STATIC: r.target = compressed(r.target)
+    return kept
+
+# %% ../../nbs/ui/26_http.ipynb #9da7f51a
+def _add_transforms(app) -> None:
+    "Security headers on every response (on the page as rendered), then gzip for what is not compressed yet."
+    app.transforms.insert(0, SecurityHeaders)
+    if GZipContentEncoding not in app.transforms: app.transforms.append(GZipContentEncoding)
+
+# %% ../../nbs/ui/26_http.ipynb #abe93be5
 def install_gate(app, # the server's `tornado.web.Application` (Bokeh's `BokehTornado`)
                  gate: Gate, # the checks in front of every route
                  pages, # page paths ("/operations", …)
@@ -249,13 +318,10 @@ def install_gate(app, # the server's `tornado.web.Application` (Bokeh's `BokehTo
     # ("/page/?$", "/page/ws$"), checked with Tornado 6.6.1 / Bokeh 3.9.2 / Panel 1.9.4
     keep = KEEP | page_rules(pages) | {f"{e}$" for e in endpoints}
     router = app.wildcard_router
-    kept = [r for r in router.rules if isinstance(r.matcher, PathMatches) and r.matcher.regex.pattern in keep]
-    for r in kept:
-        if r.matcher.regex.pattern in STATIC: r.target = compressed(r.target)
+    kept = _keep_routes(router, keep)
     added = [Rule(PathMatches(p), h, kw) for p, h, kw in extra]
     router.rules = [Rule(AnyMatches(), gate)] + added + kept
-    app.transforms.insert(0, SecurityHeaders)          # sees the page as rendered, before it is compressed
-    if GZipContentEncoding not in app.transforms: app.transforms.append(GZipContentEncoding)
+    _add_transforms(app)                           # sees the page as rendered, before it is compressed
     return [r.matcher.regex.pattern for r in added + kept]
 
 # %% ../../nbs/ui/26_http.ipynb #b30b8c03
@@ -267,12 +333,13 @@ def compress(data: bytes, encoding: str, # "br" or "gzip"
     if encoding == "br": return brotli.compress(data, quality=11 if best else 5)
     return gzip.compress(data, compresslevel=9 if best else 6, mtime=0)
 
-# %% ../../nbs/ui/26_http.ipynb #b98f293d
+# %% ../../nbs/ui/26_http.ipynb #552089a9
 def cache_dir() -> Path:
     "Where compressed static files are kept between runs: `$XDG_CACHE_HOME/opsux/static` (else `~/.cache/…`)."
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "opsux" / "static"
 
+# %% ../../nbs/ui/26_http.ipynb #b98f293d
 class Packed:
     "Compressed copies of static files: made once per file and encoding, kept in memory and on disk."
     def __init__(self, directory: Path | None = None, background: bool = True):
@@ -286,6 +353,7 @@ def _key(self: Packed, path: str, encoding: str) -> str:
     ident = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
     return hashlib.sha256(ident.encode()).hexdigest()[:32] + "." + encoding
 
+# %% ../../nbs/ui/26_http.ipynb #cc66ea7d
 @patch
 def _load(self: Packed, key: str) -> bytes | None:
     if key in self.mem: return self.mem[key]
@@ -294,19 +362,40 @@ def _load(self: Packed, key: str) -> bytes | None:
     with self.lock: self.mem[key] = data
     return data
 
+# %% ../../nbs/ui/26_http.ipynb #4502bebc
+@patch
+def _save(self: Packed, key: str, data: bytes) -> None:
+    "Keep `data` on disk under `key`, written atomically; a read-only home keeps it in memory only."
+    try:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.dir)
+        with os.fdopen(fd, "wb") as f: f.write(data)
+        os.replace(tmp, self.dir / key)
+    except OSError: pass
+
 # %% ../../nbs/ui/26_http.ipynb #07a3331c
 @patch
 def _make(self: Packed, path: str, encoding: str, key: str, best: bool = True) -> bytes:
     data = compress(Path(path).read_bytes(), encoding, best)
     with self.lock: self.mem[key] = data
-    if best:
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir)
-            with os.fdopen(fd, "wb") as f: f.write(data)
-            os.replace(tmp, self.dir / key)
-        except OSError: pass                      # a read-only home: memory only
+    if best: self._save(key, data)
     return data
+
+# %% ../../nbs/ui/26_http.ipynb #af78f2f4
+@patch
+def _cached(self: Packed, path: str, kinds) -> tuple[str, bytes] | None:
+    "The first (encoding, bytes) of `kinds` already made for `path`, in memory or on disk; else None."
+    for enc in kinds:
+        data = self._load(self._key(path, enc))
+        if data is not None: return enc, data
+    return None
+
+# %% ../../nbs/ui/26_http.ipynb #12afc380
+@patch
+def _brotli_later(self: Packed, path: str) -> None:
+    "Make the brotli copy of `path` on the background thread, once per file."
+    with self.lock: first = path not in self.wanted; self.wanted.add(path)
+    if first: self.pool.submit(self._make, path, "br", self._key(path, "br"))
 
 # %% ../../nbs/ui/26_http.ipynb #497d57ff
 @patch
@@ -314,19 +403,17 @@ def get(self: Packed, path: str, accept: str) -> tuple[str, bytes] | None:
     "(encoding, bytes) of file `path` for a client sending `Accept-Encoding: accept`; None: send it as it is."
     if not path.endswith(COMPRESSIBLE): return None
     kinds = [e for e in ("br", "gzip") if e in accept and (e == "gzip" or brotli)]
-    for enc in kinds:                             # the best copy there is
-        data = self._load(self._key(path, enc))
-        if data is not None: return enc, data
-    if not kinds: return None
+    hit = self._cached(path, kinds)               # the best copy there is
+    if hit is not None or not kinds: return hit
     if kinds[0] == "br" and self.pool is not None:    # brotli later, in the background; gzip now
-        with self.lock: first = path not in self.wanted; self.wanted.add(path)
-        if first: self.pool.submit(self._make, path, "br", self._key(path, "br"))
+        self._brotli_later(path)
         if "gzip" in kinds: return "gzip", self._make(path, "gzip", self._key(path, "gzip"), best=False)
     return kinds[0], self._make(path, kinds[0], self._key(path, kinds[0]))
 
-# %% ../../nbs/ui/26_http.ipynb #7f42416a
+# %% ../../nbs/ui/26_http.ipynb #33eafb84
 PACKED = Packed()                                 # the process's compressed copies
 
+# %% ../../nbs/ui/26_http.ipynb #7f42416a
 class CompressedStatic:
     "Put before a `StaticFileHandler` class: compressed bodies from `PACKED`, year-long caching of versioned URLs."
     def set_extra_headers(self, path):
@@ -335,12 +422,14 @@ class CompressedStatic:
         versioned = "v" in self.request.arguments
         self.set_header("Cache-Control", "public, max-age=31536000, immutable" if versioned else "no-cache")
 
-    def _packed(self):
-        if "_ox_packed" not in self.__dict__:
-            ranged = "Range" in self.request.headers
-            accept = self.request.headers.get("Accept-Encoding", "")
-            self._ox_packed = None if ranged else PACKED.get(self.absolute_path, accept)
-        return self._ox_packed
+# %% ../../nbs/ui/26_http.ipynb #6df7faae
+@patch
+def _packed(self: CompressedStatic):
+    if "_ox_packed" not in self.__dict__:
+        ranged = "Range" in self.request.headers
+        accept = self.request.headers.get("Accept-Encoding", "")
+        self._ox_packed = None if ranged else PACKED.get(self.absolute_path, accept)
+    return self._ox_packed
 
 # %% ../../nbs/ui/26_http.ipynb #17950a50
 @patch
@@ -351,6 +440,7 @@ def get_content_size(self: CompressedStatic) -> int:      # called after the 304
     self.get_content = lambda abspath, start=None, end=None: hit[1]   # this response's body (the class's
     return len(hit[1])                            # `get_content` stays: Tornado also calls it to hash files)
 
+# %% ../../nbs/ui/26_http.ipynb #49be45ff
 @functools.cache
 def compressed(handler: type) -> type:
     "`handler` (a `StaticFileHandler` class) serving compressed, cacheable files."
@@ -367,10 +457,13 @@ class Healthz(RequestHandler):
 class Readyz(RequestHandler):
     "Readiness: `check()` (database reachable, writes healthy) answers within a few seconds."
     def initialize(self, check): self.check = check
-    async def get(self):
-        from tornado.ioloop import IOLoop
-        self.set_header("Cache-Control", "no-store")
-        try: problem = await IOLoop.current().run_in_executor(None, self.check)
-        except Exception as e: problem = f"{type(e).__name__}"
-        self.set_status(503 if problem else 200)
-        self.finish({"status": "unavailable", "reason": problem} if problem else {"status": "ready"})
+
+# %% ../../nbs/ui/26_http.ipynb #412027b7
+@patch
+async def get(self: Readyz):
+    from tornado.ioloop import IOLoop
+    self.set_header("Cache-Control", "no-store")
+    try: problem = await IOLoop.current().run_in_executor(None, self.check)
+    except Exception as e: problem = f"{type(e).__name__}"
+    self.set_status(503 if problem else 200)
+    self.finish({"status": "unavailable", "reason": problem} if problem else {"status": "ready"})

@@ -28,29 +28,42 @@ def tune_gc(young: int = 100_000): # allocations between young collections (Pyth
     gc.collect(); gc.freeze()
     gc.set_threshold(young, *gc.get_threshold()[1:])
 
+# %% ../../nbs/ui/25_server.ipynb #ff902fe2
+def _ping(ops):
+    "Ask the database for `SELECT 1` through the read engine (the store's `ops.ping()`, once it is merged)."
+    if callable(getattr(ops, "ping", None)): ops.ping()
+    else:
+        with ops.reader.connect() as con: con.execute(select(literal(1))).scalar()
+
+# %% ../../nbs/ui/25_server.ipynb #06cb4e9c
+def _write_problem(ops) -> str | None:
+    "'database writes are failing' when the store's `write_health` says so, else None."
+    health = getattr(ops, "write_health", None)
+    state = health() if callable(health) else None
+    return "database writes are failing" if state is not None and not getattr(state, "ok", state) else None
+
 # %% ../../nbs/ui/25_server.ipynb #a631b95e
 def readiness(ops):
     "The check behind `/readyz`: None when the database answers and its writes are healthy, else the reason."
     def check():
-        if callable(getattr(ops, "ping", None)): ops.ping()          # the store's API, once it is merged
-        else:
-            with ops.reader.connect() as con: con.execute(select(literal(1))).scalar()
-        health = getattr(ops, "write_health", None)
-        state = health() if callable(health) else None
-        if state is not None and not getattr(state, "ok", state): return "database writes are failing"
-        return None
+        _ping(ops)
+        return _write_problem(ops)
     return check
+
+# %% ../../nbs/ui/25_server.ipynb #958822d9
+async def _close_revoked(guard):
+    "Close this process's websockets of users whose session epoch moved on (they signed out elsewhere)."
+    live = guard.sockets.identities()
+    if not live: return
+    try: current = await IOLoop.current().run_in_executor(None, guard.store.epochs, live)
+    except Exception: return                       # the database is away: the next poll catches up
+    for identity, epoch in current.items(): guard.sockets.close(identity, epoch)
 
 # %% ../../nbs/ui/25_server.ipynb #d254cfc7
 def revocation_poller(guard, # the `AuthGuard` of the server's login provider
                       every: float = 2.0): # seconds between reads of the session epochs
     "A callback that closes this process's websockets of users who signed out in another process."
-    async def poll():
-        live = guard.sockets.identities()
-        if not live: return
-        try: current = await IOLoop.current().run_in_executor(None, guard.store.epochs, live)
-        except Exception: return                       # the database is away: the next poll catches up
-        for identity, epoch in current.items(): guard.sockets.close(identity, epoch)
+    async def poll(): await _close_revoked(guard)
     return PeriodicCallback(poll, every * 1000)
 
 # %% ../../nbs/ui/25_server.ipynb #adb03508
@@ -61,6 +74,37 @@ def _request_user(secret: str | None):
         value = decode_signed_value(secret, "user", raw.value, max_age_days=31) if raw and secret else None
         return value.decode("utf-8", "replace") if value else request.remote_ip
     return who
+
+# %% ../../nbs/ui/25_server.ipynb #e79d8357
+def _check_proxy_args(use_xheaders: bool, trusted_proxy) -> None:
+    "Refuse `--use-xheaders` without `--trusted-proxy`: forwarded headers are only believed from known proxies."
+    if use_xheaders and not trusted_proxy:
+        raise ValueError("--use-xheaders needs --trusted-proxy ADDRESS[/BITS]: the proxy whose X-Forwarded-For "
+                         "and X-Forwarded-Proto may be believed (e.g. --trusted-proxy 127.0.0.1 for nginx on this host)")
+
+# %% ../../nbs/ui/25_server.ipynb #71bf5ebe
+def _prepare_processes(app, num_procs: int) -> None:
+    "One process: start the watcher (and its health) before the first session; several: drop pooled connections."
+    if num_procs == 1: app.watcher(); app.health
+    else:                    # the children must not share the parent's pooled connections: they reopen lazily
+        app.ops.engine.dispose()
+        if "reader" in app.ops.__dict__: app.ops.reader.dispose()
+
+# %% ../../nbs/ui/25_server.ipynb #c46236aa
+def _panel_server(app, host: str, port: int, show: bool, num_procs: int, hosts, extra: dict, kwargs: dict):
+    "The (not yet started) Panel server of `app`'s routes, with `extra` from `auth_kwargs`."
+    return pn.serve(app.routes(), address=host, port=port, show=show, start=False, num_procs=num_procs,
+                    title=PRODUCT, websocket_origin=list(hosts), use_xheaders=False, verbose=False,
+                    ico_path=str(CLIENT / "favicon.ico"),       # 1 KB (Panel's is 16 KB)
+                    extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
+                    **extra, **kwargs)
+
+# %% ../../nbs/ui/25_server.ipynb #cbb1f077
+def _run(server) -> None:
+    "Start `server` and block on its event loop until it stops."
+    server.start()
+    try: server.io_loop.start()
+    except RuntimeError: pass
 
 # %% ../../nbs/ui/25_server.ipynb #80116d54
 def serve(db=None, # database URL, SQLite path, or an open `Ops`
@@ -79,9 +123,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
                                           # (default X-Forwarded-Email)
           **kwargs):
     "Serve the dashboard (blocks while `start`); returns the Panel server."
-    if use_xheaders and not trusted_proxy:
-        raise ValueError("--use-xheaders needs --trusted-proxy ADDRESS[/BITS]: the proxy whose X-Forwarded-For "
-                         "and X-Forwarded-Proto may be believed (e.g. --trusted-proxy 127.0.0.1 for nginx on this host)")
+    _check_proxy_args(use_xheaders, trusted_proxy)
     trusted, limit = parse_networks(trusted_proxy), RateLimit.parse(page_limit)
     pn.extension()
     app = DashboardApp(db, read_only=read_only, as_user=as_user, demo=demo)
@@ -89,24 +131,21 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     pages = tuple("/" + r for r in app.routes())
     extra = {} if demo else auth_kwargs(app.ops, auth, host=host, as_user=as_user, hosts=hosts,
                                         pages=pages, trusted=trusted, auth_header=auth_header)
-    if num_procs == 1: app.watcher(); app.health   # start the one watcher (and its health) before the first session
-    if num_procs != 1:       # the children must not share the parent's pooled connections: they reopen lazily
-        app.ops.engine.dispose()
-        if "reader" in app.ops.__dict__: app.ops.reader.dispose()
+    _prepare_processes(app, num_procs)
     if start: tune_gc()      # this process is ours now (before the fork of num_procs: children inherit it)
-    server = pn.serve(app.routes(), address=host, port=port, show=show, start=False, num_procs=num_procs,
-                      title=PRODUCT, websocket_origin=list(hosts), use_xheaders=False, verbose=False,
-                      ico_path=str(CLIENT / "favicon.ico"),       # 1 KB (Panel's is 16 KB)
-                      extra_patterns=[(r"/", tornado.web.RedirectHandler, {"url": OPERATIONS_PATH})],
-                      **extra, **kwargs)
+    server = _panel_server(app, host, port, show, num_procs, hosts, extra, kwargs)
     secure(server, app, hosts, trusted, pages, extra, limit, metrics_token or os.environ.get("OPSUX_METRICS_TOKEN"))
     lean_resources(server._tornado)                # only the BokehJS bundles the pages use
     bokeh_settings.perform_document_validation.set_value(False)   # a development check, 7 % of a page's CPU
-    if start:
-        server.start()
-        try: server.io_loop.start()
-        except RuntimeError: pass
+    if start: _run(server)
     return server
+
+# %% ../../nbs/ui/25_server.ipynb #dfeaf0a9
+def _probes(app, guard, metrics_token: str | None) -> list:
+    "The routes opsux adds to the server: health probes, its own static files, the API and /metrics."
+    probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)}),
+              ("/opsux/static/(.*)$", compressed(tornado.web.StaticFileHandler), {"path": str(STATIC)})]
+    return probes + api_routes(app.ops, guard, app.as_user, metrics_token)   # /api/…, /metrics (opsux.ui.api)
 
 # %% ../../nbs/ui/25_server.ipynb #76aada16
 def secure(server, app, hosts, trusted, pages, extra: dict, limit: RateLimit | None = None,
@@ -116,9 +155,7 @@ def secure(server, app, hosts, trusted, pages, extra: dict, limit: RateLimit | N
     tornado_app = server._tornado                     # private: Bokeh's Tornado application (checked: Bokeh 3.9.2)
     limit = (limit or RateLimit()) if guard is not None else None  # --auth none, the demo: one user, nobody to protect
     gate = Gate(tornado_app, hosts, trusted, pages, limit, _request_user(extra.get("cookie_secret")))
-    probes = [("/healthz$", Healthz, {}), ("/readyz$", Readyz, {"check": readiness(app.ops)}),
-              ("/opsux/static/(.*)$", compressed(tornado.web.StaticFileHandler), {"path": str(STATIC)})]
-    probes += api_routes(app.ops, guard, app.as_user, metrics_token)   # /api/…, /metrics (opsux.ui.api)
+    probes = _probes(app, guard, metrics_token)
     kept = install_gate(tornado_app, gate, pages, endpoints=(guard.login_endpoint, guard.logout_endpoint)
                         if guard else (), extra=probes)
     if guard is not None: revocation_poller(guard).start()
