@@ -30,13 +30,13 @@ from .push import is_schema_error
 __all__ = ['AUTH_MODES', 'MIN_SECRET_LENGTH', 'LOGIN_TEMPLATE', 'LOGOUT_TEMPLATE', 'CSRF_COOKIE', 'SESSION_COOKIE',
            'AUTH_COOKIES', 'EPOCH_HEADER', 'IDENTITY_HEADER', 'DEFAULT_AUTH_HEADER', 'VERIFIED_CLAIM_ENV',
            'REDACTED_LOGGERS', 'AuthConfigError', 'is_loopback', 'check_bind', 'opsux_home', 'cookie_secret',
-           'LoginThrottle', 'hash_pool', 'CookieFlagsMixin', 'csrf_token', 'same_origin', 'session_value',
-           'parse_session', 'LiveSockets', 'session_kwargs', 'AuthGuard', 'identity_email', 'OpsuxLoginHandler',
-           'set_session_cookie', 'OpsuxLogoutHandler', 'OpsuxBasicAuthProvider', 'check_header_auth', 'ProxyRefused',
-           'peer_trusted', 'asserted_email', 'OpsuxHeaderAuthProvider', 'rs256_valid', 'IdTokenError',
-           'verify_id_token', 'verified_email', 'oauth_login_handler', 'OpsuxOAuthProvider', 'oidc_document',
-           'oidc_endpoints', 'jwks_keys', 'redact', 'RedactingFilter', 'install_log_redaction', 'auth_kwargs',
-           'current_user']
+           'LoginThrottle', 'hash_pool', 'stop_hash_pool', 'CookieFlagsMixin', 'csrf_token', 'same_origin',
+           'session_value', 'parse_session', 'LiveSockets', 'session_kwargs', 'AuthGuard', 'identity_email',
+           'OpsuxLoginHandler', 'set_session_cookie', 'OpsuxLogoutHandler', 'OpsuxBasicAuthProvider',
+           'check_header_auth', 'ProxyRefused', 'peer_trusted', 'asserted_email', 'OpsuxHeaderAuthProvider',
+           'rs256_valid', 'IdTokenError', 'verify_id_token', 'verified_email', 'oauth_login_handler',
+           'OpsuxOAuthProvider', 'oidc_document', 'oidc_endpoints', 'jwks_keys', 'redact', 'RedactingFilter',
+           'install_log_redaction', 'auth_kwargs', 'current_user']
 
 # %% ../../nbs/ui/24_auth.ipynb #eeba99a9
 AUTH_MODES = ("none", "basic", "oauth", "header")
@@ -171,6 +171,13 @@ def hash_pool():
         from concurrent.futures import ThreadPoolExecutor
         _hashing.update(pid=os.getpid(), pool=ThreadPoolExecutor(2, thread_name_prefix="opsux-password"))
     return _hashing["pool"]
+
+# %% ../../nbs/ui/24_auth.ipynb #b947b578
+def stop_hash_pool():
+    "End the process's password-check threads (a notebook's end, a test); the next check starts them again."
+    pool = _hashing["pool"]
+    _hashing.update(pid=None, pool=None)
+    if pool is not None: pool.shutdown(wait=True)
 
 # %% ../../nbs/ui/24_auth.ipynb #eae2915c
 class CookieFlagsMixin:
