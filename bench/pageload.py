@@ -14,6 +14,18 @@ opens the Operations list and a run's detail page, each `--loads` times:
 
     python bench/pageload.py [--runs 100000,1000000] [--loads 5] [--dir /tmp/opsux-pageload]
 
+With `--compare rq` (sizes 10000,100000 and 7 loads by default) the same figures for RQ Dashboard
+(bench/rq_dashboard.py: its own venv, a throwaway Redis filled with as many jobs through rq's API) on the same
+machine: a queue's finished jobs (its list), a job's page and the queue's failed jobs, against opsux's list, a
+run's page and `/operations?status=failed`, 25 rows a page on both sides; opsux and RQ Dashboard loads alternate
+(A/B, then B/A). RQ Dashboard's server CPU counts the dashboard and its Redis (opsux's SQLite is in-process; the
+dashboard alone is printed too); its "GET CPU" is the page and its first JSON request. Then `--clients` (20)
+threads of plain HTTP loads for `--client-seconds` (30) per side, in alternating halves: opsux's list HTML GET;
+RQ Dashboard's page and its jobs JSON: loads/s, p50/p95 and CPU per load. Each figure is printed with the
+ratio opsux / RQ Dashboard and the issue's targets (first row cold <= 1.0x, warm <= 0.5x, CPU per load <= 1.0x).
+
+    python bench/pageload.py --compare rq [--runs 10000,100000] [--loads 7] [--clients 20]
+
 Loopback only; every server it starts is stopped when it ends.
 """
 from __future__ import annotations
@@ -325,6 +337,7 @@ def report_compare(runs: int, r: dict, per_page: int):
         outside = sorted({u for x in oc + ow + qc + qw for u in x["outside"]})
         if outside: print(f"{kind:7} requests outside 127.0.0.1: {len(outside)}, e.g. {outside[0][:70]}")
     row("all", "RSS MB after loads (RQ: +Redis)", o["rss_mb"], q["rss_mb"] + q["redis_rss_mb"], "9.0f")
+    row("all", "RSS MB after loads (RQ: dash only)", o["rss_mb"], q["rss_mb"], "9.0f")
     if "clients" in r:
         oc, qc = o["clients"], q["clients"]
         c = r["clients"]
