@@ -14,6 +14,18 @@ opens the Operations list and a run's detail page, each `--loads` times:
 
     python bench/pageload.py [--runs 100000,1000000] [--loads 5] [--dir /tmp/opsux-pageload]
 
+With `--compare rq` (sizes 10000,100000 and 7 loads by default) the same figures for RQ Dashboard
+(bench/rq_dashboard.py: its own venv, a throwaway Redis filled with as many jobs through rq's API) on the same
+machine: a queue's finished jobs (its list), a job's page and the queue's failed jobs, against opsux's list, a
+run's page and `/operations?status=failed`, 25 rows a page on both sides; opsux and RQ Dashboard loads alternate
+(A/B, then B/A). RQ Dashboard's server CPU counts the dashboard and its Redis (opsux's SQLite is in-process; the
+dashboard alone is printed too); its "GET CPU" is the page and its first JSON request. Then `--clients` (20)
+threads of plain HTTP loads for `--client-seconds` (30) per side, in alternating halves: opsux's list HTML GET;
+RQ Dashboard's page and its jobs JSON: loads/s, p50/p95 and CPU per load. Each figure is printed with the
+ratio opsux / RQ Dashboard and the issue's targets (first row cold <= 1.0x, warm <= 0.5x, CPU per load <= 1.0x).
+
+    python bench/pageload.py --compare rq [--runs 10000,100000] [--loads 7] [--clients 20]
+
 Loopback only; every server it starts is stopped when it ends.
 """
 from __future__ import annotations
@@ -100,12 +112,12 @@ def sign_in(page, base):
     page.wait_for_selector(READY["list"], state="visible", timeout=60000)
 
 
-def load(page, wire, srv, url, kind, idle_rate) -> dict:
+def load(page, wire, srv, url, kind, idle_rate, ready: str | None = None) -> dict:
     "One navigation to `url`: bytes, requests, seconds to visible, server CPU (idle rate subtracted)."
     wire.reset()
     cpu0, t0 = srv.cpu(), time.perf_counter()
     page.goto(url, wait_until="commit")
-    page.wait_for_selector(READY[kind], state="visible", timeout=60000)
+    page.wait_for_selector(ready or READY[kind], state="visible", timeout=60000)
     shown = time.perf_counter() - t0
     page.wait_for_load_state("load")
     time.sleep(0.5)                               # the websocket session settles (first patches, onload)
@@ -121,7 +133,16 @@ def get_cpu(srv, path: str, cookies: str) -> float:
     return srv.cpu() - cpu0
 
 
+def settle(srv, quiet: float = 0.05, timeout: float = 90.0):
+    "Wait until the server spends under `quiet` CPU-seconds in each of two 1 s windows (first start on a new DB)."
+    end, calm = time.monotonic() + timeout, 0
+    while calm < 2 and time.monotonic() < end:
+        c0 = srv.cpu(); time.sleep(1.0)
+        calm = calm + 1 if srv.cpu() - c0 < quiet else 0
+
+
 def idle(srv, seconds: float = 3.0) -> float:
+    settle(srv)
     c0 = srv.cpu(); time.sleep(seconds)
     return (srv.cpu() - c0) / seconds
 
@@ -179,16 +200,180 @@ def report(runs: int, r: dict):
     print("targets: cold <= 600 KB, warm <= 60 KB, server CPU <= 0.1 s per load")
 
 
+# ---- --compare rq: the same pages of RQ Dashboard (bench/rq_dashboard.py), alternating with opsux's -------------
+
+PAGES = ("list", "detail", "failed")
+RQ_READY = {"list": "table#jobs tbody tr[data-role=job]", "detail": "#job-data .col-6",
+            "failed": "table#jobs tbody tr[data-role=job]"}
+
+
+def hammer(srv, loads: list[list[str]], cookies: str, clients: int, seconds: float) -> dict:
+    "`clients` threads doing plain-HTTP loads (each: the GETs in turn) for `seconds`: latencies, errors, CPU."
+    import threading
+    lat, errors, end = [], [], time.monotonic() + seconds
+    def client(n):
+        i = n
+        while time.monotonic() < end:
+            t0, ok = time.perf_counter(), True
+            for path in loads[i % len(loads)]:
+                try: ok = srv.get(path, cookies)[0] == 200 and ok
+                except OSError: ok = False
+            (lat if ok else errors).append(time.perf_counter() - t0)
+            i += 1
+    cpu0, t0 = srv.cpu(), time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    return dict(lat=lat, errors=len(errors), seconds=time.perf_counter() - t0, cpu=srv.cpu() - cpu0)
+
+
+def _merge(parts: list[dict]) -> dict:
+    lat = sorted(x for p in parts for x in p["lat"])
+    secs, n = sum(p["seconds"] for p in parts), len(lat)
+    q = lambda f: lat[min(n - 1, int(f * n))] if n else float("nan")
+    return dict(rate=n / secs, p50=q(0.5), p95=q(0.95), errors=sum(p["errors"] for p in parts),
+                cpu=sum(p["cpu"] for p in parts) / max(n, 1))
+
+
+def bench_compare(url: str, runs: int, loads: int, tmp: Path, per_page: int = 25, clients: int = 20,
+                  seconds: float = 30.0) -> dict:
+    "opsux and RQ Dashboard on `runs` runs / jobs, their list, detail and failed pages loaded in turn."
+    from playwright.sync_api import sync_playwright
+    import rq_dashboard as rqd
+    srv = Server(url, tmp / f"serve-{runs}.log")
+    side = None
+    out = {s: {k: {"cold": [], "warm": [], "get": []} for k in PAGES} for s in ("opsux", "rq")}
+    try:
+        side = rqd.Side(tmp, runs)
+        q = side.queue
+        job_id = side.first_job_id("finished")
+        rq_urls = {"list": side.base + rqd.jobs_path(q, "finished", per_page),
+                   "detail": side.base + rqd.job_path(job_id),
+                   "failed": side.base + rqd.jobs_path(q, "failed", per_page)}
+        rq_data = {"list": rqd.jobs_json_path(q, "finished", per_page), "detail": rqd.job_json_path(job_id),
+                   "failed": rqd.jobs_json_path(q, "failed", per_page)}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900}); pg = ctx.new_page()
+            sign_in(pg, srv.base)
+            run_id = pg.locator("table.ox-runs tbody tr").first.get_attribute("data-run-id")
+            storage = ctx.storage_state(); ctx.close()
+            cookies = "; ".join(f"{c['name']}={c['value']}" for c in storage["cookies"])
+            ox_urls = {"list": srv.base + "/operations", "detail": f"{srv.base}/operations/run?id={run_id}",
+                       "failed": srv.base + "/operations?status=failed"}
+            time.sleep(2)
+            rate = {"opsux": idle(srv), "rq": idle(side)}
+            d0 = side.dash_cpu(); time.sleep(2); dash_rate = (side.dash_cpu() - d0) / 2
+            for i in range(loads):
+                for kind in PAGES:
+                    for who in (("opsux", "rq") if i % 2 == 0 else ("rq", "opsux")):   # A/B, then B/A
+                        s_ = srv if who == "opsux" else side
+                        u = (ox_urls if who == "opsux" else rq_urls)[kind]
+                        ready = READY["list" if kind == "failed" else kind] if who == "opsux" else RQ_READY[kind]
+                        ctx = browser.new_context(viewport={"width": 1400, "height": 900},
+                                                  storage_state=storage if who == "opsux" else None)
+                        pg = ctx.new_page(); wire = Wire(ctx, pg)
+                        for phase in ("cold", "warm"):
+                            dc, t0 = side.dash_cpu(), time.perf_counter()
+                            r = load(pg, wire, s_, u, kind, rate[who], ready)
+                            if who == "rq":
+                                r["cpu_dash"] = max(side.dash_cpu() - dc - dash_rate * (time.perf_counter() - t0), 0)
+                            out[who][kind][phase].append(r)
+                        ctx.close()
+                        time.sleep(0.5)             # the closed sessions are cleaned up before the next load
+                        sp = urlsplit(u); path = sp.path + (f"?{sp.query}" if sp.query else "")
+                        if who == "opsux": out[who][kind]["get"].append(get_cpu(srv, path, cookies))
+                        else: out[who][kind]["get"].append(get_cpu(side, path, "") + get_cpu(side, rq_data[kind], ""))
+            browser.close()
+        out["opsux"]["rss_mb"] = srv.ps.memory_info().rss / 2**20
+        out["rq"]["rss_mb"], out["rq"]["redis_rss_mb"] = side.rss_mb()
+        out["opsux"]["idle"], out["rq"]["idle"] = rate["opsux"], rate["rq"]
+        out["rq"]["per_queue"], out["rq"]["queue"] = side.counts, q
+        if clients and seconds > 0:
+            ox_load = [["/operations"]]
+            rq_load = [[rqd.jobs_path(q, "finished", per_page), rq_data["list"]]]
+            parts = {"opsux": [], "rq": []}
+            for half in range(2):                   # opsux, RQ, opsux, RQ: each half the time
+                parts["opsux"].append(hammer(srv, ox_load, cookies, clients, seconds / 2))
+                time.sleep(2)
+                parts["rq"].append(hammer(side, rq_load, "", clients, seconds / 2))
+                time.sleep(2)
+            for who in parts: out[who]["clients"] = _merge(parts[who])
+            out["clients"] = clients
+        out["opsux"]["rss_after_mb"] = srv.ps.memory_info().rss / 2**20
+        out["rq"]["rss_after_mb"] = sum(side.rss_mb())
+    finally:
+        srv.stop()
+        if side is not None: side.stop()
+    return out
+
+
+def report_compare(runs: int, r: dict, per_page: int):
+    o, q = r["opsux"], r["rq"]
+    n = len(o["list"]["cold"])
+    print(f"\n== {runs:,} runs (opsux) vs {runs:,} jobs (RQ Dashboard): median of {n} loads each, alternating; "
+          f"RQ queue {q['queue']!r}: {q['per_queue'][q['queue']]['finished']:,} finished, "
+          f"{q['per_queue'][q['queue']]['failed']:,} failed; {per_page} rows a page ==")
+    print(f"idle CPU: opsux {o['idle'] * 100:.1f}%, RQ Dashboard+Redis {q['idle'] * 100:.1f}%")
+    print(f"{'page':7} {'figure':30} {'opsux':>9} {'RQ Dash':>9} {'opsux/RQ':>9}")
+    ratios = {}
+    def row(page, name, a, b, fmt="9.3f", key=None):
+        ratio = a / b if b else float("inf") if a else float("nan")
+        if key: ratios[(page, key)] = ratio
+        print(f"{page:7} {name:30} {a:{fmt}} {b:{fmt}} {ratio:9.2f}")
+    for kind in PAGES:
+        oc, ow, qc, qw = o[kind]["cold"], o[kind]["warm"], q[kind]["cold"], q[kind]["warm"]
+        row(kind, "first row cold s", med([x["shown"] for x in oc]), med([x["shown"] for x in qc]), key="cold")
+        row(kind, "first row warm s", med([x["shown"] for x in ow]), med([x["shown"] for x in qw]), key="warm")
+        row(kind, "cold KB", med([x["bytes"] for x in oc]) / 1000, med([x["bytes"] for x in qc]) / 1000, "9.0f")
+        row(kind, "cold requests", med([x["requests"] for x in oc]), med([x["requests"] for x in qc]), "9.0f")
+        row(kind, "warm KB", med([x["bytes"] for x in ow]) / 1000, med([x["bytes"] for x in qw]) / 1000, "9.1f")
+        row(kind, "warm requests", med([x["requests"] for x in ow]), med([x["requests"] for x in qw]), "9.0f")
+        row(kind, "server CPU/load s (RQ: +Redis)", med([x["cpu"] for x in oc + ow]),
+            med([x["cpu"] for x in qc + qw]), key="cpu")
+        row(kind, "server CPU/load s (RQ: dash only)", med([x["cpu"] for x in oc + ow]),
+            med([x["cpu_dash"] for x in qc + qw]))
+        row(kind, "GET CPU s (RQ: page+JSON)", med(o[kind]["get"]), med(q[kind]["get"]))
+        outside = sorted({u for x in oc + ow + qc + qw for u in x["outside"]})
+        if outside: print(f"{kind:7} requests outside 127.0.0.1: {len(outside)}, e.g. {outside[0][:70]}")
+    row("all", "RSS MB after loads (RQ: +Redis)", o["rss_mb"], q["rss_mb"] + q["redis_rss_mb"], "9.0f")
+    row("all", "RSS MB after loads (RQ: dash only)", o["rss_mb"], q["rss_mb"], "9.0f")
+    if "clients" in r:
+        oc, qc = o["clients"], q["clients"]
+        c = r["clients"]
+        row("list", f"{c} clients: loads/s", oc["rate"], qc["rate"], "9.1f")
+        row("list", f"{c} clients: p50 s", oc["p50"], qc["p50"])
+        row("list", f"{c} clients: p95 s", oc["p95"], qc["p95"])
+        row("list", f"{c} clients: CPU s/load (+Redis)", oc["cpu"], qc["cpu"])
+        print(f"{c} clients: errors opsux {oc['errors']}, RQ {qc['errors']}; RSS MB after: "
+              f"opsux {o['rss_after_mb']:.0f}, RQ+Redis {q['rss_after_mb']:.0f}")
+    for key, name, limit in (("cold", "first row cold", 1.0), ("warm", "first row warm", 0.5),
+                             ("cpu", "server CPU per load", 1.0)):
+        got = ", ".join(f"{k} {ratios[(k, key)]:.2f}x {'ok' if ratios[(k, key)] <= limit else 'MISSED'}"
+                        for k in PAGES)
+        print(f"target {name} <= {limit:.1f}x RQ Dashboard: {got}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", default="100000,1000000")
-    ap.add_argument("--loads", type=int, default=5)
+    ap.add_argument("--runs", default=None, help="sizes (default 100000,1000000; with --compare 10000,100000)")
+    ap.add_argument("--loads", type=int, default=None, help="loads per page (default 5; with --compare 7)")
     ap.add_argument("--dir", default="/tmp/opsux-pageload")
+    ap.add_argument("--compare", choices=["rq"], help="also load RQ Dashboard's pages, alternating, and compare")
+    ap.add_argument("--per-page", type=int, default=25, help="RQ Dashboard rows a page (opsux shows 25)")
+    ap.add_argument("--clients", type=int, default=20, help="concurrent plain-HTTP clients (0: skip)")
+    ap.add_argument("--client-seconds", type=float, default=30.0, help="seconds of client load per side")
     a = ap.parse_args()
     tmp = Path(a.dir); tmp.mkdir(parents=True, exist_ok=True)
-    for runs in [int(x) for x in a.runs.split(",")]:
+    sizes = a.runs or ("10000,100000" if a.compare else "100000,1000000")
+    loads = a.loads or (7 if a.compare else 5)
+    for runs in [int(x) for x in sizes.split(",")]:
         url = prepare(tmp / f"runs-{runs}.sqlite", runs)
-        report(runs, bench(url, runs, a.loads, tmp))
+        if a.compare:
+            report_compare(runs, bench_compare(url, runs, loads, tmp, a.per_page, a.clients, a.client_seconds),
+                           a.per_page)
+        else:
+            report(runs, bench(url, runs, loads, tmp))
 
 
 if __name__ == "__main__":
