@@ -3,7 +3,8 @@
     flock /tmp/opsux-bench.lock python bench/queues.py [--seconds 3] [--only connect,advance,iter,fork,timeout]
 
 Prints, per database:
-- connect: `opsux.connect()` in a fresh process on a migrated database (median of 5; target ≤ 0.5 s): wall time,
+- connect: `opsux.connect()` in a fresh process on a migrated database (median of 5; target ≤ 0.5 s), with opsux's
+  bytecode compiled as `pip install` leaves it (and, for comparison, compiled from source in every process): wall time,
   CPU time of the process (split: SQLAlchemy's own import, opsux's tables, the rest of opsux and the connect),
   whether Alembic (or other heavy packages) were imported, and the slowest imports (`python -X importtime`);
 - advance: advances per second with 4 and 8 worker *processes*, on one run and on separate runs, plain (one
@@ -64,28 +65,43 @@ CONNECT = textwrap.dedent("""
 """)
 
 
+# Two ways opsux's own modules are loaded: `pip install opsux` (and `pip install .`) compiles their bytecode at
+# install, as it does SQLAlchemy's, so a worker loads .pyc files; an editable checkout run with
+# PYTHONDONTWRITEBYTECODE=1 (as on these machines) compiles opsux's ~40 modules from source in every process.
+INSTALLED = {**ENV, "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="opsux-pyc-")}
+INSTALLED.pop("PYTHONDONTWRITEBYTECODE", None)
+FROM_SOURCE = {**ENV, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def top_imports(url: str, n: int = 8) -> list[str]:
     "The slowest imports of a fresh `connect()` (`python -X importtime`, cumulative, modules outside SQLAlchemy)."
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", CONNECT, url], capture_output=True, text=True,
-                         env=ENV, cwd=CWD, check=True).stderr
+                         env=INSTALLED, cwd=CWD, check=True).stderr
     rows = [(int(l.split("|")[1]), l.split("|")[2].strip()) for l in out.splitlines()
             if l.startswith("import time:") and "|" in l and l.split("|")[1].strip().isdigit()]
     rows = [(us, m) for us, m in rows if not m.startswith(("sqlalchemy", "encodings", "site"))]
     return [f"{m} {us / 1000:.0f} ms" for us, m in sorted(rows, reverse=True)[:n]]
 
 
-def bench_connect(url: str) -> dict:
-    opsux.connect(url).close()  # migrated
+def connect_runs(url: str, env: dict, n: int = 5) -> list[tuple]:
     runs = []
-    for _ in range(5):
+    for _ in range(n):
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CONNECT, url], capture_output=True, text=True, env=ENV, check=True,
+        out = subprocess.run([sys.executable, "-c", CONNECT, url], capture_output=True, text=True, env=env, check=True,
                              cwd=CWD)
         runs.append((time.perf_counter() - t, *out.stdout.split()))
-    med = lambda i: round(statistics.median(float(r[i]) for r in runs), 3)
+    return runs
+
+
+def bench_connect(url: str) -> dict:
+    opsux.connect(url).close()  # migrated
+    connect_runs(url, INSTALLED, 1)  # writes the bytecode, as `pip install` does
+    runs, source = connect_runs(url, INSTALLED), connect_runs(url, FROM_SOURCE)
+    med = lambda i, rs=runs: round(statistics.median(float(r[i]) for r in rs), 3)
     return {"wall_s": med(0), "import_and_connect_s": med(1), "cpu_s": med(2), "cpu_sqlalchemy_s": med(3),
-            "cpu_tables_s": med(4), "cpu_rest_s": med(5), "alembic_imported": any(r[6] == "1" for r in runs),
-            "also_imported": runs[0][7], "slowest_imports": top_imports(url)}
+            "cpu_tables_s": med(4), "cpu_rest_s": med(5), "cpu_s_compiling_opsux_from_source": med(2, source),
+            "alembic_imported": any(r[6] == "1" for r in runs + source), "also_imported": runs[0][7],
+            "slowest_imports": top_imports(url)}
 
 
 # --- advance throughput -------------------------------------------------------------------------------------------

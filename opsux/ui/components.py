@@ -297,13 +297,13 @@ class ReconnectingBanner(Viewer):
 
     def __init__(self, model: ConnectionModel, **params):
         super().__init__(model=model, **params)
-        self.pane = html_pane(pn.bind(self._banner, model.param.online, model.param.last_ok),
+        self.pane = html_pane(pn.bind(self._banner, model.param.online),   # not last_ok: it moves every round
                               visible=model.param.online.rx().rx.not_(),
                               css_classes=["ox-reconnecting-banner"])
         self.health = html_pane(pn.bind(health_html, model.param.write_problem), css_classes=["ox-health-line"],
                                 visible=model.param.write_problem.rx().rx.bool())
 
-    def _banner(self, online, last_ok): return banner_html(self.model.message())
+    def _banner(self, online): return banner_html(self.model.message()) if not online else ""
     def __panel__(self): return pn.Column(self.pane, self.health, sizing_mode="stretch_width", margin=0)
 
 # %% ../../nbs/ui/21_components.ipynb #2f29c1a0
