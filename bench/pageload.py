@@ -30,7 +30,7 @@ Loopback only; every server it starts is stopped when it ends.
 """
 from __future__ import annotations
 
-import argparse, http.client, statistics, sys, time
+import argparse, statistics, sys, time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' own helpers)
 from security_support import Served  # noqa: E402
+from rq_dashboard import Measured  # noqa: E402  (bench/, the script's folder: CPU time and a plain GET)
 
 EMAIL, PASSWORD = "bench@opsux.test", "bench-long-password-1"
 READY = {"list": "table.ox-runs tbody tr", "detail": ".ox-detail .ox-facts, .ox-detail h2",
@@ -66,23 +67,11 @@ def prepare(path: Path, runs: int) -> str:
         ops.close()
 
 
-class Server(Served):
+class Server(Measured, Served):
     "`opsux serve --auth basic` on a free port (the tests' `Served`), with its CPU time and a plain GET."
     def __init__(self, url: str, log: Path):
         super().__init__(log.parent, url, "--auth", "basic", "--page-limit", "1000/0.01", name=log.stem)
         self.ps = psutil.Process(self.proc.pid)
-
-    def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def get(self, path: str, cookies: str = "") -> tuple[int, bytes]:
-        con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            con.request("GET", path, headers={"Cookie": cookies} if cookies else {})
-            r = con.getresponse()
-            return r.status, r.read()
-        finally: con.close()
 
 
 class Wire:
@@ -147,6 +136,15 @@ def idle(srv, seconds: float = 3.0) -> float:
     return (srv.cpu() - c0) / seconds
 
 
+def signed_in(browser, srv) -> tuple[dict, str, str]:
+    "Sign in once: (the context's storage state, its cookies as a Cookie header, the first listed run's id)."
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900}); pg = ctx.new_page()
+    sign_in(pg, srv.base)
+    run_id = pg.locator("table.ox-runs tbody tr").first.get_attribute("data-run-id")
+    storage = ctx.storage_state(); ctx.close()
+    return storage, "; ".join(f"{c['name']}={c['value']}" for c in storage["cookies"]), run_id
+
+
 def bench(url: str, runs: int, loads: int, tmp: Path) -> dict:
     from playwright.sync_api import sync_playwright
     srv = Server(url, tmp / f"serve-{runs}.log")
@@ -154,11 +152,7 @@ def bench(url: str, runs: int, loads: int, tmp: Path) -> dict:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            ctx = browser.new_context(viewport={"width": 1400, "height": 900}); pg = ctx.new_page()
-            sign_in(pg, srv.base)
-            run_id = pg.locator("table.ox-runs tbody tr").first.get_attribute("data-run-id")
-            storage = ctx.storage_state(); ctx.close()
-            cookies = "; ".join(f"{c['name']}={c['value']}" for c in storage["cookies"])
+            storage, cookies, run_id = signed_in(browser, srv)
             urls = {"list": srv.base + "/operations", "detail": f"{srv.base}/operations/run?id={run_id}",
                     "login": srv.base + "/login"}
             time.sleep(2); rate = idle(srv)
@@ -254,11 +248,7 @@ def bench_compare(url: str, runs: int, loads: int, tmp: Path, per_page: int = 25
                    "failed": rqd.jobs_json_path(q, "failed", per_page)}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            ctx = browser.new_context(viewport={"width": 1400, "height": 900}); pg = ctx.new_page()
-            sign_in(pg, srv.base)
-            run_id = pg.locator("table.ox-runs tbody tr").first.get_attribute("data-run-id")
-            storage = ctx.storage_state(); ctx.close()
-            cookies = "; ".join(f"{c['name']}={c['value']}" for c in storage["cookies"])
+            storage, cookies, run_id = signed_in(browser, srv)
             ox_urls = {"list": srv.base + "/operations", "detail": f"{srv.base}/operations/run?id={run_id}",
                        "failed": srv.base + "/operations?status=failed"}
             time.sleep(2)

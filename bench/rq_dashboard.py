@@ -71,7 +71,25 @@ def _stop(proc: subprocess.Popen):
         except subprocess.TimeoutExpired: proc.kill(); proc.wait(10)
 
 
-class RedisServer:
+class ProcessCPU:
+    "CPU time (user + system) of the server process `self.ps` (a `psutil.Process`)."
+    def cpu(self) -> float:
+        t = self.ps.cpu_times()
+        return t.user + t.system
+
+
+class Measured(ProcessCPU):
+    "A server on 127.0.0.1:`self.port`: its CPU time and a plain GET (also opsux's side in bench/pageload.py)."
+    def get(self, path: str, cookies: str = "") -> tuple[int, bytes]:
+        con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            con.request("GET", path, headers={"Cookie": cookies} if cookies else {})
+            r = con.getresponse()
+            return r.status, r.read()
+        finally: con.close()
+
+
+class RedisServer(ProcessCPU):
     "A throwaway redis-server on a free loopback port, no persistence; `stop()` ends it."
     def __init__(self, dir: Path):
         self.port = free_port()
@@ -87,9 +105,6 @@ class RedisServer:
         try: _wait(self.client.ping, 20, "redis-server", self.proc, self.log)
         except Exception: self.stop(); raise
 
-    def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
 
     def stop(self):
         try: self.client.close()
@@ -156,7 +171,7 @@ def fill(url: str, jobs: int, queues: dict[str, float] = QUEUES, failed_share: f
     return {q: {"finished": f, "failed": x} for q, (f, x) in counts.items()}
 
 
-class Dashboard:
+class Dashboard(Measured):
     "`rq-dashboard` from its venv on 127.0.0.1:free port against `redis_url`; CPU time, a plain GET, `stop()`."
     def __init__(self, venv: Path, redis_url: str, dir: Path, *args: str):
         self.port = free_port()
@@ -171,17 +186,6 @@ class Dashboard:
         try: _wait(lambda: self.get("/")[0] == 200, 60, "rq-dashboard", self.proc, self.log)
         except Exception: self.stop(); raise
 
-    def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def get(self, path: str, cookies: str = "") -> tuple[int, bytes]:
-        con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            con.request("GET", path, headers={"Cookie": cookies} if cookies else {})
-            r = con.getresponse()
-            return r.status, r.read()
-        finally: con.close()
 
     def stop(self):
         _stop(self.proc); self._out.close()

@@ -33,8 +33,8 @@ def quiet_page(page, server, path: str):
     try:
         viewer = ops.viewer(ops.directory.get_user(server.info["persona_email"]))
         deadline = time.monotonic() + 60
-        while viewer.active_runs() and time.monotonic() < deadline: time.sleep(0.1)
-        assert not viewer.active_runs(), "an earlier test's runs are still active after 60 s"
+        while (active := viewer.active_runs()) and time.monotonic() < deadline: time.sleep(0.1)
+        assert not active, "an earlier test's runs are still active after 60 s"
     finally:
         ops.close()
     page.goto(server.base + path)
