@@ -68,15 +68,19 @@ CONNECT = textwrap.dedent("""
 # Two ways opsux's own modules are loaded: `pip install opsux` (and `pip install .`) compiles their bytecode at
 # install, as it does SQLAlchemy's, so a worker loads .pyc files; an editable checkout run with
 # PYTHONDONTWRITEBYTECODE=1 (as on these machines) compiles opsux's ~40 modules from source in every process.
-INSTALLED = {**ENV, "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="opsux-pyc-")}
-INSTALLED.pop("PYTHONDONTWRITEBYTECODE", None)
 FROM_SOURCE = {**ENV, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def top_imports(url: str, n: int = 8) -> list[str]:
+def installed_env(pycache: str) -> dict:
+    "The environment of a process that loads bytecode from `pycache` (written there by its first run)."
+    env = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": pycache}
+
+
+def top_imports(url: str, env: dict, n: int = 8) -> list[str]:
     "The slowest imports of a fresh `connect()` (`python -X importtime`, cumulative, modules outside SQLAlchemy)."
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", CONNECT, url], capture_output=True, text=True,
-                         env=INSTALLED, cwd=CWD, check=True).stderr
+                         env=env, cwd=CWD, check=True).stderr
     rows = [(int(l.split("|")[1]), l.split("|")[2].strip()) for l in out.splitlines()
             if l.startswith("import time:") and "|" in l and l.split("|")[1].strip().isdigit()]
     rows = [(us, m) for us, m in rows if not m.startswith(("sqlalchemy", "encodings", "site"))]
@@ -95,13 +99,14 @@ def connect_runs(url: str, env: dict, n: int = 5) -> list[tuple]:
 
 def bench_connect(url: str) -> dict:
     opsux.connect(url).close()  # migrated
-    connect_runs(url, INSTALLED, 1)  # writes the bytecode, as `pip install` does
-    runs, source = connect_runs(url, INSTALLED), connect_runs(url, FROM_SOURCE)
+    installed = installed_env(tempfile.mkdtemp(prefix="opsux-pyc-"))
+    connect_runs(url, installed, 1)  # writes the bytecode, as `pip install` does
+    runs, source = connect_runs(url, installed), connect_runs(url, FROM_SOURCE)
     med = lambda i, rs=runs: round(statistics.median(float(r[i]) for r in rs), 3)
     return {"wall_s": med(0), "import_and_connect_s": med(1), "cpu_s": med(2), "cpu_sqlalchemy_s": med(3),
             "cpu_tables_s": med(4), "cpu_rest_s": med(5), "cpu_s_compiling_opsux_from_source": med(2, source),
             "alembic_imported": any(r[6] == "1" for r in runs + source), "also_imported": runs[0][7],
-            "slowest_imports": top_imports(url)}
+            "slowest_imports": top_imports(url, installed)}
 
 
 # --- advance throughput -------------------------------------------------------------------------------------------
