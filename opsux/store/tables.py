@@ -102,6 +102,8 @@ _RUN_INDEXES = (
     Index("ix_operation_runs_updated_at_id", "updated_at", "id"),  # watcher keyset (0005)
     Index("ix_operation_runs_job_id", "job_id", sqlite_where=text("job_id IS NOT NULL"),
           postgresql_where=text("job_id IS NOT NULL")),
+    Index("ix_operation_runs_retry_of", "retry_of", sqlite_where=text("retry_of IS NOT NULL"),
+          postgresql_where=text("retry_of IS NOT NULL")),  # a run's retries (0007)
 )
 
 # %% ../../nbs/store/10_tables.ipynb #a7c71e02
@@ -132,6 +134,7 @@ operation_runs = Table(
     Column("attempts", JSONType),  # earlier attempts of a retried run: counts, failures, outcome
     Column("job_id", String(255)),
     Column("cancel_requested_at", UtcDateTime()),
+    Column("retry_of", BigInteger().with_variant(Integer(), "sqlite")),  # the run this one retries (0007; no FK: retention deletes runs)
     *_RUN_INDEXES,
 )
 
@@ -195,6 +198,7 @@ class Run:
     attempts: Any = None
     job_id: str | None = None
     cancel_requested_at: datetime | None = None
+    retry_of: int | None = None
     deduplicated: bool = False  # True when `enqueue` returned an identical run that was already active
 
     @classmethod
