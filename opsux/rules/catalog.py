@@ -132,6 +132,9 @@ DEFAULT_CATALOG = OperationCatalog({
     "restore.execute": "Restore execution",
     "backup_set.add_policies": "Add policies to backup set",
     "directory_groups.sync": "Directory groups sync",
+    "operations.bulk_cancel": "Bulk cancel runs",
+    "operations.bulk_retry": "Bulk retry runs",
+    "notifications.bulk_mark_read": "Bulk mark notifications read",
 })
 
 # %% ../../nbs/rules/00_catalog.ipynb #ffb72ccc

@@ -11,7 +11,7 @@ from ..rules.basics import patch
 from .tables import id_of, memberships as _members, tenants as _tenants, users as _users, utcnow
 
 # %% auto #0
-__all__ = ['BCRYPT_PREFIXES', 'check_password', 'Directory']
+__all__ = ['BCRYPT_PREFIXES', 'ROLES', 'check_password', 'Directory', 'check_role']
 
 # %% ../../nbs/store/12a_directory.ipynb #cb0f9410
 @functools.lru_cache(maxsize=1)
@@ -177,3 +177,35 @@ def memberships(self: Directory, user) -> list[int]:
     with self.ops.reader.connect() as con:
         q = select(m.c.tenant_id).where(m.c.user_id == id_of(user)).order_by(m.c.tenant_id)
         return list(con.execute(q).scalars())
+
+# %% ../../nbs/store/12a_directory.ipynb #1fbbc833
+ROLES = ("operator", "viewer")
+
+def check_role(role) -> str:
+    "`role` trimmed and lower-cased when it is one of `ROLES`; a clear `ValueError` otherwise."
+    r = role.strip().lower() if isinstance(role, str) else role
+    if r not in ROLES: raise ValueError(f"unknown role {role!r}; a membership's role is one of {', '.join(ROLES)}")
+    return r
+
+# %% ../../nbs/store/12a_directory.ipynb #705c9c61
+@patch
+def set_role(self: Directory, user, tenant, role: str) -> None:
+    "Set `user`'s role in `tenant` (one of `ROLES`); `LookupError` when they are not a member."
+    role = check_role(role)
+    with self._w().begin() as con:
+        r = con.execute(update(_members).where(_members.c.user_id == id_of(user),
+                                               _members.c.tenant_id == self._tenant_id(con, tenant)).values(role=role))
+        if r.rowcount != 1: raise LookupError(f"user {id_of(user)} is not a member of tenant {tenant!r}")
+
+# %% ../../nbs/store/12a_directory.ipynb #d0ff9f09
+@patch
+def roles(self: Directory, user) -> dict[int, str]:
+    "tenant id → role (`operator` or `viewer`) for each tenant `user` belongs to."
+    m = self.ops.schema.memberships
+    if m is None: return {}
+    if self.ops.schema.name == "preset opsux": m = _members          # opsux's own pivot: the role column is ours
+    role = m.c.get("role")
+    with self.ops.reader.connect() as con:
+        q = select(m.c.tenant_id, *([role] if role is not None else [])).where(m.c.user_id == id_of(user))
+        rows = con.execute(q).all()
+    return {r[0]: ("viewer" if len(r) > 1 and str(r[1] or "").strip().lower() == "viewer" else "operator") for r in rows}
