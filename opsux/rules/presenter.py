@@ -50,6 +50,7 @@ class ProgressRow:
     eta_text: str | None  # e.g. "2m 30s"
     url: str  # the canonical "View run" link
     stalled: bool = False  # running, but no sign of life for longer than the presenter's `stall_after`
+    cancelling: bool = False  # running, and asked to stop (`cancel_requested_at` set): no ETA
 
     @property
     def percent_text(self) -> str | None:
@@ -239,10 +240,12 @@ def status_text(status: UxStatus, # normalized status
                 counts: Mapping, # normalized summary counts
                 elapsed: float | None = None, # seconds from `elapsed_seconds`
                 stalled_for: float | None = None, # seconds without a heartbeat, when the run is stalled
+                cancelling: bool = False, # a running run was asked to stop
                ) -> str:
-    "Short status text: 'Running · 45 of 120', 'Queued · waiting 12s', 'Stalled · no heartbeat for 3m 05s', or the label."
+    "Short status text: 'Running · 45 of 120', 'Queued · waiting 12s', 'Stalled · no heartbeat for 3m 05s', 'Cancelling…', or the label."
     if status is UxStatus.queued and elapsed is not None: return f"Queued · waiting {format_duration(elapsed)}"
     if status is not UxStatus.running: return status.label
+    if cancelling: return "Cancelling…"
     if stalled_for is not None: return f"Stalled · no heartbeat for {format_duration(stalled_for)}"
     words = _progress_words(counts)
     return f"Running · {words}" if words else "Running"
@@ -366,25 +369,26 @@ def _eta(self: OperationUxPresenter, run_id, status: UxStatus, counts: Mapping, 
 
 # %% ../../nbs/rules/05_presenter.ipynb #0f5d443e
 _ROW_FIELDS = ("type", "status", "outcome", "summary_counts", "failure_summary", "created_at", "started_at",
-               "completed_at", "heartbeat_at", "updated_at")
+               "completed_at", "cancel_requested_at", "heartbeat_at", "updated_at")
 
 @patch
 def progress_row(self: OperationUxPresenter, run,
                  now: datetime | str | None = None,  # defaults to the presenter's clock
                 ) -> ProgressRow:
-    "Progress widget row: label, status, percent, elapsed, stalled and (while running) a smoothed ETA."
-    type_, st, outcome, raw, failures, created, started, completed, *seen = run_fields(run, *_ROW_FIELDS)
+    "Progress widget row: label, status, percent, elapsed, stalled, cancelling and (while running) a smoothed ETA."
+    type_, st, outcome, raw, failures, created, started, completed, asked, *seen = run_fields(run, *_ROW_FIELDS)
     status = _status(st, outcome) if self.legacy is None else self.status_of(st, outcome, raw, failures)
     counts, now, run_id = _counts(raw), self.now(now), _run_id(run)
     started = as_utc(started)
     elapsed = elapsed_seconds(status, as_utc(created), started, as_utc(completed), now)
     silent = silence_seconds(now, started, *map(as_utc, seen)) if status is UxStatus.running else None
     stalled = silent is not None and silent > self.stall_after
-    eta = self._eta(run_id, status, counts, elapsed, now, stalled)
+    cancelling = status is UxStatus.running and asked is not None
+    eta = self._eta(run_id, status, counts, elapsed, now, stalled or cancelling)
     elapsed = None if elapsed is None else int(elapsed)
-    return ProgressRow(run_id, self.label(type_), status, status_text(status, counts, elapsed, silent if stalled else None),
+    return ProgressRow(run_id, self.label(type_), status, status_text(status, counts, elapsed, silent if stalled else None, cancelling),
                        progress_percent(counts), elapsed, eta, None if elapsed is None else format_duration(elapsed),
-                       None if eta is None else format_duration(eta), _url(run_id), stalled)
+                       None if eta is None else format_duration(eta), _url(run_id), stalled, cancelling)
 
 # %% ../../nbs/rules/05_presenter.ipynb #2df80f6b
 _RANK = {UxStatus.running: 0, UxStatus.queued: 1}
