@@ -5,17 +5,11 @@
 # %% ../../nbs/store/12b_actions.ipynb #b4eb1f8c
 from __future__ import annotations
 import threading
-from dataclasses import asdict
-from datetime import date, datetime
-from sqlalchemy import bindparam, case, func, insert, select, text, update
+from sqlalchemy import select, update
 from ..rules.basics import patch
-from ..rules.presenter import OperationUxPresenter
 from ..rules.status import ACTIVE_STATUSES, UxStatus, normalize
-from .directory import ROLES, check_role
-from .events import CHANNEL, RunEvent
-from .service import TERMINAL_NOTIFICATION
-from .tables import Run, UtcDateTime, id_of, notifications as _notes, operation_runs as _runs, utcnow
-from .viewer import Viewer
+from .directory import ROLES  # noqa: F401  (the roles, importable beside the actions they govern)
+from .tables import Run, id_of, operation_runs as _runs, utcnow
 
 # %% auto #0
 __all__ = ['retry_hooks', 'RETRYABLE', 'NotPermitted', 'RunNotFound', 'NotRetryable', 'RetryHooks', 'register_retry', 'Actions']
@@ -61,17 +55,16 @@ def _load_roles(self: Actions) -> tuple[int, ...]:
 
 # %% ../../nbs/store/12b_actions.ipynb #bdcf2c8b
 @patch
-def _visible(self: Actions, run) -> Run | None:
-    "The run as the viewer sees it: a `Run` in a visible tenant as given, an id read through the viewer."
-    if isinstance(run, Run): return run if run.tenant_id in self.viewer.tenant_ids else None
-    return self.viewer.run(run)
+def _mine(self: Actions, run) -> Run | None:
+    "The run when the user may operate it: a `Run` judged by its tenant as given, an id read through the viewer."
+    r = (run if run.tenant_id in self.viewer.tenant_ids else None) if isinstance(run, Run) else self.viewer.run(run)
+    return r if r is not None and r.tenant_id in self.operable else None
 
 # %% ../../nbs/store/12b_actions.ipynb #232b0ef0
 @patch
 def may_operate(self: Actions, run) -> bool:
     "True when the run is visible and the user's role in its tenant is operator."
-    r = self._visible(run)
-    return r is not None and r.tenant_id in self.operable
+    return self._mine(run) is not None
 
 # %% ../../nbs/store/12b_actions.ipynb #682728bd
 @patch
@@ -89,9 +82,8 @@ def _operable(self: Actions, run) -> Run:
 @patch
 def can_cancel(self: Actions, run) -> bool:
     "True when the user may operate the run, it is queued or running, and no cancel was requested yet."
-    r = self._visible(run)
-    return (r is not None and r.tenant_id in self.operable and r.status in ACTIVE_STATUSES
-            and r.cancel_requested_at is None)
+    r = self._mine(run)
+    return r is not None and r.status in ACTIVE_STATUSES and r.cancel_requested_at is None
 
 # %% ../../nbs/store/12b_actions.ipynb #c6236aa4
 @patch
@@ -115,8 +107,8 @@ def _why_not(r: Run) -> str | None:
 @patch
 def can_retry(self: Actions, run) -> bool:
     "True when the user may operate the run, it ended failed/partial/cancelled and its type has a retry hook."
-    r = self._visible(run)
-    return r is not None and r.tenant_id in self.operable and _why_not(r) is None
+    r = self._mine(run)
+    return r is not None and _why_not(r) is None
 
 # %% ../../nbs/store/12b_actions.ipynb #32a94a7c
 _RETRY_LOCK = threading.Lock()
