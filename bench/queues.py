@@ -3,7 +3,8 @@
     flock /tmp/opsux-bench.lock python bench/queues.py [--seconds 3] [--only connect,advance,iter,fork,timeout]
 
 Prints, per database:
-- connect: `opsux.connect()` in a fresh process on a migrated database (median of 5; target ≤ 0.5 s), with opsux's
+- connect: `opsux.connect()` in a fresh process on a migrated database (median of 9; target ≤ 0.5 s), beside the
+  floor (the same process without opsux: SQLAlchemy, the driver, one plain connection and SELECT; alternating), with opsux's
   bytecode compiled as `pip install` leaves it (and, for comparison, compiled from source in every process): wall time,
   CPU time of the process (split: SQLAlchemy's own import, opsux's tables, the rest of opsux and the connect),
   whether Alembic (or other heavy packages) were imported, and the slowest imports (`python -X importtime`);
@@ -87,11 +88,24 @@ def top_imports(url: str, env: dict, n: int = 8) -> list[str]:
     return [f"{m} {us / 1000:.0f} ms" for us, m in sorted(rows, reverse=True)[:n]]
 
 
-def connect_runs(url: str, env: dict, n: int = 5) -> list[tuple]:
+# The floor: the same fresh process without opsux — SQLAlchemy, the driver and its dialect imported, one plain
+# connection and one SELECT. What `connect()` costs above it is opsux's own share.
+FLOOR = textwrap.dedent("""
+    import sys, time
+    cpu = time.process_time
+    t0 = time.perf_counter()
+    import sqlalchemy
+    engine = sqlalchemy.create_engine(sys.argv[1])
+    with engine.connect() as con: con.execute(sqlalchemy.text("SELECT 1")).all()
+    print(time.perf_counter() - t0, cpu())
+""")
+
+
+def connect_runs(url: str, env: dict, n: int = 5, script: str = CONNECT) -> list[tuple]:
     runs = []
     for _ in range(n):
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CONNECT, url], capture_output=True, text=True, env=env, check=True,
+        out = subprocess.run([sys.executable, "-c", script, url], capture_output=True, text=True, env=env, check=True,
                              cwd=CWD)
         runs.append((time.perf_counter() - t, *out.stdout.split()))
     return runs
@@ -101,9 +115,14 @@ def bench_connect(url: str) -> dict:
     opsux.connect(url).close()  # migrated
     installed = installed_env(tempfile.mkdtemp(prefix="opsux-pyc-"))
     connect_runs(url, installed, 1)  # writes the bytecode, as `pip install` does
-    runs, source = connect_runs(url, installed), connect_runs(url, FROM_SOURCE)
+    runs, floor, source = [], [], connect_runs(url, FROM_SOURCE)
+    for _ in range(9):  # alternating, so that a noisy moment hits both sides
+        runs += connect_runs(url, installed, 1); floor += connect_runs(url, installed, 1, FLOOR)
     med = lambda i, rs=runs: round(statistics.median(float(r[i]) for r in rs), 3)
-    return {"wall_s": med(0), "import_and_connect_s": med(1), "cpu_s": med(2), "cpu_sqlalchemy_s": med(3),
+    span = lambda rs: [round(min(float(r[2]) for r in rs), 3), round(max(float(r[2]) for r in rs), 3)]
+    return {"wall_s": med(0), "import_and_connect_s": med(1), "cpu_s": med(2), "cpu_s_min_max": span(runs),
+            "floor_cpu_s": med(2, floor), "floor_cpu_s_min_max": span(floor), "floor_import_and_connect_s": med(1, floor),
+            "opsux_share_cpu_s": round(med(2) - med(2, floor), 3), "cpu_sqlalchemy_s": med(3),
             "cpu_tables_s": med(4), "cpu_rest_s": med(5), "cpu_s_compiling_opsux_from_source": med(2, source),
             "alembic_imported": any(r[6] == "1" for r in runs + source), "also_imported": runs[0][7],
             "slowest_imports": top_imports(url, installed)}
