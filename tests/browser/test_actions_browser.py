@@ -121,9 +121,9 @@ def test_pick_rows_and_cancel_them_in_one_bulk_run(page, server):
         for r in mine:
             page.locator(f'.ox-table tr[data-run-id="{r.id}"] input.ox-pick').check()
         expect(page.locator(".ox-selection")).to_have_text("3 runs selected")
-        page.locator(".ox-bulk-cancel button").click()
+        page.locator("button.ox-bulk-cancel").click()
         expect(page.locator(".ox-confirm")).to_contain_text("Cancel 3 runs?")
-        page.locator(".ox-confirm-yes button").click()
+        page.locator("button.ox-confirm-yes").click()
         expect(page.locator(".ox-selection")).to_have_text("No runs selected")
         wait_for(lambda: all(ops.runs.get(r.id).cancel_requested_at for r in mine),
                  "the bulk cancel did not reach every picked run")
@@ -137,10 +137,10 @@ def test_cancel_all_1000_matching_runs(page, server):
         ids = [ops.runs.enqueue(tenant, "assignments.restore", user=bulk, context={"i": i}).id for i in range(1000)]
         page.goto(f"{server.base}/operations?initiator={bulk.name.replace(' ', '+')}")
         expect(page.locator(".ox-table tbody tr")).to_have_count(25)
-        page.locator(".ox-pick-all button").click()
+        page.locator("button.ox-pick-all").click()
         expect(page.locator(".ox-selection")).to_have_text("All 1,000 matching runs selected")
-        page.locator(".ox-bulk-cancel button").click()
-        page.locator(".ox-confirm-yes button").click()
+        page.locator("button.ox-bulk-cancel").click()
+        page.locator("button.ox-confirm-yes").click()
         def none_queued():
             with ops.reader.connect() as con:
                 return not con.execute(select(func.count()).select_from(runs).where(runs.c.id.in_(ids))
