@@ -220,7 +220,7 @@ def _step(self: Actions, action: str, ids: list[int], handle) -> tuple[int, int]
     "Apply `action` to the batch `ids` (all operable): (succeeded, failed)."
     if not ids: return 0, 0
     if action == "cancel":
-        cancelled, asked = self.ops.runs.request_cancel_many(ids)
+        cancelled, asked = self.ops.runs.request_cancel_many(ids)  # a few statements, whatever the batch size
         return len(cancelled) + len(asked), 0
     if action == "mark_read":
         with self.ops.writer.begin() as con:

@@ -10,13 +10,14 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 from sqlalchemy import (BigInteger, Integer, Numeric, String, Text, and_, bindparam, case, cast, delete, exists,
-                        func, insert, literal, select, type_coerce, update)
+                        func, insert, literal, select, text, type_coerce, update)
 from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from ..rules.basics import patch
 from .db import fork_gate
 from ..rules.failures import sanitize_failure_message
 from ..rules.presenter import OperationUxPresenter
+from ..rules.urls import run_url
 from ..rules.status import ACTIVE_STATUSES, derive_outcome
 from ..rules.summary import SUMMARY_KEYS, normalize_summary_counts
 from .events import CHANNEL, RunEvent
@@ -595,16 +596,45 @@ def _batch_event(rows, kind: str) -> RunEvent | None:
     (t, u), = pairs
     return RunEvent(rows[0].id if len(rows) == 1 else None, t, u, kind)
 
+_NOTES_INSERT = "INSERT INTO notifications (user_id, type, run_id, data, created_at) "
+_NOTES_FROM_JSON = {  # :rows is a JSON array of {"u": user_id, "r": run_id, "d": data}
+    "postgresql": text(_NOTES_INSERT + "SELECT x.u, :type, x.r, x.d, :at FROM "
+                       "jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(u integer, r bigint, d jsonb)"),
+    "sqlite": text(_NOTES_INSERT + "SELECT json_extract(value, '$.u'), :type, json_extract(value, '$.r'), "
+                   "json_extract(value, '$.d'), :at FROM json_each(:rows)"),
+}
+_NOTES_FROM_JSON = {d: s.bindparams(bindparam("at", type_=UtcDateTime())) for d, s in _NOTES_FROM_JSON.items()}
+
+# %% ../../nbs/store/12_service.ipynb #56f828af
+@patch
+def _batch_notes(self: OperationRunService, rows) -> list[dict]:
+    "`_terminal_values` of each finished row; the presenter runs once per distinct (type, counts, failures), not per row."
+    presenter, seen, out = OperationUxPresenter(catalog=self.ops.catalog), {}, []
+    for r in rows:
+        key = (r.type, r.status, r.outcome, json.dumps(r.summary_counts, sort_keys=True, default=str),
+               json.dumps(r.failure_summary, sort_keys=True, default=str))
+        first = seen.get(key)
+        if first is None: seen[key] = first = self._terminal_values(r, presenter)
+        url = run_url(r.id) if first["data"]["url"] == run_url(first["run_id"]) else None
+        out.append(dict(first, user_id=r.user_id, run_id=r.id, created_at=r.completed_at,
+                        data={**first["data"], "url": url, "run_id": r.id}) if url is not None
+                   else self._terminal_values(r, presenter))
+    return out
+
 # %% ../../nbs/store/12_service.ipynb #400403ae
+_CANCEL_RETURNS = [_runs.c[k] for k in ("id", "tenant_id", "user_id", "type", "status", "outcome", "summary_counts",
+                                        "failure_summary", "completed_at")]   # what the notification needs
+
 @patch
 def _cancel_batch(self: OperationRunService, con, ids: list[int]) -> tuple[list, list, RunEvent | None]:
     "Inside a transaction: end the queued runs of `ids` cancelled, with their notifications; mark the running ones."
     now = utcnow()
     ended = con.execute(update(_runs).where(_runs.c.id.in_(ids), _runs.c.status == "queued").values(
-        status="completed", outcome="cancelled", completed_at=now, updated_at=now).returning(*_runs.c)).all()
-    presenter = OperationUxPresenter(catalog=self.ops.catalog)
-    notes = [self._terminal_values(Run.from_row(r), presenter) for r in ended if r.user_id is not None]
-    if notes: con.execute(insert(notifications).values(notes))
+        status="completed", outcome="cancelled", completed_at=now, updated_at=now).returning(*_CANCEL_RETURNS)).all()
+    notes = self._batch_notes([r for r in ended if r.user_id is not None])
+    if notes:
+        rows = json.dumps([{"u": n["user_id"], "r": n["run_id"], "d": n["data"]} for n in notes], default=str)
+        con.execute(_NOTES_FROM_JSON[self.ops.dialect], {"rows": rows, "type": TERMINAL_NOTIFICATION, "at": now})
     asked = con.execute(update(_runs).where(_runs.c.id.in_(ids), _runs.c.status == "running",
                                             _runs.c.cancel_requested_at.is_(None))
                         .values(cancel_requested_at=now, updated_at=now)
@@ -615,8 +645,8 @@ def _cancel_batch(self: OperationRunService, con, ids: list[int]) -> tuple[list,
 
 # %% ../../nbs/store/12_service.ipynb #ca777a0f
 @patch
-def request_cancel_many(self: OperationRunService, runs) -> tuple[list[Run], list[int]]:
-    "`request_cancel` for many runs, a few statements per batch: (the runs cancelled now, the ids asked to stop)."
+def request_cancel_many(self: OperationRunService, runs) -> tuple[list[int], list[int]]:
+    "`request_cancel` for many runs, a few statements per batch: (the ids cancelled now, the ids asked to stop)."
     ids = sorted({id_of(r) for r in runs})
     self.ops.check_writable()
     cancelled, asked = [], []
@@ -625,7 +655,7 @@ def request_cancel_many(self: OperationRunService, runs) -> tuple[list[Run], lis
         ended, marked, event = self._write(lambda n: self._tx(lambda con: self._cancel_batch(con, part)),
                                            f"cancelling {len(part)} runs")
         if event is not None: self.ops.events.publish(event)
-        cancelled += [Run.from_row(r) for r in ended]; asked += [r.id for r in marked]
+        cancelled += [r.id for r in ended]; asked += [r.id for r in marked]
     return cancelled, asked
 
 # %% ../../nbs/store/12_service.ipynb #f7f1e8bf
