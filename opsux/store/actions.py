@@ -4,7 +4,7 @@
 
 # %% ../../nbs/store/12b_actions.ipynb #b4eb1f8c
 from __future__ import annotations
-import json, logging, threading
+import json, logging, threading, time
 from typing import Mapping
 from sqlalchemy import false, func, select, update
 from ..rules.basics import patch
@@ -15,8 +15,8 @@ from .tables import Run, id_of, notifications as _notes, operation_runs as _runs
 from .viewer import Viewer, _as_list, _ids, status_predicate
 
 # %% auto #0
-__all__ = ['retry_hooks', 'RETRYABLE', 'FILTER_KEYS', 'BULK_BATCH', 'BULK_TYPES', 'log', 'NotPermitted', 'RunNotFound',
-           'NotRetryable', 'RetryHooks', 'register_retry', 'Actions', 'run_filters']
+__all__ = ['retry_hooks', 'RETRYABLE', 'FILTER_KEYS', 'BULK_BATCH', 'SQLITE_YIELD', 'BULK_TYPES', 'log', 'NotPermitted',
+           'RunNotFound', 'NotRetryable', 'RetryHooks', 'register_retry', 'Actions', 'run_filters']
 
 # %% ../../nbs/store/12b_actions.ipynb #8f7b1bbd
 class NotPermitted(PermissionError): "The user's role in the run's tenant does not allow acting on it."
@@ -184,6 +184,7 @@ def matching(self: Actions, filters: Mapping | None = None) -> int:
 
 # %% ../../nbs/store/12b_actions.ipynb #6b1d77d6
 BULK_BATCH = 1000  # runs per batch of a bulk action
+SQLITE_YIELD = 0.5  # SQLite: after a batch, pause half as long as it took (one writer at a time)
 BULK_TYPES = {"cancel": "operations.bulk_cancel", "retry": "operations.bulk_retry",
               "mark_read": "notifications.bulk_mark_read"}
 log = logging.getLogger(__name__)
@@ -242,14 +243,17 @@ def _step(self: Actions, action: str, ids: list[int], handle) -> tuple[int, int]
 @patch
 def _work(self: Actions, run: Run, action: str, total: int, batches) -> None:
     "The bulk thread: the batches inside `track(run)`; a cancel request on the bulk run stops it between batches."
+    pause = SQLITE_YIELD if self.ops.dialect == "sqlite" else 0.0
     try:
         with self.ops.runs.track(run) as h:
             h.set_total(total)
             for covered, rows in batches:
                 h.check()
                 allowed = self.viewer.tenant_ids if action == "mark_read" else self._load_roles()
+                t0 = time.perf_counter()
                 ok, failed = self._step(action, [r.id for r in rows if r.tenant_id in allowed], h)
                 h.advance(processed=covered, succeeded=ok, failed=failed, skipped=covered - ok - failed)
+                if pause: time.sleep(pause * (time.perf_counter() - t0))   # SQLite: let waiting writers in
     except RunCancelled: pass
     except Exception: log.exception("opsux: bulk %s (run %s) failed", action, run.id)
 
