@@ -606,24 +606,36 @@ _NOTES_FROM_JSON = {  # :rows is a JSON array of {"u": user_id, "r": run_id, "d"
 _NOTES_FROM_JSON = {d: s.bindparams(bindparam("at", type_=UtcDateTime())) for d, s in _NOTES_FROM_JSON.items()}
 
 # %% ../../nbs/store/12_service.ipynb #56f828af
+def _loads(text_):
+    "JSON text as Python (None when it is not JSON)."
+    try: return json.loads(text_) if isinstance(text_, str) else text_
+    except ValueError: return None
+
 @patch
 def _batch_notes(self: OperationRunService, rows) -> list[dict]:
-    "`_terminal_values` of each finished row; the presenter runs once per distinct (type, counts, failures), not per row."
+    "`_terminal_values` of each finished row (JSON columns as text); the presenter runs once per distinct shape."
     presenter, seen, out = OperationUxPresenter(catalog=self.ops.catalog), {}, []
     for r in rows:
-        key = (r.type, r.status, r.outcome, json.dumps(r.summary_counts, sort_keys=True, default=str),
-               json.dumps(r.failure_summary, sort_keys=True, default=str))
+        key = (r.type, r.status, r.outcome, r.summary_counts, r.failure_summary)   # the JSON as stored: text
         first = seen.get(key)
-        if first is None: seen[key] = first = self._terminal_values(r, presenter)
+        if first is None:
+            run = Run(r.id, r.tenant_id, r.user_id, type=r.type, status=r.status, outcome=r.outcome,
+                      summary_counts=_loads(r.summary_counts), failure_summary=_loads(r.failure_summary),
+                      completed_at=r.completed_at)
+            seen[key] = first = self._terminal_values(run, presenter)
+            out.append(first)
+            continue
         url = run_url(r.id) if first["data"]["url"] == run_url(first["run_id"]) else None
         out.append(dict(first, user_id=r.user_id, run_id=r.id, created_at=r.completed_at,
                         data={**first["data"], "url": url, "run_id": r.id}) if url is not None
-                   else self._terminal_values(r, presenter))
+                   else self._terminal_values(Run(r.id, r.tenant_id, r.user_id, type=r.type, status=r.status,
+                        outcome=r.outcome, summary_counts=_loads(r.summary_counts),
+                        failure_summary=_loads(r.failure_summary), completed_at=r.completed_at), presenter))
     return out
 
 # %% ../../nbs/store/12_service.ipynb #400403ae
-_CANCEL_RETURNS = [_runs.c[k] for k in ("id", "tenant_id", "user_id", "type", "status", "outcome", "summary_counts",
-                                        "failure_summary", "completed_at")]   # what the notification needs
+_CANCEL_RETURNS = [*(_runs.c[k] for k in ("id", "tenant_id", "user_id", "type", "status", "outcome", "completed_at")),
+                   *(cast(_runs.c[k], Text).label(k) for k in ("summary_counts", "failure_summary"))]  # JSON as text
 
 @patch
 def _cancel_batch(self: OperationRunService, con, ids: list[int]) -> tuple[list, list, RunEvent | None]:
