@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping
 from sqlalchemy import (BigInteger, Integer, Numeric, String, Text, and_, bindparam, case, cast, delete, exists,
                         func, insert, literal, select, text, type_coerce, update)
-from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
+from sqlalchemy import any_
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY, JSONB, insert as pg_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from ..rules.basics import patch
 from .db import fork_gate
@@ -638,16 +639,22 @@ _CANCEL_RETURNS = [*(_runs.c[k] for k in ("id", "tenant_id", "user_id", "type", 
                    *(cast(_runs.c[k], Text).label(k) for k in ("summary_counts", "failure_summary"))]  # JSON as text
 
 @patch
+def _id_in(self: OperationRunService, ids: list[int]):
+    "`id IN ids`; on PostgreSQL `id = ANY(:ids)`, one array parameter: the same SQL text for any batch size."
+    if self._pg: return _runs.c.id == any_(bindparam("ids", list(ids), type_=PG_ARRAY(BigInteger)))
+    return _runs.c.id.in_(ids)
+
+@patch
 def _cancel_batch(self: OperationRunService, con, ids: list[int]) -> tuple[list, list, RunEvent | None]:
     "Inside a transaction: end the queued runs of `ids` cancelled, with their notifications; mark the running ones."
     now = utcnow()
-    ended = con.execute(update(_runs).where(_runs.c.id.in_(ids), _runs.c.status == "queued").values(
+    ended = con.execute(update(_runs).where(self._id_in(ids), _runs.c.status == "queued").values(
         status="completed", outcome="cancelled", completed_at=now, updated_at=now).returning(*_CANCEL_RETURNS)).all()
     notes = self._batch_notes([r for r in ended if r.user_id is not None])
     if notes:
         rows = json.dumps([{"u": n["user_id"], "r": n["run_id"], "d": n["data"]} for n in notes], default=str)
         con.execute(_NOTES_FROM_JSON[self.ops.dialect], {"rows": rows, "type": TERMINAL_NOTIFICATION, "at": now})
-    asked = con.execute(update(_runs).where(_runs.c.id.in_(ids), _runs.c.status == "running",
+    asked = con.execute(update(_runs).where(self._id_in(ids), _runs.c.status == "running",
                                             _runs.c.cancel_requested_at.is_(None))
                         .values(cancel_requested_at=now, updated_at=now)
                         .returning(_runs.c.id, _runs.c.tenant_id, _runs.c.user_id)).all()
