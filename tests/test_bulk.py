@@ -248,3 +248,52 @@ def test_batches_are_keyset_pages_of_bulk_batch(world, monkeypatch):
     done = Actions(ops, world.ada).bulk("cancel", filters={}, wait=True)
     assert seen == [7, 7, 6] and done.summary_counts["succeeded"] == 20 and BULK_BATCH == 1000
     assert states(ops, ids) == {("completed", "cancelled", False): 20}
+
+
+def test_a_cancel_request_on_the_bulk_run_stops_it_between_batches(world, monkeypatch):
+    import opsux.store.actions as actions
+    monkeypatch.setattr(actions, "BULK_BATCH", 5)
+    ops = world.ops
+    ids = seed_runs(ops, world.contoso, world.ada, queued=20)
+    real = Actions._step
+    def step_then_cancel(self, action, batch, handle):
+        out = real(self, action, batch, handle)
+        ops.runs.request_cancel(handle.id)                      # someone cancels the bulk itself
+        return out
+    monkeypatch.setattr(Actions, "_step", step_then_cancel)
+    done = Actions(ops, world.ada).bulk("cancel", filters={"type": TYPE}, wait=True)
+    assert (done.outcome, done.summary_counts) == ("cancelled", {"total": 20, "processed": 5, "succeeded": 5})
+    assert states(ops, ids) == {("completed", "cancelled", False): 5, ("queued", "pending", False): 15}
+
+
+def test_a_bulk_cancel_writes_the_notification_a_single_cancel_writes(world):
+    ops = world.ops
+    one = ops.runs.cancel(ops.runs.enqueue(world.contoso, TYPE, user=world.ada))
+    many = seed_runs(ops, world.contoso, world.ada, queued=3)
+    Actions(ops, world.ada).bulk("cancel", run_ids=many, wait=True)
+    with ops.reader.connect() as con:
+        rows = {r.run_id: r for r in con.execute(select(notifications).where(
+            notifications.c.run_id.in_([one.id, *many])))}
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("url", "run_id")}
+    assert all(strip(rows[i].data) == strip(rows[one.id].data) for i in many)
+    assert [rows[i].data["run_id"] for i in many] == many and all(str(i) in rows[i].data["url"] for i in many)
+    assert all(rows[i].read_at is None and rows[i].user_id == world.ada.id for i in many)
+    ended = ops.runs.get(many[0])
+    assert rows[many[0]].created_at == ended.completed_at
+
+
+def test_postgres_one_notify_per_batch(world):
+    ops = world.ops
+    if not ops.is_postgres: pytest.skip("NOTIFY is PostgreSQL's")
+    import psycopg
+    from opsux.store.events import CHANNEL, RunEvent
+    ids = seed_runs(ops, world.contoso, world.ada, queued=BULK_BATCH + 50, running=10)
+    url = ops.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as listen:
+        listen.execute(f"LISTEN {CHANNEL}")
+        done = Actions(ops, world.ada).bulk("cancel", run_ids=ids, wait=True)
+        got = [RunEvent.from_json(n.payload) for n in listen.notifies(timeout=1.0)]
+    batch = [e for e in got if e.run_id is None]
+    assert batch == [RunEvent(None, world.contoso.id, world.ada.id, "completed")] * 2, batch
+    assert {e.run_id for e in got if e.run_id is not None} == {done.id}        # the rest: the bulk run's own progress
+    assert len(got) < 12, got
