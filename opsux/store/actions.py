@@ -4,15 +4,19 @@
 
 # %% ../../nbs/store/12b_actions.ipynb #b4eb1f8c
 from __future__ import annotations
-import threading
-from sqlalchemy import select, update
+import json, logging, threading, time
+from typing import Mapping
+from sqlalchemy import false, func, select, update
 from ..rules.basics import patch
 from ..rules.status import ACTIVE_STATUSES, UxStatus, normalize
 from .directory import ROLES  # noqa: F401  (the roles, importable beside the actions they govern)
-from .tables import Run, id_of, operation_runs as _runs, utcnow
+from .service import RunCancelled
+from .tables import Run, id_of, notifications as _notes, operation_runs as _runs, utcnow
+from .viewer import Viewer, _as_list, _ids, status_predicate
 
 # %% auto #0
-__all__ = ['retry_hooks', 'RETRYABLE', 'NotPermitted', 'RunNotFound', 'NotRetryable', 'RetryHooks', 'register_retry', 'Actions']
+__all__ = ['retry_hooks', 'RETRYABLE', 'FILTER_KEYS', 'BULK_BATCH', 'SQLITE_YIELD', 'BULK_TYPES', 'log', 'NotPermitted',
+           'RunNotFound', 'NotRetryable', 'RetryHooks', 'register_retry', 'Actions', 'run_filters']
 
 # %% ../../nbs/store/12b_actions.ipynb #8f7b1bbd
 class NotPermitted(PermissionError): "The user's role in the run's tenant does not allow acting on it."
@@ -150,3 +154,132 @@ def chain(self: Actions, run) -> list[Run]:
         if nxt.tenant_id not in self.viewer.tenant_ids: break
         seen.add(nxt.id); back.append(nxt)
     return back
+
+# %% ../../nbs/store/12b_actions.ipynb #4017d1c5
+FILTER_KEYS = ("type", "status", "initiator", "since", "until", "run_id", "tenant")
+
+def run_filters(viewer: Viewer, filters: Mapping | None = None) -> list:
+    "The SQL conditions of `viewer.runs(**filters)` (tenant scope included), for counts and bulk actions."
+    f = dict(filters or {})
+    if bad := sorted(set(f) - set(FILTER_KEYS)):
+        raise ValueError(f"unknown run filter(s) {bad}; allowed: {', '.join(FILTER_KEYS)}")
+    c = viewer._r
+    conds = [viewer._scope()]
+    if f.get("tenant") is not None: conds.append(c.tenant_id.in_(_ids(f["tenant"])))
+    if types := _as_list(f.get("type")): conds.append(c.type.in_(types))
+    if statuses := _as_list(f.get("status")): conds.append(status_predicate(statuses, c.status, viewer._outcome()))
+    if f.get("initiator"): conds.append(c.initiator_name == f["initiator"] if "initiator_name" in c else false())
+    if f.get("since") is not None: conds.append(c.created_at >= f["since"] if "created_at" in c else false())
+    if f.get("until") is not None: conds.append(c.created_at < f["until"] if "created_at" in c else false())
+    if f.get("run_id") is not None: conds.append(c.id == id_of(f["run_id"]))
+    return conds
+
+# %% ../../nbs/store/12b_actions.ipynb #51803063
+@patch
+def matching(self: Actions, filters: Mapping | None = None) -> int:
+    "How many runs the user can see match the list `filters` (one SQL COUNT)."
+    v = self.viewer
+    stmt = select(func.count()).select_from(v.schema.runs.table).where(*run_filters(v, filters))
+    with self.ops.reader.connect() as con: return con.execute(stmt).scalar()
+
+# %% ../../nbs/store/12b_actions.ipynb #6b1d77d6
+BULK_BATCH = 1000  # runs per batch of a bulk action
+SQLITE_YIELD = 0.5  # SQLite: after a batch, pause half as long as it took (one writer at a time)
+BULK_TYPES = {"cancel": "operations.bulk_cancel", "retry": "operations.bulk_retry",
+              "mark_read": "notifications.bulk_mark_read"}
+log = logging.getLogger(__name__)
+
+def _context(action: str, run_ids, filters) -> dict:
+    "What the bulk run stores about its selection (JSON; the ids only counted)."
+    f = None if filters is None else {k: (_ids(v) if k == "tenant" else v) for k, v in dict(filters).items()}
+    return json.loads(json.dumps({"action": action, "filters": f, "selected": None if run_ids is None else len(run_ids)},
+                                 default=str))
+
+# %% ../../nbs/store/12b_actions.ipynb #fbb78301
+@patch
+def _batches(self: Actions, ids: list[int] | None, conds: list | None, upto: int | None):
+    "Yield (how many ids the batch covers, its visible runs' (id, tenant_id) rows), ≤ BULK_BATCH ids each, by id."
+    c = self.viewer._r
+    def read(stmt):
+        with self.ops.reader.connect() as con: return con.execute(stmt).all()
+    if ids is not None:
+        for at in range(0, len(ids), BULK_BATCH):
+            part = ids[at:at + BULK_BATCH]
+            yield len(part), read(select(c.id, c.tenant_id).where(self.viewer._scope(), c.id.in_(part)).order_by(c.id))
+        return
+    last = None
+    while upto is not None:
+        keyset = [c.id <= upto] + ([] if last is None else [c.id > last])
+        rows = read(select(c.id, c.tenant_id).where(*conds, *keyset).order_by(c.id).limit(BULK_BATCH))
+        if not rows: return
+        yield len(rows), rows
+        last = rows[-1].id
+
+# %% ../../nbs/store/12b_actions.ipynb #1bd3534c
+@patch
+def _step(self: Actions, action: str, ids: list[int], handle) -> tuple[int, int]:
+    "Apply `action` to the batch `ids` (all operable): (succeeded, failed)."
+    if not ids: return 0, 0
+    if action == "cancel":
+        cancelled, asked = self.ops.runs.request_cancel_many(ids)  # a few statements, whatever the batch size
+        return len(cancelled) + len(asked), 0
+    if action == "mark_read":
+        with self.ops.writer.begin() as con:
+            hit = con.execute(update(_notes).where(_notes.c.user_id == self.user.id, _notes.c.read_at.is_(None),
+                                                   _notes.c.run_id.in_(ids))
+                              .values(read_at=utcnow()).returning(_notes.c.run_id)).scalars().all()
+        return len(set(hit)), 0
+    ok = failed = 0
+    for r in self.viewer._rows(self.viewer._select_runs().where(self.viewer._r.id.in_(ids))):  # retry: per run
+        if _why_not(r) is not None or self._retry_of(r.id) is not None: continue
+        try: self.retry(r); ok += 1
+        except (NotRetryable, NotPermitted, RunNotFound): pass
+        except Exception as e:
+            failed += 1
+            handle.record_failure(f"run {r.id}: {type(e).__name__}: {e}", code="retry.hook")
+    return ok, failed
+
+# %% ../../nbs/store/12b_actions.ipynb #d7601fcd
+@patch
+def _work(self: Actions, run: Run, action: str, total: int, batches) -> None:
+    "The bulk thread: the batches inside `track(run)`; a cancel request on the bulk run stops it between batches."
+    pause = SQLITE_YIELD if self.ops.dialect == "sqlite" else 0.0
+    try:
+        with self.ops.runs.track(run) as h:
+            h.set_total(total)
+            for covered, rows in batches:
+                h.check()
+                allowed = self.viewer.tenant_ids if action == "mark_read" else self._load_roles()
+                t0 = time.perf_counter()
+                ok, failed = self._step(action, [r.id for r in rows if r.tenant_id in allowed], h)
+                h.advance(processed=covered, succeeded=ok, failed=failed, skipped=covered - ok - failed)
+                if pause: time.sleep(pause * (time.perf_counter() - t0))   # SQLite: let waiting writers in
+    except RunCancelled: pass
+    except Exception: log.exception("opsux: bulk %s (run %s) failed", action, run.id)
+
+# %% ../../nbs/store/12b_actions.ipynb #dcaa94e1
+@patch
+def bulk(self: Actions, action: str, run_ids=None, filters: Mapping | None = None, wait: bool = False) -> Run:
+    "Cancel, retry or mark read the runs `run_ids`, or all runs matching `filters`, as a tracked run in a thread."
+    if action not in BULK_TYPES: raise ValueError(f"unknown bulk action {action!r}; one of {', '.join(BULK_TYPES)}")
+    if (run_ids is None) == (filters is None): raise ValueError("pass either run_ids or filters")
+    v, ids, conds, upto = self.viewer, None, None, None
+    if run_ids is not None:
+        ids = sorted({id_of(r) for r in ([run_ids] if isinstance(run_ids, (int, str, Run)) else run_ids)})
+        total = len(ids)
+    else:
+        conds = run_filters(v, filters)
+        with self.ops.reader.connect() as con:
+            total, upto = con.execute(select(func.count(), func.max(v._r.id)).select_from(v.schema.runs.table)
+                                       .where(*conds)).one()
+    home = self._load_roles() or (v.tenant_ids if action == "mark_read" else ())
+    if not home: raise NotPermitted("you are not an operator in any of your tenants; a bulk action needs one")
+    run = self.ops.runs.enqueue(home[0], BULK_TYPES[action], user=self.user.id,
+                                context=_context(action, ids, filters))
+    t = threading.Thread(target=self._work, args=(run, action, total, self._batches(ids, conds, upto)),
+                         name=f"opsux-bulk-{run.id}", daemon=True)
+    self.threads[run.id] = t
+    t.start()
+    if not wait: return run
+    t.join()
+    return self.ops.runs.get(run.id)

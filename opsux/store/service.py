@@ -10,13 +10,15 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 from sqlalchemy import (BigInteger, Integer, Numeric, String, Text, and_, bindparam, case, cast, delete, exists,
-                        func, insert, literal, select, type_coerce, update)
-from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
+                        func, insert, literal, select, text, type_coerce, update)
+from sqlalchemy import any_
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY, JSONB, insert as pg_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from ..rules.basics import patch
 from .db import fork_gate
 from ..rules.failures import sanitize_failure_message
 from ..rules.presenter import OperationUxPresenter
+from ..rules.urls import run_url
 from ..rules.status import ACTIVE_STATUSES, derive_outcome
 from ..rules.summary import SUMMARY_KEYS, normalize_summary_counts
 from .events import CHANNEL, RunEvent
@@ -26,8 +28,9 @@ from .tables import (Run, UtcDateTime, active_in, id_of, notifications, operatio
 
 # %% auto #0
 __all__ = ['MAX_STORED_FAILURES', 'MAX_COUNT', 'MAX_TEXT', 'MAX_CONTEXT_BYTES', 'log', 'TERMINAL_NOTIFICATION', 'OUTCOMES',
-           'FLUSH_SECONDS', 'HEARTBEAT_SECONDS', 'NOT_STARTED', 'NO_HEARTBEAT', 'WRITER_TTL', 'RunEnded',
-           'RunCancelled', 'OperationRunService', 'RunHandle', 'idle_reason']
+           'CANCEL_BATCH', 'FLUSH_SECONDS', 'HEARTBEAT_SECONDS', 'NOT_STARTED', 'NO_HEARTBEAT', 'FORCED_CANCEL',
+           'CANCEL_GRACE', 'WRITER_TTL', 'RunEnded', 'RunCancelled', 'OperationRunService', 'RunHandle', 'idle_reason',
+           'forced_cancel_reason']
 
 # %% ../../nbs/store/12_service.ipynb #5c777df8
 MAX_STORED_FAILURES = 50  # failure_summary keeps the first 50; the rest are counted in context["failures_omitted"]
@@ -506,6 +509,15 @@ def get_by_job(self: OperationRunService, job_id: str) -> Run | None:
 # %% ../../nbs/store/12_service.ipynb #ec37c9d2
 TERMINAL_NOTIFICATION = "operation_run.terminal"
 
+# %% ../../nbs/store/12_service.ipynb #63d2a8cf
+@patch
+def _terminal_values(self: OperationRunService, done: Run, presenter: OperationUxPresenter | None = None) -> dict:
+    "The row of the initiator's terminal notification of finished run `done`: what `_seal` and `request_cancel_many` insert."
+    presenter = presenter or OperationUxPresenter(catalog=self.ops.catalog)
+    note = asdict(presenter.terminal_notification(done))
+    return dict(user_id=done.user_id, type=TERMINAL_NOTIFICATION, run_id=done.id, data={**note, "run_id": done.id},
+                created_at=done.completed_at)
+
 # %% ../../nbs/store/12_service.ipynb #908001a2
 @patch
 def _seal(self: OperationRunService, con, rid: int, outcome, failure, statuses) -> Run | None:
@@ -519,10 +531,7 @@ def _seal(self: OperationRunService, con, rid: int, outcome, failure, statuses) 
     final = outcome or derive_outcome(row.summary_counts, row.failure_summary)
     row = con.execute(_update_active(("outcome",), d, statuses=()), {"rid": rid, "now": now, "final": final}).one()
     done = Run.from_row(row)
-    if done.user_id is not None:
-        note = asdict(OperationUxPresenter(catalog=self.ops.catalog).terminal_notification(done))
-        con.execute(insert(notifications).values(user_id=done.user_id, type=TERMINAL_NOTIFICATION, run_id=rid,
-                                                data={**note, "run_id": rid}, created_at=row.completed_at))
+    if done.user_id is not None: con.execute(insert(notifications).values(**self._terminal_values(done)))
     self._notify(con, row, "completed")
     return done
 
@@ -576,6 +585,97 @@ def request_cancel(self: OperationRunService, run) -> Run:
     done, won = self._finish(run, "cancelled", statuses=("queued",))
     if won: return done
     return self._change(run, ("cancel_requested",), {}, "cancel_requested")
+
+# %% ../../nbs/store/12_service.ipynb #7e99670e
+CANCEL_BATCH = 1000  # ids per transaction of `request_cancel_many`
+
+def _batch_event(rows, kind: str) -> RunEvent | None:
+    "One event for a batch of changed runs: exact when they share one tenant and one user, else a `resync`."
+    pairs = {(r.tenant_id, r.user_id) for r in rows}
+    if not pairs: return None
+    if len(pairs) > 1: return RunEvent(None, None, None, "resync")
+    (t, u), = pairs
+    return RunEvent(rows[0].id if len(rows) == 1 else None, t, u, kind)
+
+_NOTES_INSERT = "INSERT INTO notifications (user_id, type, run_id, data, created_at) "
+_NOTES_FROM_JSON = {  # :rows is a JSON array of {"u": user_id, "r": run_id, "d": data}
+    "postgresql": text(_NOTES_INSERT + "SELECT x.u, :type, x.r, x.d, :at FROM "
+                       "jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(u integer, r bigint, d jsonb)"),
+    "sqlite": text(_NOTES_INSERT + "SELECT json_extract(value, '$.u'), :type, json_extract(value, '$.r'), "
+                   "json_extract(value, '$.d'), :at FROM json_each(:rows)"),
+}
+_NOTES_FROM_JSON = {d: s.bindparams(bindparam("at", type_=UtcDateTime())) for d, s in _NOTES_FROM_JSON.items()}
+
+# %% ../../nbs/store/12_service.ipynb #56f828af
+def _loads(text_):
+    "JSON text as Python (None when it is not JSON)."
+    try: return json.loads(text_) if isinstance(text_, str) else text_
+    except ValueError: return None
+
+@patch
+def _batch_notes(self: OperationRunService, rows) -> list[dict]:
+    "`_terminal_values` of each finished row (JSON columns as text); the presenter runs once per distinct shape."
+    presenter, seen, out = OperationUxPresenter(catalog=self.ops.catalog), {}, []
+    for r in rows:
+        key = (r.type, r.status, r.outcome, r.summary_counts, r.failure_summary)   # the JSON as stored: text
+        first = seen.get(key)
+        if first is None:
+            run = Run(r.id, r.tenant_id, r.user_id, type=r.type, status=r.status, outcome=r.outcome,
+                      summary_counts=_loads(r.summary_counts), failure_summary=_loads(r.failure_summary),
+                      completed_at=r.completed_at)
+            seen[key] = first = self._terminal_values(run, presenter)
+            out.append(first)
+            continue
+        url = run_url(r.id) if first["data"]["url"] == run_url(first["run_id"]) else None
+        out.append(dict(first, user_id=r.user_id, run_id=r.id, created_at=r.completed_at,
+                        data={**first["data"], "url": url, "run_id": r.id}) if url is not None
+                   else self._terminal_values(Run(r.id, r.tenant_id, r.user_id, type=r.type, status=r.status,
+                        outcome=r.outcome, summary_counts=_loads(r.summary_counts),
+                        failure_summary=_loads(r.failure_summary), completed_at=r.completed_at), presenter))
+    return out
+
+# %% ../../nbs/store/12_service.ipynb #400403ae
+_CANCEL_RETURNS = [*(_runs.c[k] for k in ("id", "tenant_id", "user_id", "type", "status", "outcome", "completed_at")),
+                   *(cast(_runs.c[k], Text).label(k) for k in ("summary_counts", "failure_summary"))]  # JSON as text
+
+@patch
+def _id_in(self: OperationRunService, ids: list[int]):
+    "`id IN ids`; on PostgreSQL `id = ANY(:ids)`, one array parameter: the same SQL text for any batch size."
+    if self._pg: return _runs.c.id == any_(bindparam("ids", list(ids), type_=PG_ARRAY(BigInteger)))
+    return _runs.c.id.in_(ids)
+
+@patch
+def _cancel_batch(self: OperationRunService, con, ids: list[int]) -> tuple[list, list, RunEvent | None]:
+    "Inside a transaction: end the queued runs of `ids` cancelled, with their notifications; mark the running ones."
+    now = utcnow()
+    ended = con.execute(update(_runs).where(self._id_in(ids), _runs.c.status == "queued").values(
+        status="completed", outcome="cancelled", completed_at=now, updated_at=now).returning(*_CANCEL_RETURNS)).all()
+    notes = self._batch_notes([r for r in ended if r.user_id is not None])
+    if notes:
+        rows = json.dumps([{"u": n["user_id"], "r": n["run_id"], "d": n["data"]} for n in notes], default=str)
+        con.execute(_NOTES_FROM_JSON[self.ops.dialect], {"rows": rows, "type": TERMINAL_NOTIFICATION, "at": now})
+    asked = con.execute(update(_runs).where(self._id_in(ids), _runs.c.status == "running",
+                                            _runs.c.cancel_requested_at.is_(None))
+                        .values(cancel_requested_at=now, updated_at=now)
+                        .returning(_runs.c.id, _runs.c.tenant_id, _runs.c.user_id)).all()
+    event = _batch_event([*ended, *asked], "completed" if ended else "cancel_requested")
+    if self._pg and event is not None: con.execute(select(func.pg_notify(CHANNEL, event.to_json())))
+    return ended, asked, event
+
+# %% ../../nbs/store/12_service.ipynb #ca777a0f
+@patch
+def request_cancel_many(self: OperationRunService, runs) -> tuple[list[int], list[int]]:
+    "`request_cancel` for many runs, a few statements per batch: (the ids cancelled now, the ids asked to stop)."
+    ids = sorted({id_of(r) for r in runs})
+    self.ops.check_writable()
+    cancelled, asked = [], []
+    for at in range(0, len(ids), CANCEL_BATCH):
+        part = ids[at:at + CANCEL_BATCH]
+        ended, marked, event = self._write(lambda n: self._tx(lambda con: self._cancel_batch(con, part)),
+                                           f"cancelling {len(part)} runs")
+        if event is not None: self.ops.events.publish(event)
+        cancelled += [r.id for r in ended]; asked += [r.id for r in marked]
+    return cancelled, asked
 
 # %% ../../nbs/store/12_service.ipynb #f7f1e8bf
 def _attempt_record(r: Run) -> dict:
@@ -835,6 +935,14 @@ def idle_reason(status: str, idle: timedelta) -> str:
     if status == "queued": return f"Not started after {span}; no worker picked it up"
     return f"No heartbeat for {span}; the worker probably stopped"
 
+# %% ../../nbs/store/12_service.ipynb #ade5ecd8
+FORCED_CANCEL = "opsux.cancel_timeout"  # the reaper's code when it ends a run that did not obey a cancel request
+CANCEL_GRACE = timedelta(seconds=60)   # how long a running run may take to stop after a cancel request
+
+def forced_cancel_reason(grace: timedelta) -> str:
+    "Why the reaper cancelled a run, for a person."
+    return f"The worker did not stop within {max(0, int(grace.total_seconds()))} s of the cancel request"
+
 # %% ../../nbs/store/12_service.ipynb #b4099dc6
 WRITER_TTL = timedelta(days=7)
 
@@ -851,20 +959,28 @@ def _forget_writers(self: OperationRunService) -> None:
 def _active(self: OperationRunService) -> list:
     def read(n):
         return self._read(lambda con: con.execute(select(
-            _runs.c.id, _runs.c.status, _runs.c.heartbeat_at, _runs.c.started_at, _runs.c.created_at)
-            .where(active_in(_runs.c.status))).all())
+            _runs.c.id, _runs.c.status, _runs.c.heartbeat_at, _runs.c.started_at, _runs.c.created_at,
+            _runs.c.cancel_requested_at).where(active_in(_runs.c.status))).all())
     return self.ops.retrying(read, "listing active runs")
 
 # %% ../../nbs/store/12_service.ipynb #bc9f4909
 @patch
 def reap(self: OperationRunService, max_idle: timedelta = timedelta(minutes=10), now: datetime | None = None,
-         max_queued: timedelta | None = None) -> list[Run]:
-    "Fail running runs silent for longer than `max_idle` and queued ones older than `max_queued`; the runs failed."
+         max_queued: timedelta | None = None,
+         cancel_grace: timedelta = CANCEL_GRACE, # a running run asked to stop longer ago than this is cancelled
+        ) -> list[Run]:
+    "Fail silent running runs and stale queued ones, cancel running runs that ignored a cancel request; those runs."
     now, max_queued = now or utcnow(), max_queued or max_idle
+    if not isinstance(cancel_grace, timedelta): cancel_grace = timedelta(seconds=float(cancel_grace))
     self._forget_writers()
     reaped = []
     for r in self._active():
         queued = r.status == "queued"
+        if not queued and r.cancel_requested_at is not None and now - r.cancel_requested_at > cancel_grace:
+            why = (forced_cancel_reason(cancel_grace), FORCED_CANCEL)
+            run, won = self._finish(r.id, "cancelled", why, statuses=("running",))
+            if won: reaped.append(run)
+            continue
         seen = (r.heartbeat_at or r.created_at) if queued else (r.heartbeat_at or r.started_at or r.created_at)
         if seen is None or now - seen <= (max_queued if queued else max_idle): continue
         failure = (idle_reason(r.status, now - seen), NOT_STARTED if queued else NO_HEARTBEAT)
