@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from .rules.basics import patch
 from .rules.urls import OPERATIONS_PATH
-from .store.actions import register_retry
+from .store.actions import BULK_TYPES, register_retry
 from .store.ops import connect
 from .store.seed import seed
 from .ui.auth import AuthConfigError, check_bind
@@ -130,6 +130,7 @@ def process(self: DemoWorker, run_id: int):
     "Run one queued run to its end through the service API."
     run = self.ops.runs.get(run_id)
     if run is None or run.status != "queued": return
+    if run.type in BULK_TYPES.values(): return     # a bulk action works in the dashboard's process itself
     with self._rng_lock: plan = plan_run(run.type, self.rng, self.speed)
     try:
         with self.ops.runs.track(run) as r:

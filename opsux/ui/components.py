@@ -170,7 +170,7 @@ class PickTable(ReactiveHTML):
     picked = param.Integer(default=0, doc="how many runs the pick holds (the action buttons wait for one)")
     question = param.String(default="", doc="the question asked before an action; empty: none asked")
     yes = param.String(default="Yes")
-    on_action = param.Callable(default=None, doc="`on_action(name)`: page, all, cancel, retry, mark_read, yes, no")
+    on_action = None   # `on_action(name)`: page, all, cancel, retry, mark_read, yes, no (not a param: params go to the browser)
     _template = """
 <div id="bar" class="ox-actions"><span id="sel" class="ox-selection"></span>
 <button id="pickpage" type="button" class="ox-btn ox-pick-page" onclick="${_page}">Select page</button>
@@ -354,8 +354,8 @@ def _operator_table(self: OperationsList):
     "The pick table with its action bar and question: one model (ten Panel buttons cost a page build ~50 ms)."
     m = self.model
     self.table = PickTable.of(self._table_html(m.rows), pickable=m.pickable, selected=m.selected,
-                              on_action=self._on_action, stylesheets=[stylesheet()], css_classes=["ox-table"],
-                              sizing_mode="stretch_width")
+                              stylesheets=[stylesheet()], css_classes=["ox-table"], sizing_mode="stretch_width")
+    self.table.on_action = self._on_action
     self.pending = None
     m.param.watch(self._rows_shown, "rows")
     m.param.watch(self._pick_shown, ["selected", "all_matching"])
