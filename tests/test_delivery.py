@@ -248,6 +248,21 @@ def test_a_late_commit_below_the_cursor_is_not_missed(world, db_url):
         assert sorted(json.loads(b)["run_id"] for _, b in rx.got) == sorted([slow.id, fast.id])
 
 
+def test_a_paused_channel_holds_its_pending_rows(world):
+    w = world
+    with Receiver() as rx:
+        c = Channels(w.ops)
+        ch = c.add("webhook", rx.url, tenant=w.contoso)
+        finish(w, w.contoso, w.ada)
+        d = Deliverer(w.ops)
+        assert d.pump() == 1
+        c.set_enabled(ch, False)
+        finish(w, w.contoso, w.ada)
+        assert d.pump() == 0 and d.deliver_due()["delivered"] == 0 and rx.got == []
+        c.set_enabled(ch, True)
+        assert d.deliver_due()["delivered"] == 1 and len(rx.got) == 1
+
+
 def test_removing_a_channel_drops_its_rows(world):
     w = world
     c = Channels(w.ops)
