@@ -95,6 +95,7 @@ def test_receiver_down_keeps_rows_pending_and_delivers_later(world):
         assert (n["retry"], n["deferred"], n["delivered"], n["dead"]) == (1, 2, 0, 0), n
     got = rows(w.ops)
     assert [r["status"] for r in got] == ["pending"] * 3
+    assert len({r["next_attempt_at"] for r in got}) == 1  # the untried rows wait as long as the tried one
     assert sum(r["attempts"] for r in got) == 4 and all("refused" in (r["last_error"] or "refused").lower() for r in got)
     with Receiver(port=port) as rx:
         assert d.deliver_due(now=t0 + timedelta(hours=5))["delivered"] == 3
@@ -200,6 +201,22 @@ def test_complete_does_not_wait_for_receivers(world):
         assert n["retry"] == 2 and n["deferred"] == 8  # one timeout per channel, not per row
         assert took < 5, took
     assert all("timed out" in r["last_error"] for r in rows(w.ops) if r["attempts"])
+
+
+def test_rows_left_when_half_the_lease_is_gone_go_back(world):
+    "A slow receiver: rows claimed together but not sent within half the lease are put back, due at once."
+    w = world
+    with Receiver(delay=0.7) as rx:
+        Channels(w.ops).add("webhook", rx.url, tenant=w.contoso)
+        for _ in range(4): finish(w, w.contoso, w.ada)
+        d = Deliverer(w.ops, lease=2.0)
+        d.pump()
+        n = d.deliver_due()
+        assert n["delivered"] == 2 and n["deferred"] == 2, n  # 0.7 s each: the third starts past 1 s
+        assert d.deliver_due()["delivered"] == 2
+    got = rows(w.ops)
+    assert {r["status"] for r in got} == {"delivered"} and {r["attempts"] for r in got} == {1}
+    assert len(rx.got) == 4
 
 
 def test_concurrent_pumps_and_deliverers_send_each_once(world):
