@@ -159,9 +159,47 @@ def _tokens_parser(sub):
     rv = t.add_parser("revoke", help="revoke the token with this id"); _db(rv); rv.add_argument("id", type=_positive_int)
     rv.set_defaults(func=_tokens_revoke)
 
+# %% ../nbs/tools/30_cli.ipynb #34f39eb4
+def _positive_seconds(text):
+    try: n = float(text)
+    except ValueError: n = -1.0
+    if not n > 0: raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return n
+
+def _channels_args(sub):
+    ch = sub.add_parser("channels", help="where terminal notifications are delivered: webhooks and mail").add_subparsers(
+        dest="channels_command", metavar="ACTION", required=True)
+    a = ch.add_parser("add", help="add a webhook or mail channel for a tenant and/or a user")
+    _db(a)
+    to = a.add_mutually_exclusive_group(required=True)
+    to.add_argument("--webhook", metavar="URL", help="POST each notification as JSON signed with HMAC-SHA256")
+    to.add_argument("--email", metavar="ADDRESS", help="mail each notification to ADDRESS (server: $OPSUX_SMTP_HOST)")
+    a.add_argument("--tenant", metavar="TENANT", default=None, help="the notifications of this tenant's runs")
+    a.add_argument("--user", metavar="EMAIL", default=None, help="the notifications of this user (with --tenant: there)")
+    a.add_argument("--secret-stdin", action="store_true",
+                   help="read the webhook's signing secret from standard input (default: a random one, printed once)")
+    a.set_defaults(func=_channels_add)
+    ls = ch.add_parser("list", help="list the channels with their pending, delivered and dead deliveries")
+    _db(ls); ls.set_defaults(func=_channels_list)
+    rm = ch.add_parser("remove", help="remove the channel with this id and its deliveries")
+    _db(rm); rm.add_argument("id", type=_positive_int); rm.set_defaults(func=_channels_remove)
+
+def _deliver_args(sub):
+    d = sub.add_parser("deliver", help="deliver terminal notifications to their channels, until stopped")
+    _db(d)
+    d.add_argument("--interval", type=_positive_seconds, default=5.0, metavar="SECONDS", help="between rounds (5)")
+    d.add_argument("--once", action="store_true", help="one round: queue, send what is due, print the counts, exit")
+    d.add_argument("--base-url", default=None, metavar="URL",
+                   help="the dashboard's public address, for the run links (default $OPSUX_BASE_URL)")
+    d.add_argument("--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS", help="per HTTP request (5)")
+    d.add_argument("--backoff", type=_positive_seconds, default=10.0, metavar="SECONDS",
+                   help="wait after a first failure, doubled after each next one, at most an hour (10)")
+    d.add_argument("--max-attempts", type=_positive_int, default=12, help="then a delivery is dead (12)")
+    d.set_defaults(func=_deliver)
+
 # %% ../nbs/tools/30_cli.ipynb #1d83f8c3
 _COMMANDS = [_serve_args, _doctor_args, _demo_args, _db_args, _seed_args, _catalog_args, _reap_args, _prune_args,
-             _users_args, _tokens_parser]
+             _users_args, _tokens_parser, _channels_args, _deliver_args]
 
 # %% ../nbs/tools/30_cli.ipynb #e784e36a
 def build_parser() -> argparse.ArgumentParser:
@@ -280,6 +318,65 @@ def _tokens_revoke(args):
     with _connect(args) as ops: t = ops.tokens.revoke(args.id)
     if t is None: raise LookupError(f"no API token {args.id}")
     print(f"opsux: revoked token {t.id} ({t.name}); requests with it are refused from now on")
+    return 0
+
+# %% ../nbs/tools/30_cli.ipynb #5f55ce1c
+def _channels_add(args):
+    secret = None
+    if args.secret_stdin:
+        if not args.webhook: raise SystemExit("opsux: --secret-stdin is for a --webhook channel")
+        secret = sys.stdin.readline().rstrip("\r\n")
+        if not secret: raise SystemExit("opsux: --secret-stdin given but standard input held no secret")
+    if args.tenant is None and args.user is None:
+        raise SystemExit("opsux: whose notifications? give --tenant TENANT and/or --user EMAIL")
+    from opsux.store.delivery import Channels
+    with _connect(args) as ops:
+        c = Channels(ops).add("webhook" if args.webhook else "smtp", args.webhook or args.email, tenant=args.tenant,
+                              user=args.user, secret=secret)
+    what = f"channel {c.id} ({'webhook' if c.kind == 'webhook' else 'mail'} for {c.scope})"
+    if c.kind == "webhook" and not args.secret_stdin:
+        print(c.secret)
+        print(f"opsux: added {what}; above is its signing secret (X-Opsux-Signature): keep it now, it is not shown "
+              "again", file=sys.stderr)
+    else: print(f"opsux: added {what}")
+    return 0
+
+# %% ../nbs/tools/30_cli.ipynb #7b7fbf98
+def _channels_list(args):
+    from opsux.store.delivery import Channels, display_target
+    with _connect(args) as ops:
+        store = Channels(ops)
+        channels, counts = store.list(), store.counts()
+        names = {t.id: t.name for t in ops.directory.tenants()}
+        emails = {u.id: u.email for u in ops.directory.users()}
+    for c in channels:
+        scope = " in ".join(x for x in (c.user_id and f"user {emails.get(c.user_id, c.user_id)}",
+                                        c.tenant_id and f"tenant {names.get(c.tenant_id, c.tenant_id)}") if x)
+        n = counts.get(c.id, {})
+        print(f"{c.id}\t{c.kind}\t{display_target(c.kind, c.target)}\t{scope}\t{'enabled' if c.enabled else 'paused'}"
+              f"\t{n.get('pending', 0)} pending\t{n.get('delivered', 0)} delivered\t{n.get('dead', 0)} dead")
+    if not channels: print("opsux: no delivery channels", file=sys.stderr)
+    return 0
+
+def _channels_remove(args):
+    from opsux.store.delivery import Channels
+    with _connect(args) as ops: removed = Channels(ops).remove(args.id)
+    if not removed: raise LookupError(f"no channel {args.id}")
+    print(f"opsux: removed channel {args.id} and its deliveries")
+    return 0
+
+def _deliver(args):
+    from opsux.store.delivery import Deliverer
+    with _connect(args) as ops:
+        d = Deliverer(ops, base_url=args.base_url, timeout=args.timeout, backoff=args.backoff,
+                      max_attempts=args.max_attempts)
+        if args.once:
+            n = d.run_once()
+            print(f"opsux: queued {n['queued']}, delivered {n['delivered']}, to retry {n['retry'] + n['deferred']}, "
+                  f"dead {n['dead']}")
+            return 0
+        print(f"opsux: delivering notifications every {args.interval:g} s; Ctrl-C stops", file=sys.stderr)
+        d.run_forever(args.interval)
     return 0
 
 # %% ../nbs/tools/30_cli.ipynb #b83cf420

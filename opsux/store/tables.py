@@ -18,8 +18,9 @@ from sqlalchemy.types import TypeDecorator
 
 # %% auto #0
 __all__ = ['PG_TIMESTAMPTZ', 'PG_TIMESTAMP', 'JSONType', 'metadata', 'tenants', 'users', 'memberships', 'ACTIVE_SQL',
-           'operation_runs', 'notifications', 'operation_run_writes', 'write_health', 'RUN_FIELDS', 'utcnow',
-           'UtcDateTime', 'active_in', 'Run', 'id_of']
+           'operation_runs', 'notifications', 'operation_run_writes', 'write_health', 'RUN_FIELDS',
+           'notification_channels', 'notification_outbox', 'notification_cursor', 'utcnow', 'UtcDateTime', 'active_in',
+           'Run', 'id_of']
 
 # %% ../../nbs/store/10_tables.ipynb #4d176302
 def utcnow() -> datetime:
@@ -218,3 +219,44 @@ def id_of(obj) -> int:
     if isinstance(obj, Mapping) and "id" in obj: return id_of(obj["id"])
     if getattr(obj, "id", None) is not None: return id_of(obj.id)
     raise TypeError(f"expected an object with an id or an id, got {obj!r}")
+
+# %% ../../nbs/store/10_tables.ipynb #5f89318e
+notification_channels = Table(
+    "notification_channels", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("kind", String(16), nullable=False),  # 'webhook' | 'smtp'
+    Column("target", String(2000), nullable=False),  # the webhook URL or the mail address
+    Column("secret", String(255), nullable=True),  # the webhook's HMAC key
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Index("ix_notification_channels_tenant_id", "tenant_id"),
+    Index("ix_notification_channels_user_id", "user_id"),
+)
+
+_OUTBOX_PENDING = "status = 'pending'"
+notification_outbox = Table(
+    "notification_outbox", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("channel_id", Integer, ForeignKey("notification_channels.id", ondelete="CASCADE"), nullable=False),
+    Column("notification_id", BigInteger().with_variant(Integer(), "sqlite"),
+           ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False, default="pending"),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("last_error", String(500), nullable=True),  # one line
+    Column("delivered_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    UniqueConstraint("channel_id", "notification_id", name="uq_notification_outbox_channel_notification"),
+    Index("ix_notification_outbox_due", "next_attempt_at",
+          sqlite_where=text(_OUTBOX_PENDING), postgresql_where=text(_OUTBOX_PENDING)),
+    Index("ix_notification_outbox_notification_id", "notification_id"),
+)
+
+notification_cursor = Table(
+    "notification_cursor", metadata,
+    Column("name", String(64), primary_key=True),  # 'delivery'
+    Column("notification_id", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),  # settled up to here
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
