@@ -75,6 +75,8 @@ def _serve_args(sub):
     _proxy_args(s)
     s.add_argument("--metrics-token", metavar="TOKEN", default=None,
                    help="require Authorization: Bearer TOKEN on /metrics (default $OPSUX_METRICS_TOKEN)")
+    s.add_argument("--no-deliver", dest="deliver", action="store_false",
+                   help="do not deliver notifications to channels from this process (run `opsux deliver` instead)")
     s.set_defaults(func=_serve)
 
 # %% ../nbs/tools/30_cli.ipynb #fa9092ef
@@ -127,6 +129,8 @@ def _reap_args(sub):
     r = sub.add_parser("reap", help="fail runs whose worker stopped sending heartbeats")
     _db(r)
     r.add_argument("--max-idle", type=parse_duration, default=timedelta(minutes=10), metavar="DURATION")
+    r.add_argument("--cancel-grace", type=parse_duration, default=timedelta(seconds=60), metavar="DURATION",
+                   help="cancel a running run whose worker ignored a cancel request for this long (default 60s)")
     r.set_defaults(func=_reap)
 
 # %% ../nbs/tools/30_cli.ipynb #c7afde9e
@@ -223,7 +227,7 @@ def _serve(args):
           as_user=args.as_user, num_procs=args.num_procs,
           allow_websocket_origin=args.allow_websocket_origin, use_xheaders=args.use_xheaders,
           trusted_proxy=args.trusted_proxy, page_limit=args.page_limit,
-          metrics_token=args.metrics_token, auth_header=args.auth_header)
+          metrics_token=args.metrics_token, auth_header=args.auth_header, deliver=args.deliver)
     return 0
 
 # %% ../nbs/tools/30_cli.ipynb #e0af5ef3
@@ -263,9 +267,11 @@ def _catalog_check(args):
 # %% ../nbs/tools/30_cli.ipynb #d2278fed
 def _reap(args):
     ops = _connect(args)
-    try: reaped = ops.runs.reap(max_idle=args.max_idle)
+    try: reaped = ops.runs.reap(max_idle=args.max_idle, cancel_grace=args.cancel_grace)
     finally: ops.close()
-    print(f"opsux: failed {len(reaped)} run(s) whose heartbeat stopped more than {args.max_idle} ago")
+    cancelled = sum(r.outcome == "cancelled" for r in reaped)
+    print(f"opsux: failed {len(reaped) - cancelled} run(s) whose heartbeat stopped more than {args.max_idle} ago, "
+          f"cancelled {cancelled} whose worker ignored a cancel request for more than {args.cancel_grace}")
     return 0
 
 # %% ../nbs/tools/30_cli.ipynb #6d266a18

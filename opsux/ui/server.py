@@ -118,6 +118,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
           trusted_proxy=(), # addresses/CIDRs of those proxies: X-Forwarded-For/-Proto are read from them only
           page_limit: str = "30/1", # with a login: BURST pages per user at once, then one every SECONDS
           metrics_token: str | None = None, # require this bearer token on /metrics (default $OPSUX_METRICS_TOKEN)
+          deliver: bool = True, # deliver terminal notifications to configured channels (`opsux.store.delivery`)
           *, demo: bool = False, start: bool = True,
           auth_header: str | None = None, # --auth header: the proxy's email header
                                           # (default X-Forwarded-Email)
@@ -137,7 +138,12 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     secure(server, app, hosts, trusted, pages, extra, limit, metrics_token or os.environ.get("OPSUX_METRICS_TOKEN"))
     lean_resources(server._tornado)                # only the BokehJS bundles the pages use
     bokeh_settings.perform_document_validation.set_value(False)   # a development check, 7 % of a page's CPU
-    if start: _run(server)
+    if not start: return server
+    from opsux.store.delivery import start_delivery          # smtplib and email: only for a served process
+    sender = start_delivery(app.ops) if deliver and not read_only else None    # a daemon thread of this process
+    try: _run(server)
+    finally:
+        if sender is not None: sender.stop()
     return server
 
 # %% ../../nbs/ui/25_server.ipynb #dfeaf0a9
