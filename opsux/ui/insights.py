@@ -16,6 +16,7 @@ from ..rules.presenter import format_duration
 from ..rules.status import UxStatus
 from ..rules.urls import INSIGHTS_PATH
 from ..store.insights import Insights, WINDOWS
+from .compat import hold
 from .components import heading, html_pane, text_pane
 from .markup import environment
 from .viewmodels import clean_text, MAX_NAME, MAX_FILTER_LENGTH
@@ -264,19 +265,20 @@ def insight_widgets(f: InsightFilters, catalog, tenants=()) -> dict:
 # %% ../../nbs/ui/28_insights.ipynb #2f25719e
 @patch
 def _show(self: InsightsPage, *_):
-    "Put the model's figures on the page (sources, ranges, markup, the empty state)."
+    "Put the model's figures on the page (sources, ranges, markup, the empty state) in one patch to the browser."
     fig, m = self.model.figures, self.model
     o, d = outcomes_data(fig["outcomes"]), durations_data(fig["durations"], self.label)
-    if list(self.outcomes_chart.x_range.factors) != o["label"]: self.outcomes_chart.x_range.factors = o["label"]
-    self.outcomes.data = o
-    self.durations_chart.y_range.factors = d["label"][::-1]
-    self.durations_chart.height = _durations_height(len(d["label"]))
-    self.durations.data = d
-    self.stats.object = stats_html(m.total, fig["throughput"], fig["queue"])
-    self.table.object = durations_html(d)
-    self.hotspots.object = hotspots_html(fig["failure_codes"], fig["failing_types"], self.label)
-    self.durations_pane.visible = bool(d["type"])
-    self.charts.visible, self.empty.visible = m.total > 0, m.total == 0
+    with hold():
+        if list(self.outcomes_chart.x_range.factors) != o["label"]: self.outcomes_chart.x_range.factors = o["label"]
+        self.outcomes.data = o
+        self.durations_chart.y_range.factors = d["label"][::-1]
+        self.durations_chart.height = _durations_height(len(d["label"]))
+        self.durations.data = d
+        self.stats.object = stats_html(m.total, fig["throughput"], fig["queue"])
+        self.table.object = durations_html(d)
+        self.hotspots.object = hotspots_html(fig["failure_codes"], fig["failing_types"], self.label)
+        self.durations_pane.visible = bool(d["type"])
+        self.charts.visible, self.empty.visible = m.total > 0, m.total == 0
 
 # %% ../../nbs/ui/28_insights.ipynb #987134da
 @patch
