@@ -187,6 +187,14 @@ def durations_html(data: dict) -> str:
     return _template(DURATIONS).render(d=data) if data["type"] else ""
 
 # %% ../../nbs/ui/28_insights.ipynb #417bb360
+def _legend_above(p: figure) -> figure:
+    "Move the figure's legend above the plot, in one row (it never hides a bar)."
+    legend = p.legend[0]
+    legend.orientation, legend.border_line_color, legend.margin, legend.padding = "horizontal", None, 0, 4
+    p.add_layout(legend, "above")
+    return p
+
+# %% ../../nbs/ui/28_insights.ipynb #16cec0ee
 def outcomes_figure(source: ColumnDataSource) -> figure:
     "Runs per bucket, stacked by finished outcome (colours of the status badges)."
     p = figure(x_range=FactorRange(factors=list(source.data["label"])), height=280, sizing_mode="stretch_width",
@@ -195,11 +203,10 @@ def outcomes_figure(source: ColumnDataSource) -> figure:
                  legend_label=[s.label for s in STACKED], line_color=None)
     p.add_tools(HoverTool(tooltips=[("", "@bucket")] + [(s.label, f"@{s.value}") for s in STACKED]))
     p.y_range.start, p.xgrid.grid_line_color, p.xaxis.major_label_orientation = 0, None, 0.9
-    p.legend.orientation, p.legend.location, p.legend.background_fill_alpha = "horizontal", "top_left", 0.6
-    p.outline_line_color = None
-    return p
+    p.yaxis.ticker.min_interval, p.yaxis.minor_tick_line_color, p.outline_line_color = 1, None, None   # whole runs
+    return _legend_above(p)
 
-# %% ../../nbs/ui/28_insights.ipynb #16cec0ee
+# %% ../../nbs/ui/28_insights.ipynb #ac5e1da7
 def durations_figure(source: ColumnDataSource) -> figure:
     "Duration p50 (dark) over p95 (light) per operation type, in seconds."
     labels = list(source.data["label"])
@@ -208,13 +215,12 @@ def durations_figure(source: ColumnDataSource) -> figure:
     p.hbar(y="label", right="p95", height=0.7, source=source, color="#afb8c1", legend_label="p95")
     p.hbar(y="label", right="p50", height=0.7, source=source, color="#0969da", legend_label="median (p50)")
     p.add_tools(HoverTool(tooltips=[("", "@label"), ("runs", "@runs"), ("median", "@p50_text"), ("p95", "@p95_text")]))
-    p.x_range.start, p.ygrid.grid_line_color, p.outline_line_color = 0, None, None
-    p.legend.orientation, p.legend.location, p.legend.background_fill_alpha = "horizontal", "bottom_right", 0.6
-    return p
+    p.x_range.start, p.ygrid.grid_line_color, p.outline_line_color, p.min_border_left = 0, None, None, 40
+    return _legend_above(p)
 
-def _durations_height(n: int) -> int: return 70 + 34 * max(n, 1)
+def _durations_height(n: int) -> int: return 100 + 34 * max(n, 1)
 
-# %% ../../nbs/ui/28_insights.ipynb #e08cce20
+# %% ../../nbs/ui/28_insights.ipynb #c994c3db
 class InsightsPage(Viewer):
     "The insight page over an `InsightsModel` (call `model.refresh()` first)."
     model = param.ClassSelector(class_=InsightsModel)
@@ -241,17 +247,17 @@ class InsightsPage(Viewer):
         model.param.watch(self._show, "figures")
         self._show()
 
-# %% ../../nbs/ui/28_insights.ipynb #c994c3db
+# %% ../../nbs/ui/28_insights.ipynb #8dc4cd40
 def _label(catalog, type_) -> str:
     try: return catalog.label(type_)
     except Exception: return type_
 
-# %% ../../nbs/ui/28_insights.ipynb #8dc4cd40
+# %% ../../nbs/ui/28_insights.ipynb #2f25719e
 def insight_widgets(f: InsightFilters, catalog, tenants=()) -> dict:
     "The filter widgets bound to `f`: window, operation type, and a tenant choice when there are several tenants."
     types = {label: t for t, label in sorted(catalog.items(), key=lambda kv: kv[1])}
     if f.type and f.type not in types.values(): types[clean_text(f.type, MAX_NAME)] = f.type
-    w = dict(width=190)
+    w = dict(width=190, description=None)
     out = dict(window=pn.widgets.Select.from_param(f.param.window, name="Time window", css_classes=["ox-i-window"],
                                                    options={v: k for k, v in WINDOW_LABELS.items()}, **w),
                type=pn.widgets.Select.from_param(f.param.type, name="Operation", css_classes=["ox-i-type"],
@@ -262,7 +268,7 @@ def insight_widgets(f: InsightFilters, catalog, tenants=()) -> dict:
                                                      options=names, **w)
     return out
 
-# %% ../../nbs/ui/28_insights.ipynb #2f25719e
+# %% ../../nbs/ui/28_insights.ipynb #987134da
 @patch
 def _show(self: InsightsPage, *_):
     "Put the model's figures on the page (sources, ranges, markup, the empty state) in one patch to the browser."
@@ -280,11 +286,11 @@ def _show(self: InsightsPage, *_):
         self.durations_pane.visible = bool(d["type"])
         self.charts.visible, self.empty.visible = m.total > 0, m.total == 0
 
-# %% ../../nbs/ui/28_insights.ipynb #987134da
+# %% ../../nbs/ui/28_insights.ipynb #dda77af1
 @patch
 def _refresh(self: InsightsPage, _=None): self.model._changed()
 
-# %% ../../nbs/ui/28_insights.ipynb #dda77af1
+# %% ../../nbs/ui/28_insights.ipynb #f07277fc
 @patch
 def __panel__(self: InsightsPage):
     w = self.widgets
@@ -292,12 +298,12 @@ def __panel__(self: InsightsPage):
     return pn.Column(heading("Insights"), filters, self.stats, self.empty, self.charts, sizing_mode="stretch_width",
                      css_classes=["ox-insights"])
 
-# %% ../../nbs/ui/28_insights.ipynb #bbefb3e4
+# %% ../../nbs/ui/28_insights.ipynb #cb809d0f
 def page_args() -> dict:
     "The current Panel session's query values as text."
     return {k: (v[0].decode("utf-8", "replace") if v else "") for k, v in (pn.state.session_args or {}).items()}
 
-# %% ../../nbs/ui/28_insights.ipynb #cb809d0f
+# %% ../../nbs/ui/28_insights.ipynb #3ae89a2f
 def keep_insights_in_url(filters: InsightFilters, location):
     "Mirror the filters into the address bar (non-default values only)."
     def push(*_):
@@ -305,7 +311,7 @@ def keep_insights_in_url(filters: InsightFilters, location):
         location.search = f"?{q}" if q else ""
     filters.param.watch(push, list(InsightFilters.QUERY))
 
-# %% ../../nbs/ui/28_insights.ipynb #3ae89a2f
+# %% ../../nbs/ui/28_insights.ipynb #6c0be0af
 def insights_page(s, # a `DashboardSession`
                   args: dict | None = None, # query values (default: the Panel session's)
                   now=None) -> InsightsPage: # callable giving the window's end (default: the current time)
