@@ -114,7 +114,9 @@ def open_insights(page, served, query: str = ""):
     expect(page.locator(".ox-runs-total .ox-n")).to_have_text(re.compile(r"^\d+$"))
 
 
-def total(page) -> int: return int(page.locator(".ox-runs-total .ox-n").inner_text())
+def expect_total(page, n: int):
+    "The summary line's run count (waited for: a pane may re-render while the page lays out)."
+    expect(page.locator(".ox-runs-total .ox-n")).to_have_text(str(n))
 
 
 def shot(page, served):
@@ -139,7 +141,7 @@ def test_the_charts_hold_what_sql_says(page, served):
     assert durations["runs"] == [1, 5, 3] and durations["p50"] == [5.0, 20.0, 60.0]
     assert durations["label"] == ["Directory groups sync", "Inventory sync", "Policy sync"]
 
-    assert total(page) == 10                                          # 9 finished + 1 queued; none of Globex's
+    expect_total(page, 10)                                            # 9 finished + 1 queued; none of Globex's
     expect(page.locator(".ox-throughput .ox-n")).to_have_text(str(want["throughput"]))
     assert want["throughput"] == 1
     expect(page.locator(".ox-queue .ox-n")).to_have_text("1")
@@ -149,11 +151,11 @@ def test_the_charts_hold_what_sql_says(page, served):
     expect(table.locator('tr[data-type="inventory.sync"] .ox-p95')).to_have_text("38s")
 
     codes = page.locator(".ox-hot-code")
-    assert codes.all_inner_texts() == [c["code"] for c in want["failure_codes"]]
-    assert codes.all_inner_texts() == ["graph.503", XSS_CODE, "fab.503"]          # stored markup shown as text
-    assert page.locator(".ox-hot-codes td.ox-n").all_inner_texts() == ["2", "1", "1"]
+    expect(codes).to_have_text([c["code"] for c in want["failure_codes"]])
+    expect(codes).to_have_text(["graph.503", XSS_CODE, "fab.503"])                 # stored markup shown as text
+    expect(page.locator(".ox-hot-codes td.ox-n")).to_have_text(["2", "1", "1"])
     expect(page.locator(".ox-hot-type").first).to_have_text("Policy sync")
-    assert "globex" not in page.locator(".ox-insights").inner_text().lower()
+    expect(page.locator(".ox-insights")).not_to_contain_text(re.compile("globex", re.I))
     expect(page.locator("a.ox-nav.ox-current")).to_have_text("Insights")
     page.wait_for_load_state("networkidle")
     shot(page, served)
@@ -172,31 +174,32 @@ def test_a_failure_code_leads_to_the_filtered_list(page, served):
     page.locator('.ox-hot-type[data-type="policy.sync"]').click()
     page.wait_for_url(re.compile(r"/operations\?status=failed&since=[\d-]+&type=policy\.sync$"))
     expect(rows).to_have_count(3)
-    assert set(page.locator(".ox-table tbody tr td:nth-child(2)").all_inner_texts()) == {"Policy sync"}
+    expect(page.locator(".ox-table tbody tr td:nth-child(2)")).to_have_text(["Policy sync"] * 3)
 
 
 def test_the_tenant_scope_holds(page, served):
     ids = served.ids
     open_insights(page, served, f"?tenant={ids['fabrikam']}")
-    assert total(page) == 2
+    expect_total(page, 2)
     want = insights(served, tenant=ids["fabrikam"])
     got = sources(page)["ox-outcomes-data"]
     assert nonzero(got, "failed") == nonzero(want["outcomes"], "failed") and sum(got["failed"]) == 1
-    assert page.locator(".ox-hot-code").all_inner_texts() == ["fab.503"]
+    expect(page.locator(".ox-hot-code")).to_have_text(["fab.503"])
     expect(page.locator(".ox-i-tenant select")).to_have_value("Fabrikam")   # (Bokeh selects hold labels)
 
     open_insights(page, served, f"?tenant={ids['globex']}")           # not Olga's tenant: ignored
-    assert total(page) == 10 and "globex.secret" not in page.locator(".ox-hot").inner_text()
+    expect_total(page, 10)
+    expect(page.locator(".ox-hot")).not_to_contain_text("globex.secret")
     expect(page.locator(".ox-i-tenant select")).to_have_value("All my tenants")
 
     page.locator(".ox-i-tenant select").select_option(label="Contoso")      # in place, and into the URL
     page.wait_for_function(f"location.search.includes('tenant={ids['contoso']}')")
-    expect(page.locator(".ox-runs-total .ox-n")).to_have_text("8")
+    expect_total(page, 8)
     page.wait_for_function(f"({SOURCES})(['ox-outcomes-data'])['ox-outcomes-data'].failed.reduce((a, b) => a + b) === 2")
 
     page.context.add_cookies([{"name": "opsux_tenant", "value": str(ids["fabrikam"]), "url": served.base}])
     open_insights(page, served)                                       # the header's tenant scopes the page
-    assert total(page) == 2
+    expect_total(page, 2)
     expect(page.locator(".ox-i-tenant")).to_have_count(0)             # one tenant in scope: no tenant filter
 
 
@@ -218,7 +221,7 @@ def test_window_and_type_live_in_the_url(page, served):
     q = parse_qs(urlsplit(page.url).query)
     assert q == {"window": ["7d"], "type": ["restore.execute"]}
     page.goto(served.base + "/operations/insights?window=30d&type=policy.sync")
-    expect(page.locator(".ox-runs-total .ox-n")).to_have_text("4")
+    expect_total(page, 4)
     assert sources(page)["ox-durations-data"]["type"] == ["policy.sync"]
 
 
