@@ -235,3 +235,18 @@ def test_the_page_asks_nothing_of_another_host(page, served):
     names = [urlsplit(u).path.rsplit("/", 1)[-1] for u in urls]
     assert "bokeh.min.js" in names and not [n for n in names if "mathjax" in n or "bokeh-gl" in n], names
     assert not page.errors
+
+
+def test_the_page_needs_a_sign_in(tmp_path_factory):
+    "With a login (`--auth basic`), /operations/insights is gated like every other page."
+    from security_support import ALICE, Client, basic_world
+    srv = next(basic_world(tmp_path_factory, "insights-basic"))
+    try:
+        c = Client(srv.base)
+        status, headers, _ = c.get("/operations/insights")
+        assert status == 302 and "/login" in headers["Location"], (status, headers)
+        assert c.sign_in(*ALICE)[0] == 302
+        status, _, body = c.get("/operations/insights")
+        assert status == 200 and "bokeh" in body.lower()
+    finally:
+        srv.stop()
