@@ -17,7 +17,7 @@ from ..rules.status import UxStatus
 from ..rules.urls import INSIGHTS_PATH
 from ..store.insights import Insights, WINDOWS
 from .compat import hold
-from .components import heading, html_pane, text_pane
+from .components import heading, html_pane
 from .markup import environment
 from .viewmodels import clean_text, MAX_NAME, MAX_FILTER_LENGTH
 
