@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from .rules.basics import patch
 from .rules.urls import OPERATIONS_PATH
+from .store.actions import register_retry
 from .store.ops import connect
 from .store.seed import seed
 from .ui.auth import AuthConfigError, check_bind
@@ -17,7 +18,7 @@ from .ui.server import serve
 
 # %% auto #0
 __all__ = ['FAILURES', 'GENERIC_FAILURES', 'CRASHES', 'log', 'DEMO_PERSONA', 'RunPlan', 'plan_run', 'DemoWorker',
-           'demo_database_url', 'prepare_demo', 'demo']
+           'demo_database_url', 'prepare_demo', 'demo_retry', 'register_demo_retries', 'demo']
 
 # %% ../nbs/tools/32_demo.ipynb #9824a9ba
 FAILURES = {
@@ -117,6 +118,7 @@ def _work(self: DemoWorker):
 @patch
 def _step(self: DemoWorker, run, r, plan, i):
     if self._stop.wait(plan.step_seconds): raise RuntimeError("The demo worker was stopped")
+    r.check()                          # cancelled from the dashboard: stop here (`track` records it)
     if i == plan.crash_at: raise RuntimeError(plan.crash_message)
     if i not in plan.failures: return r.advance(processed=1, succeeded=1)
     r.advance(processed=1, failed=1)
@@ -172,6 +174,15 @@ def prepare_demo(db=None, # database URL; None: a fresh demo SQLite file
     ops.runs.reap(max_idle=timedelta(minutes=2))     # runs a previous demo process left behind
     return ops, persona
 
+# %% ../nbs/tools/32_demo.ipynb #d5f0cecb
+def demo_retry(ops, run):
+    "The demo's retry hook: the same operation again, in the same tenant, for the same user and context."
+    return ops.runs.enqueue(run.tenant_id, run.type, user=run.user_id, context=run.context)
+
+def register_demo_retries(catalog):
+    "Register `demo_retry` for every operation type of `catalog` (an application registers its own hooks)."
+    for t in catalog: register_retry(t, demo_retry)
+
 # %% ../nbs/tools/32_demo.ipynb #45b2a87b
 def demo(db=None, # database URL; default: a fresh SQLite file in $OPSUX_HOME
          host: str = "127.0.0.1", port: int = 5006,
@@ -186,6 +197,7 @@ def demo(db=None, # database URL; default: a fresh SQLite file in $OPSUX_HOME
                               f"bind a loopback host (127.0.0.1, ::1 or localhost), not {host!r}; use "
                               f"`opsux serve --auth basic` to share a dashboard") from None
     ops, persona = prepare_demo(db, runs=runs)
+    register_demo_retries(ops.catalog)
     worker = DemoWorker(ops, speed=speed, background=background).start()
     who = f"{persona.name} <{persona.email}>"
     print(f"opsux demo: open http://{host}:{port}{OPERATIONS_PATH} (acting as {who})", flush=True)

@@ -4,27 +4,30 @@
 
 # %% ../../nbs/ui/21_components.ipynb #5454961f
 from __future__ import annotations
-import hashlib, time
+import base64, hashlib, time
 from importlib.resources import files
 from pathlib import Path
 import panel as pn
 import param
+from panel.reactive import ReactiveHTML
 from panel.viewable import Viewer
 from ..rules.basics import patch
 from ..rules.status import UxStatus
 from ..rules.urls import OPERATIONS_PATH
 from ..store.tables import utcnow
+from .api import export_url
 from .compat import SharedHTML
 from .markup import macros, render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
-                                 ConnectionModel, STATUS_CHOICES, MAX_NAME, Unshared, clean_text, page_number, _read)
+                                 ConnectionModel, STATUS_CHOICES, MAX_NAME, Unshared, clean_text, page_number, _read,
+                                 confirm_text)
 
 # %% auto #0
-__all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'TOAST_LEVELS', 'stylesheet', 'html_pane', 'text_pane', 'heading',
-           'badge_html', 'bar_html', 'runs_table_html', 'notice_html', 'banner_html', 'health_html',
+__all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'BULK_LABELS', 'TOAST_LEVELS', 'stylesheet', 'html_pane', 'text_pane',
+           'heading', 'badge_html', 'bar_html', 'runs_table_html', 'notice_html', 'banner_html', 'health_html',
            'progress_rows_html', 'more_runs_html', 'notification_html', 'detail_html', 'shared_html', 'set_html',
-           'ProgressWidget', 'filter_widgets', 'bind_run_id', 'OperationsList', 'RunDetail', 'Inbox',
-           'ReconnectingBanner', 'toasts_html', 'Toasts']
+           'ProgressWidget', 'Confirm', 'PickTable', 'filter_widgets', 'bind_run_id', 'OperationsList', 'RunDetail',
+           'Inbox', 'ReconnectingBanner', 'toasts_html', 'Toasts']
 
 # %% ../../nbs/ui/21_components.ipynb #2e4223bc
 STATIC = Path(str(files("opsux.ui") / "static"))      # served at /opsux/static/ (see `opsux.ui.server`)
@@ -132,6 +135,80 @@ class ProgressWidget(Viewer):
     def _rows_html(self, rows): return shared_html(self.model.memo, progress_rows_html, rows)
     def __panel__(self): return self._layout
 
+# %% ../../nbs/ui/21_components.ipynb #b664aed0
+class Confirm(Viewer):
+    "A question with Yes and No buttons; nothing happens until Yes."
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.text = text_pane("", css_classes=["ox-confirm-text"], margin=(8, 6))
+        self.yes = pn.widgets.Button(name="Yes", button_type="danger", css_classes=["ox-confirm-yes"])
+        self.no = pn.widgets.Button(name="No", button_type="light", css_classes=["ox-confirm-no"])
+        self.box = pn.Row(self.text, self.yes, self.no, visible=False, css_classes=["ox-confirm"])
+        self.yes.on_click(self._yes); self.no.on_click(self._no)
+        self._then = None
+
+    def ask(self, question: str, yes: str, then):
+        "Show `question`; the Yes button (labelled `yes`) calls `then()`."
+        set_html(self.text, text_html(question))
+        self.yes.name, self._then, self.box.visible = yes, then, True
+
+    def _yes(self, _=None):
+        then, self._then, self.box.visible = self._then, None, False
+        if then is not None: then()
+
+    def _no(self, _=None): self._then, self.box.visible = None, False
+    def __panel__(self): return self.box
+
+# %% ../../nbs/ui/21_components.ipynb #f200b747
+class PickTable(ReactiveHTML):
+    "The runs table markup with a checkbox in front of each row in `pickable`; `selected` follows the boxes."
+    encoded = param.String(default="", doc="the table's markup (escaped, shared by sessions), base64: the browser side "
+                                           "of ReactiveHTML parses strings that look like HTML, which drops attributes")
+    pickable = param.List(default=[], item_type=int)
+    selected = param.List(default=[], item_type=int)
+    _template = '<div id="box" class="ox-pick-table"></div>'
+    _scripts = {   # one closure over the box: state.draw puts the markup in, state.sync sets the boxes
+        "render": """
+            const root = box
+            state.sync = () => {
+              const picked = new Set(data.selected), ok = new Set(data.pickable)
+              for (const tr of root.querySelectorAll("tbody tr")) {
+                const id = Number(tr.dataset.runId), cell = tr.firstElementChild
+                if (!id || !cell) continue
+                let input = cell.querySelector("input.ox-pick")
+                if (!ok.has(id)) { if (input) input.remove(); continue }
+                if (!input) {
+                  input = document.createElement("input")
+                  input.type = "checkbox"; input.className = "ox-pick"; input.value = String(id)
+                  input.setAttribute("aria-label", "Select run #" + id)
+                  cell.prepend(input)
+                }
+                input.checked = picked.has(id)
+              }
+            }
+            state.draw = () => {
+              const bytes = Uint8Array.from(atob(data.encoded), (ch) => ch.charCodeAt(0))
+              root.innerHTML = new TextDecoder().decode(bytes); state.sync()
+            }
+            root.addEventListener("change", (e) => {
+              if (!e.target.matches("input.ox-pick")) return
+              data.selected = [...root.querySelectorAll("input.ox-pick:checked")].map((c) => Number(c.value))
+            })
+            state.draw()""",
+        "encoded": "state.draw()", "selected": "state.sync()", "pickable": "state.sync()",
+    }
+
+    @classmethod
+    def of(cls, html: str, **params) -> "PickTable":
+        "A pick table showing `html`."
+        return cls(encoded=_b64(html), **params)
+
+    def show(self, html: str, pickable: list[int]):
+        "Show new markup and rows to pick (one patch each, only when they changed)."
+        self.param.update(encoded=_b64(html), pickable=pickable)
+
+def _b64(html: str) -> str: return base64.b64encode(html.encode("utf-8")).decode("ascii")
+
 # %% ../../nbs/ui/21_components.ipynb #a6b62c09
 def _choices(first: str, known: dict, current: str) -> dict:
     "Select options: `first` for '' (any), the `known` label → value pairs, and `current` kept when unknown."
@@ -175,8 +252,9 @@ def _run_id(text): return _read("run_id", text)
 
 # %% ../../nbs/ui/21_components.ipynb #40c3965f
 class OperationsList(Viewer):
-    "Operations list page: filters, one SQL page of runs, Newer/Older paging."
+    "Operations list page: filters, one SQL page of runs, Newer/Older paging, downloads, and an operator's actions."
     model = param.ClassSelector(class_=OperationsListModel)
+    say = param.Callable(default=None, doc="`say(run_or_text)` shows a toast (the session's); None: no toasts")
 
     def __init__(self, model: OperationsListModel, catalog=None, **params):
         super().__init__(model=model, **params)
@@ -192,9 +270,13 @@ class OperationsList(Viewer):
         self.newer.on_click(self._newer); self.older.on_click(self._older)
         self.page = text_pane(pn.bind(self._page_label, f.param.after, f.param.trail), css_classes=["ox-page"],
                               margin=(12, 10), sizing_mode=None, width=80)
-        self.table = html_pane(pn.bind(self._table_html, model.param.rows), css_classes=["ox-table"])
         self.notice = html_pane(pn.bind(notice_html, model.param.error), css_classes=["ox-filter-notice"],
                                 visible=model.param.error.rx().rx.bool())
+        self.export = html_pane(pn.bind(self._export_html, *(f.param[k] for k in ListFilters.FILTERS)),
+                                css_classes=["ox-export"], margin=(8, 10))
+        self.bar = None
+        if model.acts is not None and model.acts.operable: self._operator_table()
+        else: self.table = html_pane(pn.bind(self._table_html, model.param.rows), css_classes=["ox-table"])
 
 # %% ../../nbs/ui/21_components.ipynb #e0256294
 @patch
@@ -223,21 +305,123 @@ def __panel__(self: OperationsList):
     w = self.widgets                              # two plain Rows: a FlexBox is a ReactiveHTML, slow to build
     filters = pn.Column(pn.Row(w["type"], w["status"], w["initiator"]),
                         pn.Row(w["since"], w["until"], w["run_id"], self.clear))
-    return pn.Column(heading("Operations"), filters, self.notice, self.table,
-                     pn.Row(self.newer, self.page, self.older), sizing_mode="stretch_width")
+    acts = [self.bar, self.confirm] if self.bar is not None else []
+    return pn.Column(heading("Operations"), filters, self.notice, *acts, self.table,
+                     pn.Row(self.newer, self.page, self.older, self.export), sizing_mode="stretch_width")
+
+# %% ../../nbs/ui/21_components.ipynb #173e037b
+@patch
+def _export_html(self: OperationsList, *_):
+    f = self.model.filters
+    return render("export.html", csv=export_url(f, "csv"), json=export_url(f, "json"))
+
+# %% ../../nbs/ui/21_components.ipynb #a45667cd
+BULK_LABELS = {"cancel": ("Cancel", "Yes, cancel them"), "retry": ("Retry", "Yes, retry them"),
+               "mark_read": ("Mark read", "Yes, mark them read")}
+
+@patch
+def _operator_table(self: OperationsList):
+    "The pick table, the action bar and its confirmation (for a user who may act in some tenant)."
+    m = self.model
+    self.table = PickTable.of(self._table_html(m.rows), pickable=m.pickable, selected=m.selected,
+                           stylesheets=[stylesheet()], css_classes=["ox-table"], sizing_mode="stretch_width")
+    m.param.watch(self._rows_shown, "rows")
+    m.param.watch(lambda e: setattr(self.table, "selected", list(e.new)), "selected")
+    self.table.param.watch(lambda e: m.pick(e.new), "selected")
+    self.selection = text_pane(pn.bind(lambda *_: m.selection_text, m.param.selected, m.param.all_matching),
+                               css_classes=["ox-selection"], margin=(12, 10), sizing_mode=None, width=230)
+    page = pn.widgets.Button(name="Select page", button_type="light", css_classes=["ox-pick-page"])
+    every = pn.widgets.Button(name="Select all matching", button_type="light", css_classes=["ox-pick-all"])
+    page.on_click(lambda _: m.pick_page()); every.on_click(self._pick_all)
+    none = pn.bind(lambda picked, every: not picked and every is None, m.param.selected, m.param.all_matching)
+    buttons = []
+    for action, (label, _) in BULK_LABELS.items():
+        b = pn.widgets.Button(name=label, button_type="primary" if action != "cancel" else "danger",
+                              css_classes=[f"ox-bulk-{action.replace('_', '-')}"], disabled=none)
+        b.on_click(lambda _, a=action: self._ask(a))
+        buttons.append(b)
+    self.confirm = Confirm()
+    self.bar = pn.Row(self.selection, page, every, *buttons, css_classes=["ox-actions"])
+
+@patch
+def _rows_shown(self: OperationsList, event):
+    self.table.show(self._table_html(event.new), self.model.pickable)
+
+@patch
+def _pick_all(self: OperationsList, _=None):
+    try: self.model.pick_all_matching()
+    except Exception as e: self._failed(e, "Could not count the matching runs")
+
+@patch
+def _ask(self: OperationsList, action: str):
+    if not self.model.picked: return
+    self.confirm.ask(self.model.confirm(action), BULK_LABELS[action][1], lambda: self._act(action))
+
+@patch
+def _act(self: OperationsList, action: str):
+    try: run = self.model.act(action)
+    except Exception as e: return self._failed(e, f"Could not {BULK_LABELS[action][0].lower()}")
+    if self.say is not None: self.say(run)
+
+@patch
+def _failed(self: OperationsList, exc: BaseException, doing: str):
+    if self.model.on_error is None: raise exc
+    self.model.on_error(exc, doing)
 
 # %% ../../nbs/ui/21_components.ipynb #ed6ec0b9
 class RunDetail(Viewer):
-    "Run-detail page (re-rendered on every model refresh and every clock tick while active)."
+    "Run-detail page (re-rendered on every model refresh and every clock tick while active), with Cancel and Retry."
     model = param.ClassSelector(class_=RunDetailModel)
     back_url = param.String(default=OPERATIONS_PATH)
+    say = param.Callable(default=None, doc="`say(run_or_text)` shows a toast (the session's); None: no toasts")
+    on_error = param.Callable(default=None, doc="`on_error(exc, doing)`: the session's error handler")
 
     def __init__(self, model: RunDetailModel, back_url: str = OPERATIONS_PATH, **params):
         super().__init__(model=model, back_url=back_url, **params)
         self.body = html_pane(pn.bind(self._html, model.param.changed), css_classes=["ox-detail"])
+        self.cancel = pn.widgets.Button(name="Cancel run", button_type="danger", css_classes=["ox-cancel"])
+        self.retry = pn.widgets.Button(name="Retry", button_type="primary", css_classes=["ox-retry"])
+        self.cancel.on_click(self._ask_cancel); self.retry.on_click(self._ask_retry)
+        self.confirm = Confirm()
+        self.actions = pn.Row(self.cancel, self.retry, css_classes=["ox-run-actions"])
+        model.param.watch(self._offer, "changed"); self._offer()
 
     def _html(self, *_): return detail_html(self.model.facts(utcnow()), self.back_url)
-    def __panel__(self): return self.body
+    def __panel__(self): return pn.Column(self.actions, self.confirm, self.body, sizing_mode="stretch_width")
+
+# %% ../../nbs/ui/21_components.ipynb #844ff3d2
+@patch
+def _offer(self: RunDetail, *_):
+    "Show the buttons the run allows now (the server checks again on every click)."
+    cancel, retry = self.model.can_cancel, self.model.can_retry
+    if (self.cancel.visible, self.retry.visible) != (cancel, retry):
+        self.cancel.visible, self.retry.visible, self.actions.visible = cancel, retry, cancel or retry
+    if not (cancel or retry) and self.confirm.box.visible: self.confirm._no()
+
+@patch
+def _ask_cancel(self: RunDetail, _=None):
+    self.confirm.ask(confirm_text("cancel", f"run #{self.model.run_id}"), "Yes, cancel run", self._cancel)
+
+@patch
+def _ask_retry(self: RunDetail, _=None):
+    self.confirm.ask(confirm_text("retry", f"run #{self.model.run_id}"), "Yes, retry", self._retry)
+
+@patch
+def _cancel(self: RunDetail):
+    try: said = self.model.cancel()
+    except Exception as e: return self._failed(e, "Could not cancel")
+    if self.say is not None: self.say(said)
+
+@patch
+def _retry(self: RunDetail):
+    try: new = self.model.retry()
+    except Exception as e: return self._failed(e, "Could not retry")
+    if self.say is not None: self.say(new)
+
+@patch
+def _failed(self: RunDetail, exc: BaseException, doing: str):
+    if self.on_error is None: raise exc
+    self.on_error(exc, doing)
 
 # %% ../../nbs/ui/21_components.ipynb #11864a70
 class Inbox(Viewer):

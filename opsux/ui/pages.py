@@ -10,6 +10,7 @@ import panel as pn
 from ..rules.basics import patch
 from ..rules.presenter import OperationUxPresenter
 from ..rules.urls import INSIGHTS_PATH, OPERATIONS_PATH, RUN_PATH
+from ..store.actions import Actions
 from .compat import background_clock, curdoc, hold, install_client
 from .markup import render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
@@ -74,11 +75,13 @@ class DashboardSession:
         self.widget = ProgressWidgetModel(self.mine, self.presenter, memo=push.memo, **shared)
         self.inbox, self.connection = InboxModel(self.mine, **shared), ConnectionModel()
         self.list = self.detail = None
+        acts = (lambda tenant: None) if self.ops.read_only else (lambda tenant: Actions(self.ops, user, tenant))
         if route == OPERATIONS_PATH:
             filters = ListFilters.from_query(args)
-            self.list = OperationsListModel(self.viewer, self.presenter, filters, push.memo, **shared)
+            self.list = OperationsListModel(self.viewer, self.presenter, filters, push.memo, acts(self.tenant),
+                                            **shared)
         elif route == RUN_PATH:
-            self.detail = RunDetailModel(self.mine, args.get("id"), self.presenter)
+            self.detail = RunDetailModel(self.mine, args.get("id"), self.presenter, acts(None))
         self.back_url, self.toasts, self.clock = back_url(referer), None, None
         self._lock, self._pending, self._run_ids, self._kinds = threading.Lock(), set(), set(), set()
         self._scheduled = self.served = self.closed = self.inbox_open = self._queued = False
@@ -146,6 +149,14 @@ def failed(self: DashboardSession, exc: BaseException, doing: str = "That did no
 def say_error(self: DashboardSession, text: str):
     "An error toast with `text` (shown as text) for 8 seconds."
     if self.toasts is not None: self.toasts.show(text_html(text), "error", 8)
+
+@patch
+def say(self: DashboardSession, what):
+    "The toast of an operator action: for a run (a retry, a bulk run) the presenter's toast with its link, else text."
+    if self.toasts is None: return
+    if isinstance(what, str): self.toasts.show(text_html(what), "success", 6)
+    else: notify(self.toasts, self.presenter.toast(what))
+    self.widget.refresh()
 
 # %% ../../nbs/ui/23_pages.ipynb #e1757fbf
 def reported_as(doing: str):
@@ -476,8 +487,8 @@ def page_main(s: DashboardSession) -> list:
             inbox.objects = [Inbox(s.inbox, can_write=not s.ops.read_only)]
         inbox.visible = s.inbox_open
     s.bell.on_click(toggle)
-    if s.route == OPERATIONS_PATH: body = OperationsList(s.list)
-    elif s.route == RUN_PATH: body = RunDetail(s.detail, back_url=s.back_url)
+    if s.route == OPERATIONS_PATH: body = OperationsList(s.list, say=s.say)
+    elif s.route == RUN_PATH: body = RunDetail(s.detail, back_url=s.back_url, say=s.say, on_error=s.failed)
     elif s.route == INSIGHTS_PATH: body = insights_page(s)
     else: body = actions_page(s)
     return [pn.Column(ReconnectingBanner(s.connection), inbox, body, sizing_mode="stretch_width")]

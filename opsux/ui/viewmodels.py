@@ -18,10 +18,11 @@ from ..rules.urls import run_url, parse_run_id, OPERATIONS_PATH
 from ..store.tables import utcnow
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_CONTEXT_ITEMS', 'format_time',
+__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_CONTEXT_ITEMS', 'CONFIRM', 'format_time',
            'run_duration', 'clean_text', 'reported', 'Unshared', 'ListFilters', 'page_number', 'list_row',
-           'OperationsListModel', 'context_items', 'RunDetailModel', 'widget_order', 'stalled_for', 'mark_stalled',
-           'ProgressWidgetModel', 'safe_link', 'notification_item', 'InboxModel', 'ConnectionModel', 'event_concerns']
+           'OperationsListModel', 'context_items', 'RunDetailModel', 'chain_links', 'confirm_text', 'widget_order',
+           'stalled_for', 'mark_stalled', 'ProgressWidgetModel', 'safe_link', 'notification_item', 'InboxModel',
+           'ConnectionModel', 'event_concerns']
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #fc5bf5c0
 def format_time(value: datetime | None) -> str:
@@ -203,7 +204,8 @@ def list_row(run, presenter: OperationUxPresenter, tenant_names: dict | None = N
     "One Operations-list row for `run`, as plain display data."
     status, dur = normalize(getattr(run, "status", None), getattr(run, "outcome", None)), run_duration(run, now)
     name = lambda v: clean_text(v, MAX_NAME)
-    return dict(id=run.id, url=run_url(run.id), label=name(presenter.label(getattr(run, "type", None))),
+    return dict(id=run.id, tenant_id=getattr(run, "tenant_id", None), url=run_url(run.id),
+                label=name(presenter.label(getattr(run, "type", None))),
                 type=name(getattr(run, "type", None) or ""), status=status, status_label=status.label,
                 initiator=name(getattr(run, "initiator_name", None) or "—"),
                 tenant=name((tenant_names or {}).get(getattr(run, "tenant_id", None), "")),
@@ -213,37 +215,46 @@ def list_row(run, presenter: OperationUxPresenter, tenant_names: dict | None = N
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #dede748c
 class OperationsListModel(param.Parameterized):
-    "The Operations list: filters, one page of rows, and the cursor of the next page."
+    "The Operations list: filters, one page of rows, the cursor of the next page, and the rows picked for an action."
     filters = param.ClassSelector(class_=ListFilters)
     rows = param.List(default=[], doc="display rows of the current page")
     next_after = param.Integer(default=None, allow_None=True, doc="cursor of the next page, None on the last")
     page_size = param.Integer(default=25, bounds=(1, 500))
     error = param.String(default="", doc="why some filter values were ignored (shown above the table)")
     on_error = param.Callable(default=None, doc="the session's error handler (see `reported`)")
+    selected = param.List(default=[], doc="ids of the picked runs on this page")
+    all_matching = param.Integer(default=None, allow_None=True, doc="set: every run matching the filters is picked")
 
     def __init__(self, viewer, presenter: OperationUxPresenter | None = None, filters: ListFilters | None = None,
-                 memo=None, **kw):
+                 memo=None, acts=None, # `opsux.store.actions.Actions` of the user; None: a list without actions
+                 **kw):
         super().__init__(filters=filters or ListFilters(), **kw)
         self.viewer, self.presenter, self.memo = viewer, presenter or OperationUxPresenter(), memo or Unshared()
         self.tenant_names = {t.id: t.name for t in viewer.tenants()}
+        self.acts = acts
 
     @param.depends(*(f"filters.{k}" for k in ListFilters.FILTERS), watch=True)
     def _filters_changed(self):
+        self.clear_selection()
         if self.filters.after is not None or self.filters.trail: self.filters.reset_paging()
         else: self.reload()
 
     @param.depends("filters.after", watch=True)
-    def _page_changed(self): self.reload()
+    def _page_changed(self):
+        self.clear_selection()
+        self.reload()
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #02f9b68e
 @patch
 def refresh(self: OperationsListModel, now: datetime | None = None):
-    "Re-read the current page from the database (on failure the previous rows stay)."
+    "Re-read the current page from the database (on failure the previous rows stay); the pick keeps the ids still shown."
     page, now = self.viewer.runs(limit=self.page_size, **self.filters.query_kwargs()), now or utcnow()
     names = tuple(sorted(self.tenant_names.items()))
     rows = self.memo.get("list_rows", (page, self.presenter), (now, names),
                          lambda: [list_row(r, self.presenter, self.tenant_names, now) for r in page.items])
-    self.param.update(rows=rows, next_after=page.next_after, error=" ".join(self.filters.notices()))
+    shown = {r["id"] for r in rows}
+    self.param.update(rows=rows, next_after=page.next_after, error=" ".join(self.filters.notices()),
+                      selected=[i for i in self.selected if i in shown])
     return self
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #bade2272
@@ -272,6 +283,74 @@ def next_page(self: OperationsListModel):
 def previous_page(self: OperationsListModel):
     "Go to the previous (newer) page."
     self.filters.previous_page()
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #dd2ce6d2
+@patch(as_prop=True)
+def pickable(self: OperationsListModel) -> list[int]:
+    "Ids of the rows on this page the user may act on (none without actions)."
+    if self.acts is None: return []
+    mine = set(self.acts.operable)
+    return [r["id"] for r in self.rows if r.get("tenant_id") in mine]
+
+@patch
+def clear_selection(self: OperationsListModel):
+    "Drop the pick (filters or page changed, or an action was started)."
+    self.param.update(selected=[], all_matching=None)
+
+@patch
+def pick(self: OperationsListModel, ids) -> list[int]:
+    "Pick these ids (those of this page the user may act on; anything else is ignored)."
+    ok = set(self.pickable)
+    chosen = sorted({int(i) for i in ids if isinstance(i, (int, str)) and str(i).isdigit() and int(i) in ok})
+    self.param.update(selected=chosen, all_matching=None)
+    return chosen
+
+@patch
+def pick_page(self: OperationsListModel) -> list[int]:
+    "Pick every row of this page the user may act on."
+    return self.pick(self.pickable)
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #36f86209
+@patch
+def matching_filters(self: OperationsListModel) -> dict:
+    "The list's filters as `Viewer.runs` keywords, without the page cursor: what 'all matching' means."
+    kw = self.filters.query_kwargs()
+    kw.pop("after", None)
+    return kw
+
+@patch
+def pick_all_matching(self: OperationsListModel) -> int:
+    "Pick every run matching the filters that the user may act on; how many that is (one SQL count)."
+    n = self.acts.matching(self.matching_filters())
+    self.param.update(selected=[], all_matching=n)
+    return n
+
+@patch(as_prop=True)
+def picked(self: OperationsListModel) -> int:
+    "How many runs the pick holds."
+    return self.all_matching if self.all_matching is not None else len(self.selected)
+
+@patch(as_prop=True)
+def selection_text(self: OperationsListModel) -> str:
+    "What the action bar says of the pick."
+    if self.all_matching is not None: return f"All {self.all_matching:,} matching runs selected"
+    n = len(self.selected)
+    return f"{n:,} run{'' if n == 1 else 's'} selected" if n else "No runs selected"
+
+@patch
+def confirm(self: OperationsListModel, action: str) -> str:
+    "The question asked before `action` on the pick."
+    n = self.picked
+    return confirm_text(action, f"{'all ' if self.all_matching is not None else ''}{n:,} run{'' if n == 1 else 's'}")
+
+@patch
+def act(self: OperationsListModel, action: str): # "cancel", "retry" or "mark_read"
+    "Start `action` on the pick as a bulk run (returned); the pick is dropped."
+    if self.all_matching is not None: run = self.acts.bulk(action, filters=self.matching_filters())
+    elif self.selected: run = self.acts.bulk(action, run_ids=list(self.selected))
+    else: raise ValueError("Pick some runs first.")
+    self.clear_selection()
+    return run
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #c98fbe5a
 MAX_CONTEXT_ITEMS = 50   # context keys shown; the rest are counted
@@ -312,16 +391,20 @@ class RunDetailModel(param.Parameterized):
     found = param.Boolean(default=False)
     changed = param.Event(doc="fires on every refresh and clock tick; renderers depend on it")
 
-    def __init__(self, viewer, run_id, presenter: OperationUxPresenter | None = None, **kw):
+    def __init__(self, viewer, run_id, presenter: OperationUxPresenter | None = None,
+                 acts=None, # `opsux.store.actions.Actions` of the user; None: a page without actions
+                 **kw):
         super().__init__(run_id=parse_run_id(run_id) if run_id is not None else None, **kw)
-        self.viewer, self.presenter, self.run = viewer, presenter or OperationUxPresenter(), None
+        self.viewer, self.presenter, self.run, self.acts = viewer, presenter or OperationUxPresenter(), None, acts
         self.tenant_names = {t.id: t.name for t in viewer.tenants()}
+        self.chain = []
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #0dbcb8ba
 @patch
 def refresh(self: RunDetailModel):
-    "Re-read the run through the viewer (None when missing or not visible)."
+    "Re-read the run through the viewer (None when missing or not visible), and its retry chain when acts are given."
     self.run = self.viewer.run(self.run_id) if self.run_id is not None else None
+    self.chain = self.acts.chain(self.run) if self.acts is not None and self.run is not None else []
     self.param.update(found=self.run is not None, changed=True)
     return self
 
@@ -357,7 +440,57 @@ def facts(self: RunDetailModel, now: datetime | None = None) -> dict | None:
                 duration=format_duration(dur) if dur is not None else "—",
                 progress=self.presenter.progress_row(run, now or utcnow()),
                 summary=normalize_summary_counts(run.summary_counts), summary_text=summary_line(run.summary_counts),
-                failures=_failures(run.failure_summary), context=context_items(run.context), url=run_url(run.id))
+                failures=_failures(run.failure_summary), context=context_items(run.context), url=run_url(run.id),
+                chain=chain_links(self.chain, run.id))
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #5702ae4b
+def chain_links(chain, # runs of one retry chain, oldest first (`Actions.chain`)
+                current: int, # the id of the run the page shows
+               ) -> list[dict]:
+    "The retry chain as display data; empty when the run was never retried and retries nothing."
+    if len(chain) < 2: return []
+    return [dict(id=r.id, url=run_url(r.id), status=normalize(r.status, r.outcome), current=r.id == current)
+            for r in chain]
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #5c89a0ae
+@patch(as_prop=True)
+def can_cancel(self: RunDetailModel) -> bool:
+    "Whether the page offers Cancel run: an operator's active run with no cancel asked yet."
+    return self.acts is not None and self.run is not None and self.acts.can_cancel(self.run)
+
+@patch(as_prop=True)
+def can_retry(self: RunDetailModel) -> bool:
+    "Whether the page offers Retry: an operator's failed, partial or cancelled run with a retry hook, not yet retried."
+    if self.acts is None or self.run is None or not self.acts.can_retry(self.run): return False
+    return not self.chain or self.chain[-1].id == self.run.id     # once retried, the newest run of the chain goes on
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #6cb43bb1
+@patch
+def cancel(self: RunDetailModel) -> str:
+    "Cancel the shown run; what happened, in words for a toast."
+    r = self.acts.cancel(self.run_id)
+    self.refresh()
+    if r.outcome == "cancelled": return f"Run #{r.id} was cancelled."
+    if r.cancel_requested_at is not None: return f"Cancel requested for run #{r.id}: its worker stops at its next step."
+    return f"Run #{r.id} had already ended."
+
+@patch
+def retry(self: RunDetailModel):
+    "Retry the shown run through its type's hook; the new run (the one already made, when it was retried before)."
+    new = self.acts.retry(self.run_id)
+    self.refresh()
+    return new
+
+# %% ../../nbs/ui/20_viewmodels.ipynb #447e6dff
+CONFIRM = {
+    "cancel": "Cancel {what}? A queued run ends at once; a running run stops at its worker's next step.",
+    "retry": "Retry {what}? A new run of the same type starts in the same tenant with the same context.",
+    "mark_read": "Mark the notifications of {what} as read?",
+}
+
+def confirm_text(action: str, what: str) -> str:
+    "The question asked before `action` (cancel, retry, mark_read) on `what` ('run #12', '3 runs')."
+    return CONFIRM[action].format(what=what)
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #0589240c
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
