@@ -11,11 +11,12 @@ from enum import Enum
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 # %% auto #0
-__all__ = ['OPERATIONS_PATH', 'RUN_PATH', 'MAX_RUN_ID', 'run_id_of', 'run_url', 'parse_run_id', 'operations_url']
+__all__ = ['OPERATIONS_PATH', 'RUN_PATH', 'INSIGHTS_PATH', 'MAX_RUN_ID', 'run_id_of', 'run_url', 'parse_run_id', 'operations_url']
 
 # %% ../../nbs/rules/04_urls.ipynb #68fd4e5c
 OPERATIONS_PATH = "/operations"
 RUN_PATH = "/operations/run"
+INSIGHTS_PATH = "/operations/insights"   # the insight page (charts over the same runs as the list)
 MAX_RUN_ID = 2**63 - 1     # run ids are BIGINT-sized identities
 _DIGITS = re.compile(r"[0-9]+")
 

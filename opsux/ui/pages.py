@@ -9,7 +9,7 @@ from urllib.parse import urlencode, urlsplit
 import panel as pn
 from ..rules.basics import patch
 from ..rules.presenter import OperationUxPresenter
-from ..rules.urls import OPERATIONS_PATH, RUN_PATH
+from ..rules.urls import INSIGHTS_PATH, OPERATIONS_PATH, RUN_PATH
 from ..store.actions import Actions
 from .compat import background_clock, curdoc, hold, install_client
 from .markup import render, text_html
@@ -19,6 +19,7 @@ from .components import (heading, html_pane, text_pane, OperationsList, RunDetai
                                  ReconnectingBanner, Toasts, banner_html)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
 from .auth import current_user as signed_in_user
+from .insights import insights_page
 
 # %% auto #0
 __all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'FONTS', 'SHELL', 'HEADER_CSS', 'action_label', 'back_url',
@@ -343,7 +344,7 @@ def presenter(self: DashboardApp) -> OperationUxPresenter:
 @patch
 def routes(self: DashboardApp) -> dict:
     "Route → page factory, for `pn.serve`."
-    paths = [OPERATIONS_PATH, RUN_PATH] + ([ACTIONS_PATH] if self.demo and not self.read_only else [])
+    paths = [OPERATIONS_PATH, RUN_PATH, INSIGHTS_PATH] + ([ACTIONS_PATH] if self.demo and not self.read_only else [])
     return {p.lstrip("/"): self.factory(p) for p in paths}
 
 # %% ../../nbs/ui/23_pages.ipynb #a3596fea
@@ -441,7 +442,8 @@ def cookie_select(name, options: dict, value: str, cookie: str, css: str):
 # %% ../../nbs/ui/23_pages.ipynb #a2e87d72
 def nav_html(demo: bool, route: str) -> str:
     "Sidebar navigation (fixed, our own links)."
-    items = [("Operations", OPERATIONS_PATH)] + ([("Actions", ACTIONS_PATH)] if demo else [])
+    items = [("Operations", OPERATIONS_PATH), ("Insights", INSIGHTS_PATH)]
+    items += [("Actions", ACTIONS_PATH)] if demo else []
     return render("nav.html", items=items, route=route)
 
 # %% ../../nbs/ui/23_pages.ipynb #229b6cf3
@@ -487,6 +489,7 @@ def page_main(s: DashboardSession) -> list:
     s.bell.on_click(toggle)
     if s.route == OPERATIONS_PATH: body = OperationsList(s.list, say=s.say)
     elif s.route == RUN_PATH: body = RunDetail(s.detail, back_url=s.back_url, say=s.say, on_error=s.failed)
+    elif s.route == INSIGHTS_PATH: body = insights_page(s)
     else: body = actions_page(s)
     return [pn.Column(ReconnectingBanner(s.connection), inbox, body, sizing_mode="stretch_width")]
 
