@@ -4,6 +4,7 @@ matching runs of the list and cancel them in one bulk run, and download the filt
 from __future__ import annotations
 
 import csv, io, time
+from datetime import timedelta
 from contextlib import contextmanager
 
 import pytest
@@ -72,13 +73,29 @@ def test_cancel_a_running_run_from_its_page(page, server):
         expect(confirm).to_contain_text(f"Cancel run #{run.id}?")
         assert ops.runs.get(run.id).cancel_requested_at is None          # nothing happens before Yes
         page.locator(".ox-confirm-yes button").click()
-        expect(page.locator(".ox-toast").last).to_contain_text(f"Cancel requested for run #{run.id}")
+        expect(page.locator(".ox-toast", has_text=f"Cancel requested for run #{run.id}")).to_be_visible()
         expect(detail).to_contain_text("Cancelling…")
         expect(page.locator(".ox-cancel button")).to_be_hidden()          # asked once is enough
         worker_step(ops, run.id)
         expect(detail.locator(".ox-badge").first).to_have_text("Cancelled", timeout=20_000)
         final = ops.runs.get(run.id)
         assert (final.status, final.outcome) == ("completed", "cancelled") and terminal_notes(ops, run.id) == 1
+
+
+def test_a_worker_that_ignores_the_cancel_is_cancelled_by_the_reaper(page, server):
+    with persona(server) as (ops, who, tenant):
+        run = running(ops, tenant, who)                 # this "worker" never looks at its cancel request
+        page.goto(f"{server.base}/operations/run?id={run.id}")
+        page.locator(".ox-cancel button").click()
+        page.locator(".ox-confirm-yes button").click()
+        detail = page.locator(".ox-detail")
+        expect(detail).to_contain_text("Cancelling…")
+        ops.runs.advance(run, processed=1, succeeded=1)  # it goes on writing
+        reaped = ops.runs.reap(cancel_grace=timedelta(0))
+        assert run.id in {r.id for r in reaped}
+        expect(detail.locator(".ox-badge").first).to_have_text("Cancelled", timeout=20_000)
+        expect(detail.locator(".ox-failure")).to_contain_text("did not stop")
+        assert ops.runs.get(run.id).outcome == "cancelled" and terminal_notes(ops, run.id) == 1
 
 
 def test_no_means_no(page, server):
@@ -105,7 +122,7 @@ def test_retry_a_failed_run_shows_the_chain(page, server):
         page.locator(".ox-confirm-yes button").click()
         new = wait_for(lambda: retry_of(ops, failed.id), "no retry run was made")
         assert (new.type, new.tenant_id, new.context) == (failed.type, failed.tenant_id, failed.context)
-        expect(page.locator(".ox-toast").last).to_contain_text("queued")
+        expect(page.locator(".ox-toast", has_text="queued").last).to_be_visible()
         chain = page.locator(".ox-detail .ox-chain")
         expect(chain).to_contain_text(f"#{failed.id}")
         expect(chain).to_contain_text(f"#{new.id}")
@@ -167,3 +184,78 @@ def test_download_the_filtered_list_as_csv(page, server):
         expected = ops.viewer(who).runs(status="failed", limit=100_000)
         assert len(rows) == len(expected.items) > 0
         assert {int(r["id"]) for r in rows} == {r.id for r in expected.items}
+
+
+OPERATOR, VIEWER = "olga@ops.test", "vic@ops.test"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def quiet(request, tmp_path_factory):
+    """`opsux serve --as` for an operator and for a viewer of one tenant, over a fresh database and no worker at
+    all: a queued run stays queued until someone acts on it."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from browser_support import _postgres_url, _sqlite_url
+    from security_support import Served
+    from opsux.store.ops import connect
+    tmp = tmp_path_factory.mktemp(f"actions-{request.param}")
+    url = _sqlite_url(tmp) if request.param == "sqlite" else _postgres_url()
+    ops = connect(url)
+    try:
+        d = ops.directory
+        acme = d.add_tenant("Acme")
+        d.add_user("Olga Operator", email=OPERATOR, tenants=[acme])
+        vic = d.add_user("Vic Viewer", email=VIEWER, tenants=[acme])
+        d.set_role(vic, acme, "viewer")
+    finally:
+        ops.close()
+    servers = {who: Served(tmp, url, "--as", who, name=who.split("@")[0]) for who in (OPERATOR, VIEWER)}
+    for s in servers.values(): s.db_url = url
+    yield servers
+    for s in servers.values(): s.stop()
+
+
+def test_cancel_a_queued_run_ends_it_at_once(page, quiet):
+    srv = quiet[OPERATOR]
+    ops = srv_ops(srv)
+    try:
+        olga = ops.directory.get_user(OPERATOR)
+        run = ops.runs.enqueue(ops.viewer(olga).tenants()[0], "inventory.sync", user=olga)
+        page.goto(f"{srv.base}/operations/run?id={run.id}")
+        detail = page.locator(".ox-detail")
+        expect(detail.locator(".ox-badge").first).to_have_text("Queued")
+        page.locator(".ox-cancel button").click()
+        page.locator(".ox-confirm-yes button").click()
+        expect(page.locator(".ox-toast", has_text=f"Run #{run.id} was cancelled.")).to_be_visible()
+        expect(detail.locator(".ox-badge").first).to_have_text("Cancelled")
+        expect(page.locator(".ox-cancel button")).to_be_hidden()
+        final = ops.runs.get(run.id)
+        assert (final.status, final.outcome, final.started_at) == ("completed", "cancelled", None)
+        assert terminal_notes(ops, run.id) == 1
+    finally:
+        ops.close()
+
+
+def test_a_viewer_sees_no_actions(page, quiet):
+    srv = quiet[VIEWER]
+    ops = srv_ops(srv)
+    try:
+        olga = ops.directory.get_user(OPERATOR)
+        run = ops.runs.enqueue(ops.viewer(olga).tenants()[0], "policy.sync", user=olga)
+        page.goto(f"{srv.base}/operations/run?id={run.id}")
+        expect(page.locator(".ox-detail")).to_contain_text(f"#{run.id}")           # visible to the viewer
+        expect(page.locator(".ox-cancel button")).to_be_hidden()
+        page.goto(f"{srv.base}/operations")
+        expect(page.locator(f'.ox-table tr[data-run-id="{run.id}"]')).to_be_visible()
+        expect(page.locator("input.ox-pick")).to_have_count(0)
+        expect(page.locator("button.ox-bulk-cancel")).to_have_count(0)
+        assert ops.runs.get(run.id).status == "queued"
+    finally:
+        ops.runs.cancel(run)
+        ops.close()
+
+
+def srv_ops(srv):
+    from opsux.store.ops import connect
+    return connect(srv.db_url)
