@@ -150,6 +150,11 @@ def _users_args(sub):
     ua.add_argument("--tenant", action="append", default=[], metavar="TENANT", help="tenant name; created when missing; repeatable")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     ua.set_defaults(func=_users_add)
+    ur = users.add_parser("role", help="set a user's role in a tenant: operator (may cancel and retry) or viewer")
+    _db(ur)
+    ur.add_argument("email"); ur.add_argument("tenant", help="tenant name or id")
+    ur.add_argument("role", choices=["operator", "viewer"])
+    ur.set_defaults(func=_users_role)
 
 # %% ../nbs/tools/30_cli.ipynb #68d79c95
 def _tokens_parser(sub):
@@ -297,6 +302,15 @@ def _users_add(args):
         user = d.add_user(args.name, email=args.email, tenants=tenants, password=password)
     finally: ops.close()
     print(f"opsux: added user {user.email} (id {user.id}) to {len(tenants)} tenant(s)")
+    return 0
+
+def _users_role(args):
+    with _connect(args) as ops:
+        d = ops.directory
+        user = d.get_user(args.email)
+        if user is None: raise LookupError(f"no user {args.email!r}")
+        d.set_role(user, int(args.tenant) if args.tenant.isdigit() else args.tenant, args.role)   # LookupError: not a member
+    print(f"opsux: {user.email} is now {args.role} in tenant {args.tenant}")
     return 0
 
 # %% ../nbs/tools/30_cli.ipynb #d5ce1a78
