@@ -6,13 +6,13 @@
 from __future__ import annotations
 import json, logging, threading, time
 from typing import Mapping
-from sqlalchemy import false, func, select, update
+from sqlalchemy import func, select, update
 from ..rules.basics import patch
 from ..rules.status import ACTIVE_STATUSES, UxStatus, normalize
 from .directory import ROLES  # noqa: F401  (the roles, importable beside the actions they govern)
 from .service import RunCancelled
 from .tables import Run, id_of, notifications as _notes, operation_runs as _runs, utcnow
-from .viewer import Viewer, _as_list, _ids, status_predicate
+from .viewer import RUN_FILTERS, Viewer, _ids
 
 # %% auto #0
 __all__ = ['retry_hooks', 'RETRYABLE', 'FILTER_KEYS', 'BULK_BATCH', 'SQLITE_YIELD', 'BULK_TYPES', 'log', 'NotPermitted',
@@ -156,23 +156,14 @@ def chain(self: Actions, run) -> list[Run]:
     return back
 
 # %% ../../nbs/store/12b_actions.ipynb #4017d1c5
-FILTER_KEYS = ("type", "status", "initiator", "since", "until", "run_id", "tenant")
+FILTER_KEYS = RUN_FILTERS
 
 def run_filters(viewer: Viewer, filters: Mapping | None = None) -> list:
     "The SQL conditions of `viewer.runs(**filters)` (tenant scope included), for counts and bulk actions."
     f = dict(filters or {})
     if bad := sorted(set(f) - set(FILTER_KEYS)):
         raise ValueError(f"unknown run filter(s) {bad}; allowed: {', '.join(FILTER_KEYS)}")
-    c = viewer._r
-    conds = [viewer._scope()]
-    if f.get("tenant") is not None: conds.append(c.tenant_id.in_(_ids(f["tenant"])))
-    if types := _as_list(f.get("type")): conds.append(c.type.in_(types))
-    if statuses := _as_list(f.get("status")): conds.append(status_predicate(statuses, c.status, viewer._outcome()))
-    if f.get("initiator"): conds.append(c.initiator_name == f["initiator"] if "initiator_name" in c else false())
-    if f.get("since") is not None: conds.append(c.created_at >= f["since"] if "created_at" in c else false())
-    if f.get("until") is not None: conds.append(c.created_at < f["until"] if "created_at" in c else false())
-    if f.get("run_id") is not None: conds.append(c.id == id_of(f["run_id"]))
-    return conds
+    return [viewer._scope(), *viewer.conditions(**f)]
 
 # %% ../../nbs/store/12b_actions.ipynb #51803063
 @patch

@@ -16,7 +16,7 @@ from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
 # %% auto #0
-__all__ = ['STATUS_WORDS', 'OUTCOME_WORDS', 'status_predicate', 'RunPage', 'Viewer', 'Named']
+__all__ = ['STATUS_WORDS', 'OUTCOME_WORDS', 'RUN_FILTERS', 'status_predicate', 'RunPage', 'Viewer', 'Named']
 
 # %% ../../nbs/store/13_viewer.ipynb #0ddb3ac7
 _OTHER = "\x00other"  # stands for any status/outcome word normalize does not know
@@ -167,6 +167,29 @@ def _first_page(self: Viewer, limit: int):
         hit = pages[limit] = (base, base.order_by(self._r.id.desc()).limit(limit + 1))
     return hit[1]
 
+# %% ../../nbs/store/13_viewer.ipynb #f1880bf8
+RUN_FILTERS = ("type", "status", "initiator", "since", "until", "run_id", "tenant")   # what `conditions` takes
+
+@patch
+def conditions(self: Viewer, type: str | Sequence[str] | None = None, # operation type(s)
+               status=None, # UxStatus value(s), e.g. "failed" or ["partial", "failed"]
+               initiator: str | None = None, # initiator_name, exact
+               since: datetime | None = None, # created at or after
+               until: datetime | None = None, # created before
+               run_id: int | None = None, # just this run (when visible)
+               tenant=None, # narrow to these tenants (within the user's)
+              ) -> list:
+    "The SQL conditions of the list filters, one per filter given (the tenant scope is not among them: see `_scope`)."
+    c, out = self._r, []
+    if tenant is not None: out.append(c.tenant_id.in_(_ids(tenant)))
+    if types := _as_list(type): out.append(c.type.in_(types))
+    if statuses := _as_list(status): out.append(status_predicate(statuses, c.status, self._outcome()))
+    if initiator: out.append(c.initiator_name == initiator if "initiator_name" in c else false())
+    if since is not None: out.append(c.created_at >= since if "created_at" in c else false())
+    if until is not None: out.append(c.created_at < until if "created_at" in c else false())
+    if run_id is not None: out.append(c.id == id_of(run_id))
+    return out
+
 # %% ../../nbs/store/13_viewer.ipynb #226ab4c9
 @patch
 def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type(s)
@@ -183,18 +206,40 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
     c, limit = self._r, max(1, min(int(limit), 500))
     if all(x is None for x in (type, status, initiator, since, until, run_id, tenant, after)):
         return self._page(self._first_page(limit), limit)      # the usual page: one statement
-    q = self._select_runs()
-    if tenant is not None: q = q.where(c.tenant_id.in_(_ids(tenant)))
-    types = _as_list(type)
-    if types: q = q.where(c.type.in_(types))
-    statuses = _as_list(status)
-    if statuses: q = q.where(status_predicate(statuses, c.status, self._outcome()))
-    if initiator: q = q.where(c.initiator_name == initiator if "initiator_name" in c else false())
-    if since is not None: q = q.where(c.created_at >= since if "created_at" in c else false())
-    if until is not None: q = q.where(c.created_at < until if "created_at" in c else false())
-    if run_id is not None: q = q.where(c.id == id_of(run_id))
+    q = self._select_runs().where(*self.conditions(type, status, initiator, since, until, run_id, tenant))
     if after is not None: q = q.where(c.id < id_of(after))
     return self._page(q.order_by(c.id.desc()).limit(limit + 1), limit)
+
+# %% ../../nbs/store/13_viewer.ipynb #32f5906c
+@patch
+def _ids_newest_first(self: Viewer, filters: dict):
+    c = self._r
+    return select(c.id).where(self._scope(), *self.conditions(**filters)).order_by(c.id.desc())
+
+@patch
+def page_cursor(self: Viewer, page: int, # 1-based
+                limit: int, # page size
+                **filters) -> tuple[int | None, int]:
+    "(`after`, page) of page `page` of the filtered runs, newest first; past the end, the last page's."
+    limit, page = max(1, min(int(limit), 500)), max(1, int(page))
+    if page == 1: return None, 1
+    ids = self._ids_newest_first(filters)
+    with self.ops.reader.connect() as con:
+        got = con.execute(ids.offset((page - 1) * limit - 1).limit(2)).scalars().all()  # its cursor and first row
+        if len(got) == 2: return got[0], page
+        n = con.execute(select(func.count()).select_from(ids.subquery())).scalar()
+        last = max(1, -(-n // limit))
+        if last == 1: return None, 1
+        return con.execute(ids.offset((last - 1) * limit - 1).limit(1)).scalar(), last
+
+@patch
+def newer_cursor(self: Viewer, after: int, # the cursor of the page shown
+                 limit: int, **filters) -> int | None:
+    "The `after` of the page before the one that starts after `after` (None: that is the first page)."
+    c, limit = self._r, max(1, min(int(limit), 500))
+    stmt = (select(c.id).where(self._scope(), *self.conditions(**filters), c.id >= id_of(after))
+            .order_by(c.id.asc()).offset(limit).limit(1))
+    with self.ops.reader.connect() as con: return con.execute(stmt).scalar()
 
 # %% ../../nbs/store/13_viewer.ipynb #28b83da3
 @patch

@@ -300,8 +300,11 @@ class OperationsList(Viewer):
         self.older = pn.widgets.Button(name="Older →", css_classes=["ox-older"],
                                        disabled=model.param.next_after.rx().rx.is_(None))
         self.newer.on_click(self._newer); self.older.on_click(self._older)
-        self.page = text_pane(pn.bind(self._page_label, f.param.after, f.param.trail), css_classes=["ox-page"],
+        self.page = text_pane(pn.bind(self._page_label, f.param.after, f.param.page), css_classes=["ox-page"],
                               margin=(12, 10), sizing_mode=None, width=80)
+        self.goto = pn.widgets.IntInput(value=None, start=1, placeholder="Go to page", width=110,
+                                        css_classes=["ox-goto"])
+        self.goto.param.watch(self._goto, "value")
         self.notice = html_pane(pn.bind(notice_html, model.param.error), css_classes=["ox-filter-notice"],
                                 visible=model.param.error.rx().rx.bool())
         self.export = html_pane(pn.bind(self._export_html, *(f.param[k] for k in ListFilters.FILTERS)),
@@ -324,7 +327,15 @@ def _older(self: OperationsList, _=None): self.model.next_page()
 
 # %% ../../nbs/ui/21_components.ipynb #c3096d80
 @patch
-def _page_label(self: OperationsList, after, trail): return f"Page {page_number(self.model.filters)}"
+def _page_label(self: OperationsList, after, page): return f"Page {page_number(self.model.filters)}"
+
+@patch
+def _goto(self: OperationsList, event):
+    "A page number typed into *Go to page*: jump there (past the end: the last page), then clear the box."
+    if event.new is None: return
+    try: self.model.go_to(event.new)
+    except Exception as e: self._failed(e, "Could not go to that page")
+    self.goto.value = None
 
 # %% ../../nbs/ui/21_components.ipynb #1029b792
 @patch
@@ -337,7 +348,7 @@ def __panel__(self: OperationsList):
     filters = pn.Column(pn.Row(w["type"], w["status"], w["initiator"]),
                         pn.Row(w["since"], w["until"], w["run_id"], self.clear))
     return pn.Column(heading("Operations"), filters, self.notice, self.table,
-                     pn.Row(self.newer, self.page, self.older, self.export), sizing_mode="stretch_width")
+                     pn.Row(self.newer, self.page, self.older, self.goto, self.export), sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/21_components.ipynb #173e037b
 @patch

@@ -18,11 +18,11 @@ from ..rules.urls import run_url, parse_run_id, OPERATIONS_PATH
 from ..store.tables import utcnow
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_CONTEXT_ITEMS', 'CONFIRM', 'format_time',
-           'run_duration', 'clean_text', 'reported', 'Unshared', 'ListFilters', 'page_number', 'list_row',
-           'OperationsListModel', 'context_items', 'RunDetailModel', 'chain_links', 'confirm_text', 'widget_order',
-           'stalled_for', 'mark_stalled', 'ProgressWidgetModel', 'safe_link', 'notification_item', 'InboxModel',
-           'ConnectionModel', 'event_concerns']
+__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_PAGE', 'MAX_CONTEXT_ITEMS', 'CONFIRM',
+           'format_time', 'run_duration', 'clean_text', 'reported', 'Unshared', 'ListFilters', 'page_number',
+           'list_row', 'OperationsListModel', 'context_items', 'RunDetailModel', 'chain_links', 'confirm_text',
+           'widget_order', 'stalled_for', 'mark_stalled', 'ProgressWidgetModel', 'safe_link', 'notification_item',
+           'InboxModel', 'ConnectionModel', 'event_concerns']
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #fc5bf5c0
 def format_time(value: datetime | None) -> str:
@@ -70,6 +70,7 @@ class Unshared:
 STATUS_CHOICES = tuple(s.value for s in UxStatus if s is not UxStatus.unknown) + (UxStatus.unknown.value,)
 MAX_FILTER_LENGTH = 500   # characters of a text filter; anything longer cannot match a stored value we show
 MAX_ID = 2**63 - 1
+MAX_PAGE = 10**9
 
 class ListFilters(param.Parameterized):
     "Filter and page state of the Operations list (what the URL holds)."
@@ -80,10 +81,10 @@ class ListFilters(param.Parameterized):
     until = param.CalendarDate(default=None, allow_None=True, doc="last day, inclusive")
     run_id = param.Integer(default=None, allow_None=True, bounds=(1, MAX_ID), doc="one run")
     after = param.Integer(default=None, allow_None=True, bounds=(1, MAX_ID), doc="last id of the previous page")
-    trail = param.List(default=[], item_type=int, doc="cursors of the pages before this one")
+    page = param.Integer(default=1, bounds=(1, MAX_PAGE), doc="the page's number (with `after`; alone: a jump)")
     problems = param.List(default=[], item_type=str, doc="values from the URL that were ignored, and why")
     FILTERS = ("type", "status", "initiator", "since", "until", "run_id")
-    QUERY = FILTERS + ("after", "trail")
+    QUERY = FILTERS + ("after", "page")
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #463b5d65
 def _text_filter(value: str) -> str | None:
@@ -118,7 +119,8 @@ def _read(key: str, text: str):
     if key == "after":
         n = parse_run_id(text)
         return (n, None) if n else (None, "The page link was not valid; showing the first page.")
-    return [n for n in map(parse_run_id, str(text).split(",")) if n], None      # trail: bad cursors dropped
+    n = parse_run_id(text)                                                     # page
+    return (n, None) if n and n <= MAX_PAGE else (None, f"Page {_show(text)} is not a page number; showing page 1.")
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #3fe58c73
 def _from_query(cls, args: dict, # query values as text, e.g. {"status": "failed", "since": "2026-01-01"}
@@ -144,7 +146,8 @@ def query(self: ListFilters) -> dict[str, str]:
     for key in ListFilters.QUERY:
         v = getattr(self, key)
         if v in (None, "", []): continue
-        out[key] = ",".join(map(str, v)) if key == "trail" else v.isoformat() if isinstance(v, date) else str(v)
+        if key == "page" and v == 1: continue
+        out[key] = v.isoformat() if isinstance(v, date) else str(v)
     return out
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #8ac57223
@@ -178,25 +181,24 @@ def query_kwargs(self: ListFilters) -> dict:
 @patch
 def reset_paging(self: ListFilters):
     "Back to the first page (every filter change does this)."
-    self.param.update(after=None, trail=[])
+    self.param.update(after=None, page=1)
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #f977e3f2
 @patch
 def next_page(self: ListFilters, next_after: int):
     "Move to the page that starts after `next_after`."
-    self.param.update(after=next_after, trail=self.trail + ([self.after] if self.after else []))
+    self.param.update(after=next_after, page=self.page + 1 if self.after else 2)
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #32e2d205
 @patch
-def previous_page(self: ListFilters):
-    "Move back one page (a no-op on the first page)."
-    if self.after is None: return
-    self.param.update(after=self.trail[-1] if self.trail else None, trail=self.trail[:-1])
+def to_page(self: ListFilters, after: int | None, page: int):
+    "Show page number `page`, the one that starts after `after` (None: the first page)."
+    self.param.update(after=after, page=page if after is not None else 1)
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #50f02723
 def page_number(filters: ListFilters) -> int:
     "1-based number of the page `filters` points at."
-    return len(filters.trail) + 2 if filters.after else 1
+    return filters.page if filters.after else 1
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #0f06dbb5
 def list_row(run, presenter: OperationUxPresenter, tenant_names: dict | None = None,
@@ -236,7 +238,7 @@ class OperationsListModel(param.Parameterized):
     @param.depends(*(f"filters.{k}" for k in ListFilters.FILTERS), watch=True)
     def _filters_changed(self):
         self.clear_selection()
-        if self.filters.after is not None or self.filters.trail: self.filters.reset_paging()
+        if self.filters.after is not None or self.filters.page != 1: self.filters.reset_paging()
         else: self.reload()
 
     @param.depends("filters.after", watch=True)
@@ -248,12 +250,16 @@ class OperationsListModel(param.Parameterized):
 @patch
 def refresh(self: OperationsListModel, now: datetime | None = None):
     "Re-read the current page from the database (on failure the previous rows stay); the pick keeps the ids still shown."
-    page, now = self.viewer.runs(limit=self.page_size, **self.filters.query_kwargs()), now or utcnow()
+    f = self.filters
+    if f.after is None and f.page > 1:                  # `?page=40` alone: find where page 40 starts, quietly
+        with param.parameterized.discard_events(f): f.to_page(*self.viewer.page_cursor(f.page, self.page_size,
+                                                                                         **self.matching_filters()))
+    page, now = self.viewer.runs(limit=self.page_size, **f.query_kwargs()), now or utcnow()
     names = tuple(sorted(self.tenant_names.items()))
     rows = self.memo.get("list_rows", (page, self.presenter), (now, names),
                          lambda: [list_row(r, self.presenter, self.tenant_names, now) for r in page.items])
     shown = {r["id"] for r in rows}
-    self.param.update(rows=rows, next_after=page.next_after, error=" ".join(self.filters.notices()),
+    self.param.update(rows=rows, next_after=page.next_after, error=" ".join(f.notices()),
                       selected=[i for i in self.selected if i in shown])
     return self
 
@@ -281,8 +287,15 @@ def next_page(self: OperationsListModel):
 # %% ../../nbs/ui/20_viewmodels.ipynb #1b7f5b6c
 @patch
 def previous_page(self: OperationsListModel):
-    "Go to the previous (newer) page."
-    self.filters.previous_page()
+    "Go to the previous (newer) page: the viewer tells where it starts."
+    f = self.filters
+    if f.after is None: return
+    f.to_page(self.viewer.newer_cursor(f.after, self.page_size, **self.matching_filters()), f.page - 1)
+
+@patch
+def go_to(self: OperationsListModel, page: int):
+    "Jump to page number `page` (past the end: the last page)."
+    self.filters.to_page(*self.viewer.page_cursor(page, self.page_size, **self.matching_filters()))
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #dd2ce6d2
 @patch(as_prop=True)
