@@ -26,9 +26,11 @@ SHOWN = tuple(UxStatus)      # every UxStatus, in the order the charts stack the
 
 # %% ../../nbs/store/13a_insights.ipynb #a2ca177c
 def bucket_key(col, unit: str, # "hour" or "day"
-               dialect: str) -> ColumnElement:
-    "What runs are grouped by: the bucket's start on PostgreSQL, its label on SQLite."
-    if dialect == "postgresql": return func.date_trunc(unit, col)
+               dialect: str, date_bin: bool = False) -> ColumnElement:
+    "What runs are grouped by: the bucket's start on PostgreSQL (`date_bin` from 14 on: plain arithmetic), its label on SQLite."
+    if dialect == "postgresql":
+        if date_bin: return func.date_bin(literal_column(f"interval '1 {unit}'"), col, literal_column("'2000-01-01'"))
+        return func.date_trunc(unit, col)
     return func.strftime(BUCKET_FORMATS[unit][0], col)
 
 def bucket_text(key, unit: str, dialect: str) -> ColumnElement:
@@ -137,7 +139,8 @@ def _maybe_queued(self: Insights) -> ColumnElement:
 def outcomes_stmt(self: Insights):
     "Runs per bucket and UxStatus: group the raw words first (few groups), then map them with `ux_status`."
     c, unit, dia = self.c, self.unit, self.dialect
-    k = bucket_key(utc_time(c.created_at), unit, dia)
+    binned = (self.viewer.ops.reader.dialect.server_version_info or (0,)) >= (14,)   # known once connected
+    k = bucket_key(utc_time(c.created_at), unit, dia, date_bin=binned)
     raw = select(k.label("k"), c.status.label("s"), self._outcome().label("o")).where(*self._windowed()).subquery()
     pairs = select(raw.c.k, raw.c.s, raw.c.o, func.count().label("n")).group_by(raw.c.k, raw.c.s, raw.c.o).subquery()
     mapped = select(bucket_text(pairs.c.k, unit, dia).label("b"), ux_status(pairs.c.s, pairs.c.o).label("st"),
@@ -161,9 +164,9 @@ def _durations_pg(self: Insights, d, where):
     c = self.c
     g = (select(c.type.label("type"), func.count().label("n"), func.array_agg(d).label("a"))
          .where(*where).group_by(c.type).subquery("g"))
-    x = func.unnest(g.c.a).column_valued("x")
-    p = select(func.percentile_cont(0.5).within_group(x).label("p50"),
-               func.percentile_cont(0.95).within_group(x).label("p95")).lateral("p")
+    u = select(func.unnest(g.c.a).label("x")).correlate(g).subquery("u")   # unnest in a SELECT list: streamed
+    p = select(func.percentile_cont(0.5).within_group(u.c.x).label("p50"),
+               func.percentile_cont(0.95).within_group(u.c.x).label("p95")).lateral("p")
     return select(g.c.type, g.c.n, p.c.p50, p.c.p95).select_from(g.join(p, true())).order_by(g.c.type)
 
 # %% ../../nbs/store/13a_insights.ipynb #32f451b1
