@@ -112,10 +112,15 @@ def _windowed(self: Insights) -> list:
 # %% ../../nbs/store/13a_insights.ipynb #66ab35c1
 @patch
 def _read(self: Insights, stmt) -> list:
-    "One statement's rows; on PostgreSQL without JIT, whose compiling cost more than the few-row aggregates (70 ms)."
+    """One statement's rows; on PostgreSQL (11+) without JIT, whose compiling cost more than the few-row aggregates
+    gain (70 ms of the 30-day chart). The reader is an autocommit pool, so `SET LOCAL` would not last until the
+    statement: the setting is the session's, and reset before the connection goes back to the pool."""
     with self.viewer.ops.reader.connect() as con:
-        if self.dialect == "postgresql": con.exec_driver_sql("SET LOCAL jit = off")
-        return con.execute(stmt).all()
+        if self.dialect != "postgresql" or (con.dialect.server_version_info or (0,)) < (11,):
+            return con.execute(stmt).all()
+        con.exec_driver_sql("SET jit = off")
+        try: return con.execute(stmt).all()
+        finally: con.exec_driver_sql("RESET jit")
 
 # %% ../../nbs/store/13a_insights.ipynb #a510c500
 @patch
