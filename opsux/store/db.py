@@ -191,7 +191,7 @@ def retrying(fn, # called as fn(attempt): attempt 0 first, then 1, 2, … after 
 
 # %% ../../nbs/store/11_db.ipynb #88edb67a
 MIGRATIONS = Path(str(files("opsux.store") / "migrations"))
-HEAD_REVISION = "0008"  # the newest migration shipped; checked against Alembic's own answer by a test
+HEAD_REVISION = "0009"  # the newest migration shipped; checked against Alembic's own answer by a test
 
 def alembic_config(url: str | None = None):
     "An Alembic `Config` for the migrations shipped in the package."

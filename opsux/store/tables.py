@@ -105,6 +105,15 @@ _RUN_INDEXES = (
           postgresql_where=text("job_id IS NOT NULL")),
     Index("ix_operation_runs_retry_of", "retry_of", sqlite_where=text("retry_of IS NOT NULL"),
           postgresql_where=text("retry_of IS NOT NULL")),  # a run's retries (0007)
+    # the insight page (0008, see 13a_insights): a window's runs read from the index alone on PostgreSQL, ...
+    Index("ix_operation_runs_tenant_id_created_at", "tenant_id", "created_at",
+          postgresql_include=["type", "status", "outcome", "started_at", "completed_at"]),
+    Index("ix_operation_runs_tenant_id_completed_at", "tenant_id", "completed_at"),  # ... throughput, ...
+    Index("ix_operation_runs_unsucceeded", "tenant_id", "created_at",  # ... failure hotspots, ...
+          sqlite_where=text("status <> 'completed' OR outcome <> 'succeeded'"),
+          postgresql_where=text("status <> 'completed' OR outcome <> 'succeeded'")),
+    Index("ix_operation_runs_queued", "tenant_id", "created_at",  # ... and the queue's age
+          sqlite_where=text("lower(trim(status)) = 'queued'"), postgresql_where=text("lower(trim(status)) = 'queued'")),
 )
 
 # %% ../../nbs/store/10_tables.ipynb #a7c71e02
