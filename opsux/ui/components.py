@@ -23,11 +23,11 @@ from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, Progr
                                  confirm_text)
 
 # %% auto #0
-__all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'BULK_LABELS', 'TOAST_LEVELS', 'stylesheet', 'html_pane', 'text_pane',
-           'heading', 'badge_html', 'bar_html', 'runs_table_html', 'notice_html', 'banner_html', 'health_html',
-           'progress_rows_html', 'more_runs_html', 'notification_html', 'detail_html', 'shared_html', 'set_html',
-           'ProgressWidget', 'Confirm', 'PickTable', 'filter_widgets', 'bind_run_id', 'OperationsList', 'RunDetail',
-           'Inbox', 'ReconnectingBanner', 'toasts_html', 'Toasts']
+__all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'PICK_TEMPLATE', 'PICK_SCRIPTS', 'BULK_LABELS', 'TOAST_LEVELS',
+           'stylesheet', 'html_pane', 'text_pane', 'heading', 'badge_html', 'bar_html', 'runs_table_html',
+           'notice_html', 'banner_html', 'health_html', 'progress_rows_html', 'more_runs_html', 'notification_html',
+           'detail_html', 'shared_html', 'set_html', 'ProgressWidget', 'Confirm', 'PickTable', 'filter_widgets',
+           'bind_run_id', 'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner', 'toasts_html', 'Toasts']
 
 # %% ../../nbs/ui/21_components.ipynb #2e4223bc
 STATIC = Path(str(files("opsux.ui") / "static"))      # served at /opsux/static/ (see `opsux.ui.server`)
@@ -159,6 +159,58 @@ class Confirm(Viewer):
     def _no(self, _=None): self._then, self.box.visible = None, False
     def __panel__(self): return self.box
 
+# %% ../../nbs/ui/21_components.ipynb #76fbe703
+PICK_TEMPLATE = """
+<div id="bar" class="ox-actions"><span id="sel" class="ox-selection"></span>
+<button id="pickpage" type="button" class="ox-btn ox-pick-page" onclick="${_page}">Select page</button>
+<button id="pickall" type="button" class="ox-btn ox-pick-all" onclick="${_all}">Select all matching</button>
+<button id="bcancel" type="button" class="ox-btn ox-danger ox-bulk-cancel" onclick="${_cancel}">Cancel</button>
+<button id="bretry" type="button" class="ox-btn ox-primary ox-bulk-retry" onclick="${_retry}">Retry</button>
+<button id="bread" type="button" class="ox-btn ox-primary ox-bulk-mark-read" onclick="${_mark_read}">Mark read</button></div>
+<div id="ask" class="ox-confirm"><span id="asked" class="ox-confirm-text"></span>
+<button id="ayes" type="button" class="ox-btn ox-danger ox-confirm-yes" onclick="${_yes}">Yes</button>
+<button id="ano" type="button" class="ox-btn ox-confirm-no" onclick="${_no}">No</button></div>
+<div id="box"></div>"""   # the action bar, its question, and the table's box
+
+# %% ../../nbs/ui/21_components.ipynb #9ca5670c
+PICK_SCRIPTS = {   # one closure over the box: state.draw puts the markup in, state.sync sets the boxes
+    "render": """
+        const root = box
+        state.sync = () => {
+          const picked = new Set(data.selected), ok = new Set(data.pickable)
+          for (const tr of root.querySelectorAll("tbody tr")) {
+            const id = Number(tr.dataset.runId), cell = tr.firstElementChild
+            if (!id || !cell) continue
+            let input = cell.querySelector("input.ox-pick")
+            if (!ok.has(id)) { if (input) input.remove(); continue }
+            if (!input) {
+              input = document.createElement("input")
+              input.type = "checkbox"; input.className = "ox-pick"; input.value = String(id)
+              input.setAttribute("aria-label", "Select run #" + id)
+              cell.prepend(input)
+            }
+            input.checked = picked.has(id)
+          }
+        }
+        state.draw = () => {
+          const bytes = Uint8Array.from(atob(data.encoded), (ch) => ch.charCodeAt(0))
+          root.innerHTML = new TextDecoder().decode(bytes); state.sync()
+        }
+        state.bar = () => {
+          sel.textContent = data.said
+          for (const b of [bcancel, bretry, bread]) b.disabled = !data.picked
+          asked.textContent = data.question; ayes.textContent = data.yes
+          ask.style.display = data.question ? "" : "none"
+        }
+        root.addEventListener("change", (e) => {
+          if (!e.target.matches("input.ox-pick")) return
+          data.selected = [...root.querySelectorAll("input.ox-pick:checked")].map((c) => Number(c.value))
+        })
+        state.draw(); state.bar()""",
+    "encoded": "state.draw()", "selected": "state.sync()", "pickable": "state.sync()",
+    "said": "state.bar()", "picked": "state.bar()", "question": "state.bar()", "yes": "state.bar()",
+}
+
 # %% ../../nbs/ui/21_components.ipynb #f200b747
 class PickTable(ReactiveHTML):
     "The runs table with a checkbox in front of each row in `pickable`, and the action bar and its question above it."
@@ -171,54 +223,8 @@ class PickTable(ReactiveHTML):
     question = param.String(default="", doc="the question asked before an action; empty: none asked")
     yes = param.String(default="Yes")
     on_action = None   # `on_action(name)`: page, all, cancel, retry, mark_read, yes, no (not a param: params go to the browser)
-    _template = """
-<div id="bar" class="ox-actions"><span id="sel" class="ox-selection"></span>
-<button id="pickpage" type="button" class="ox-btn ox-pick-page" onclick="${_page}">Select page</button>
-<button id="pickall" type="button" class="ox-btn ox-pick-all" onclick="${_all}">Select all matching</button>
-<button id="bcancel" type="button" class="ox-btn ox-danger ox-bulk-cancel" onclick="${_cancel}">Cancel</button>
-<button id="bretry" type="button" class="ox-btn ox-primary ox-bulk-retry" onclick="${_retry}">Retry</button>
-<button id="bread" type="button" class="ox-btn ox-primary ox-bulk-mark-read" onclick="${_mark_read}">Mark read</button></div>
-<div id="ask" class="ox-confirm"><span id="asked" class="ox-confirm-text"></span>
-<button id="ayes" type="button" class="ox-btn ox-danger ox-confirm-yes" onclick="${_yes}">Yes</button>
-<button id="ano" type="button" class="ox-btn ox-confirm-no" onclick="${_no}">No</button></div>
-<div id="box"></div>"""
-    _scripts = {   # one closure over the box: state.draw puts the markup in, state.sync sets the boxes
-        "render": """
-            const root = box
-            state.sync = () => {
-              const picked = new Set(data.selected), ok = new Set(data.pickable)
-              for (const tr of root.querySelectorAll("tbody tr")) {
-                const id = Number(tr.dataset.runId), cell = tr.firstElementChild
-                if (!id || !cell) continue
-                let input = cell.querySelector("input.ox-pick")
-                if (!ok.has(id)) { if (input) input.remove(); continue }
-                if (!input) {
-                  input = document.createElement("input")
-                  input.type = "checkbox"; input.className = "ox-pick"; input.value = String(id)
-                  input.setAttribute("aria-label", "Select run #" + id)
-                  cell.prepend(input)
-                }
-                input.checked = picked.has(id)
-              }
-            }
-            state.draw = () => {
-              const bytes = Uint8Array.from(atob(data.encoded), (ch) => ch.charCodeAt(0))
-              root.innerHTML = new TextDecoder().decode(bytes); state.sync()
-            }
-            state.bar = () => {
-              sel.textContent = data.said
-              for (const b of [bcancel, bretry, bread]) b.disabled = !data.picked
-              asked.textContent = data.question; ayes.textContent = data.yes
-              ask.style.display = data.question ? "" : "none"
-            }
-            root.addEventListener("change", (e) => {
-              if (!e.target.matches("input.ox-pick")) return
-              data.selected = [...root.querySelectorAll("input.ox-pick:checked")].map((c) => Number(c.value))
-            })
-            state.draw(); state.bar()""",
-        "encoded": "state.draw()", "selected": "state.sync()", "pickable": "state.sync()",
-        "said": "state.bar()", "picked": "state.bar()", "question": "state.bar()", "yes": "state.bar()",
-    }
+    _template = PICK_TEMPLATE
+    _scripts = PICK_SCRIPTS
 
     def _say(self, name):
         if self.on_action is not None: self.on_action(name)
@@ -239,6 +245,7 @@ class PickTable(ReactiveHTML):
         "Show new markup and rows to pick (one patch each, only when they changed)."
         self.param.update(encoded=_b64(html), pickable=pickable)
 
+# %% ../../nbs/ui/21_components.ipynb #86541519
 def _b64(html: str) -> str: return base64.b64encode(html.encode("utf-8")).decode("ascii")
 
 # %% ../../nbs/ui/21_components.ipynb #a6b62c09
@@ -360,6 +367,7 @@ def _export_html(self: OperationsList, *_):
 BULK_LABELS = {"cancel": ("Cancel", "Yes, cancel them"), "retry": ("Retry", "Yes, retry them"),
                "mark_read": ("Mark read", "Yes, mark them read")}
 
+# %% ../../nbs/ui/21_components.ipynb #30ead74c
 @patch
 def _operator_table(self: OperationsList):
     "The pick table with its action bar and question: one model (ten Panel buttons cost a page build ~50 ms)."
@@ -372,15 +380,18 @@ def _operator_table(self: OperationsList):
     m.param.watch(self._pick_shown, ["selected", "all_matching"])
     self.table.param.watch(lambda e: m.pick(e.new), "selected")
 
+# %% ../../nbs/ui/21_components.ipynb #124dd17d
 @patch
 def _rows_shown(self: OperationsList, event):
     self.table.show(self._table_html(event.new), self.model.pickable)
 
+# %% ../../nbs/ui/21_components.ipynb #06994664
 @patch
 def _pick_shown(self: OperationsList, *_):
     m = self.model
     self.table.param.update(selected=list(m.selected), said=m.selection_text, picked=m.picked)
 
+# %% ../../nbs/ui/21_components.ipynb #195d6afd
 @patch
 def _on_action(self: OperationsList, name: str):
     "What a click in the action bar does."
@@ -398,12 +409,14 @@ def _on_action(self: OperationsList, name: str):
         action, self.pending, t.question = self.pending, None, ""
         self._act(action)
 
+# %% ../../nbs/ui/21_components.ipynb #034cd2c8
 @patch
 def _act(self: OperationsList, action: str):
     try: run = self.model.act(action)
     except Exception as e: return self._failed(e, f"Could not {BULK_LABELS[action][0].lower()}")
     if self.say is not None: self.say(run)
 
+# %% ../../nbs/ui/21_components.ipynb #314befb0
 @patch
 def _failed(self: OperationsList, exc: BaseException, doing: str):
     if self.model.on_error is None: raise exc

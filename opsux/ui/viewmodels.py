@@ -331,6 +331,7 @@ def matching_filters(self: OperationsListModel) -> dict:
     kw.pop("after", None)
     return kw
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #ba8ebcf6
 @patch
 def pick_all_matching(self: OperationsListModel) -> int:
     "Pick every run matching the filters that the user may act on; how many that is (one SQL count)."
@@ -338,11 +339,13 @@ def pick_all_matching(self: OperationsListModel) -> int:
     self.param.update(selected=[], all_matching=n)
     return n
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #571aba16
 @patch(as_prop=True)
 def picked(self: OperationsListModel) -> int:
     "How many runs the pick holds."
     return self.all_matching if self.all_matching is not None else len(self.selected)
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #cda2edbe
 @patch(as_prop=True)
 def selection_text(self: OperationsListModel) -> str:
     "What the action bar says of the pick."
@@ -350,12 +353,14 @@ def selection_text(self: OperationsListModel) -> str:
     n = len(self.selected)
     return f"{n:,} run{'' if n == 1 else 's'} selected" if n else "No runs selected"
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #57115fd8
 @patch
 def confirm(self: OperationsListModel, action: str) -> str:
     "The question asked before `action` on the pick."
     n = self.picked
     return confirm_text(action, f"{'all ' if self.all_matching is not None else ''}{n:,} run{'' if n == 1 else 's'}")
 
+# %% ../../nbs/ui/20_viewmodels.ipynb #ddb07806
 @patch
 def act(self: OperationsListModel, action: str): # "cancel", "retry" or "mark_read"
     "Start `action` on the pick as a bulk run (returned); the pick is dropped."
