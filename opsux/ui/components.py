@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64, hashlib, time
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import urlencode
 import panel as pn
 import param
 from panel.reactive import ReactiveHTML
@@ -26,8 +27,9 @@ from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, Progr
 __all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'PICK_TEMPLATE', 'PICK_SCRIPTS', 'BULK_LABELS', 'TOAST_LEVELS',
            'stylesheet', 'html_pane', 'text_pane', 'heading', 'badge_html', 'bar_html', 'runs_table_html',
            'notice_html', 'banner_html', 'health_html', 'progress_rows_html', 'more_runs_html', 'notification_html',
-           'detail_html', 'shared_html', 'set_html', 'ProgressWidget', 'Confirm', 'PickTable', 'filter_widgets',
-           'bind_run_id', 'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner', 'toasts_html', 'Toasts']
+           'detail_html', 'shared_html', 'set_html', 'keep_in_url', 'ProgressWidget', 'Confirm', 'PickTable',
+           'filter_widgets', 'bind_run_id', 'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner', 'toasts_html',
+           'Toasts']
 
 # %% ../../nbs/ui/21_components.ipynb #2e4223bc
 STATIC = Path(str(files("opsux.ui") / "static"))      # served at /opsux/static/ (see `opsux.ui.server`)
@@ -117,6 +119,15 @@ def set_html(pane, text: str) -> bool:
     if pane.object == text: return False
     pane.object = text
     return True
+
+# %% ../../nbs/ui/21_components.ipynb #5e0b6d1a
+def keep_in_url(filters, # a Parameterized with `query()` and the tuple `QUERY` of its URL params (ListFilters, …)
+                location): # `pn.state.location`
+    "Mirror the non-default values of `filters` into the address bar, whole query replaced, on every change."
+    def push(*_):
+        q = urlencode(filters.query())
+        location.search = f"?{q}" if q else ""
+    filters.param.watch(push, list(filters.QUERY))
 
 # %% ../../nbs/ui/21_components.ipynb #f1a57e46
 class ProgressWidget(Viewer):

@@ -17,7 +17,7 @@ from ..rules.status import UxStatus
 from ..rules.urls import INSIGHTS_PATH
 from ..store.insights import Insights, WINDOWS
 from .compat import hold
-from .components import heading, html_pane
+from .components import heading, html_pane, keep_in_url
 from .markup import environment
 from .viewmodels import clean_text, MAX_NAME, MAX_FILTER_LENGTH
 
@@ -25,7 +25,7 @@ from .viewmodels import clean_text, MAX_NAME, MAX_FILTER_LENGTH
 __all__ = ['WINDOW_LABELS', 'STACKED', 'COLORS', 'HOTSPOTS', 'STATS', 'DURATIONS', 'EMPTY', 'InsightFilters', 'InsightsModel',
            'short_bucket', 'outcomes_data', 'type_labels', 'durations_data', 'hotspots_html', 'stats_html',
            'durations_html', 'outcomes_figure', 'durations_figure', 'InsightsPage', 'insight_widgets', 'page_args',
-           'keep_insights_in_url', 'insights_page']
+           'insights_page']
 
 # %% ../../nbs/ui/28_insights.ipynb #5912e7bf
 WINDOW_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
@@ -303,14 +303,6 @@ def page_args() -> dict:
     "The current Panel session's query values as text."
     return {k: (v[0].decode("utf-8", "replace") if v else "") for k, v in (pn.state.session_args or {}).items()}
 
-# %% ../../nbs/ui/28_insights.ipynb #3ae89a2f
-def keep_insights_in_url(filters: InsightFilters, location):
-    "Mirror the filters into the address bar (non-default values only)."
-    def push(*_):
-        q = urlencode(filters.query())
-        location.search = f"?{q}" if q else ""
-    filters.param.watch(push, list(InsightFilters.QUERY))
-
 # %% ../../nbs/ui/28_insights.ipynb #6c0be0af
 def insights_page(s, # a `DashboardSession`
                   args: dict | None = None, # query values (default: the Panel session's)
@@ -319,5 +311,5 @@ def insights_page(s, # a `DashboardSession`
     tenants = s.tenants if s.tenant is None else []      # a tenant picked in the header already scopes the viewer
     filters = InsightFilters.from_query(page_args() if args is None else args, [t.id for t in tenants])
     model = InsightsModel(s.viewer, filters, now=now, on_error=s.failed).refresh()
-    if pn.state.location is not None: keep_insights_in_url(filters, pn.state.location)
+    if pn.state.location is not None: keep_in_url(filters, pn.state.location)
     return InsightsPage(model, s.ops.catalog, tenants)

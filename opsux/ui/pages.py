@@ -5,7 +5,7 @@
 # %% ../../nbs/ui/23_pages.ipynb #5080b179
 from __future__ import annotations
 import functools, json, logging, threading
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 import panel as pn
 from ..rules.basics import patch
 from ..rules.presenter import OperationUxPresenter
@@ -16,7 +16,7 @@ from .markup import render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                                  ConnectionModel, clean_text, event_concerns, MAX_NAME)
 from .components import (heading, html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
-                                 ReconnectingBanner, Toasts, banner_html)
+                                ReconnectingBanner, Toasts, banner_html, keep_in_url)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
 from .auth import current_user as signed_in_user
 from .insights import insights_page
@@ -24,8 +24,7 @@ from .insights import insights_page
 # %% auto #0
 __all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'FONTS', 'SHELL', 'HEADER_CSS', 'action_label', 'back_url',
            'toast_html', 'notify', 'DashboardSession', 'reported_as', 'DashboardApp', 'unavailable_page', 'page_shell',
-           'cookie_select', 'nav_html', 'keep_in_url', 'page_header', 'page_main', 'page_sidebar', 'build_page',
-           'actions_page']
+           'cookie_select', 'nav_html', 'page_header', 'page_main', 'page_sidebar', 'build_page', 'actions_page']
 
 # %% ../../nbs/ui/23_pages.ipynb #76c556e8
 ACTIONS_PATH = "/actions"
@@ -445,14 +444,6 @@ def nav_html(demo: bool, route: str) -> str:
     items = [("Operations", OPERATIONS_PATH), ("Insights", INSIGHTS_PATH)]
     items += [("Actions", ACTIONS_PATH)] if demo else []
     return render("nav.html", items=items, route=route)
-
-# %% ../../nbs/ui/23_pages.ipynb #229b6cf3
-def keep_in_url(filters: ListFilters, location):
-    "Mirror the list's filter and page state into the address bar (non-default values only)."
-    def push(*_):
-        q = urlencode(filters.query())
-        location.search = f"?{q}" if q else ""
-    filters.param.watch(push, list(ListFilters.QUERY))
 
 # %% ../../nbs/ui/23_pages.ipynb #5ccccd0f
 def page_header(s: DashboardSession) -> list:
