@@ -19,7 +19,8 @@ Prints median / p95 / max per database. Target: median ≤ 1 s on PostgreSQL.
 """
 from __future__ import annotations
 
-import argparse, os, random, statistics, subprocess, sys, tempfile, textwrap, time, urllib.request
+import argparse, os, random, statistics, subprocess, sys, tempfile, textwrap, time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +40,11 @@ FIND_PERCENT = """([runId, want]) => {
 }"""
 
 
-def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float]:
-    from playwright.sync_api import sync_playwright
-    from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, wait_ready
+@contextmanager
+def served(url: str, label: str):
+    """A bench tenant and user in the database at `url`, and a dashboard server for them in a subprocess: (ops, tenant,
+    user, base URL); the server is stopped and `ops` closed on exit."""
+    from browser_support import free_port, wait_ready
     from opsux.store.ops import connect
     ops = connect(url)
     tenant = ops.directory.add_tenant(f"Bench {label}")
@@ -54,19 +57,28 @@ def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float
     log = open(Path(tmp) / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
                             env=dict(os.environ, OPSUX_HOME=tmp), cwd=str(ROOT))
-    latencies = []
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc)
+        yield ops, tenant, user, f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate(); proc.wait(10); log.close(); ops.close()
+
+
+def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float]:
+    from playwright.sync_api import sync_playwright
+    from browser_support import CHROMIUM, CHROMIUM_ARGS
+    latencies = []
+    with served(url, label) as (ops, tenant, user, base):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             others = []
             for _ in range(sessions - 1):
                 other = browser.new_page()
-                other.goto(f"http://127.0.0.1:{port}/operations")
+                other.goto(f"{base}/operations")
                 other.locator(".ox-table").wait_for()
                 others.append(other)
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/operations")
+            page.goto(f"{base}/operations")
             page.locator(".ox-table").wait_for()
             run = ops.runs.enqueue(tenant, "inventory.sync", user=user, context={"source": "push latency bench"})
             ops.runs.set_total(run, 100)
@@ -80,8 +92,6 @@ def measure(url: str, samples: int, label: str, sessions: int = 1) -> list[float
                 latencies.append((seen - committed) / 1000)
             ops.runs.complete(run)
             browser.close()
-    finally:
-        proc.terminate(); proc.wait(10); log.close(); ops.close()
     return latencies
 
 
@@ -107,26 +117,13 @@ def measure_iter(url: str, items: int, label: str) -> tuple[list[float], dict]:
     "Latencies (s) from each percent-moving flush of an `r.iter` loop to the tab showing it; and loop facts."
     import threading
     from playwright.sync_api import sync_playwright
-    from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, wait_ready
-    from opsux.store.ops import connect
-    ops = connect(url)
-    tenant = ops.directory.add_tenant(f"Bench iter {label}")
-    user = ops.directory.add_user("Bench Operator", email=f"bench-iter-{label}@opsux.test", tenants=[tenant])
-    port, tmp = free_port(), tempfile.mkdtemp(prefix="opsux-bench-")
-    code = textwrap.dedent(f"""
-        from opsux.ui.server import serve
-        serve(db={url!r}, port={port}, as_user={user.email!r})
-    """)
-    log = open(Path(tmp) / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, OPSUX_HOME=tmp), cwd=str(ROOT))
+    from browser_support import CHROMIUM, CHROMIUM_ARGS
     flushes, pos, facts = [], [0], {}
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
+    with served(url, f"iter-{label}") as (ops, tenant, user, base):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/operations")
+            page.goto(f"{base}/operations")
             page.locator(".ox-table").wait_for()
             run = ops.runs.enqueue(tenant, "inventory.sync", user=user, context={"source": "push latency bench"})
             page.wait_for_function(FIND_PERCENT.replace("want === null ||", "true ||"), arg=[run.id, None],
@@ -149,10 +146,8 @@ def measure_iter(url: str, items: int, label: str) -> tuple[list[float], dict]:
             time.sleep(1.0)
             seen = page.evaluate("window.__seen")
             browser.close()
-    finally:
-        proc.terminate(); proc.wait(10); log.close()
+        facts["stored"] = ops.runs.get(run).summary_counts.get("processed")
     facts["flushes"] = len(flushes)
-    facts["stored"] = ops.runs.get(run).summary_counts.get("processed"); ops.close()
     shown = [(t, int(x.rstrip("%"))) for t, x in seen if x and x.endswith("%")]
     latencies, last_pct = [], -1
     for t_commit, done in flushes:
