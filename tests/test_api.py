@@ -36,7 +36,8 @@ def _rows(tenant, n, user, offset):
                         created_at=created, updated_at=created,
                         started_at=created + timedelta(seconds=1) if status != "queued" else None,
                         completed_at=created + timedelta(seconds=1 + i % 120) if done else None,
-                        summary_counts={"total": i, "processed": i}, failure_summary=[], context={"n": i}))
+                        summary_counts={"total": i, "processed": i}, failure_summary=[{"code": "graph.503", "message": "x"}] if i % 5 == 0 else [],
+                        context={"n": i}))
     return out
 
 
@@ -161,6 +162,10 @@ def test_paging_returns_every_scoped_row_exactly_once(api):
               and r["type"] == "policy.sync" and r["created_at"] >= datetime(2026, 3, 20, tzinfo=timezone.utc)]
     ids, _ = walk(server, f["alice_token"], "status=failed&type=policy.sync&since=2026-03-20&limit=7")
     assert ids == failed and len(failed) > 7
+    coded = [r["id"] for r in rows if normalize(r["status"], r["outcome"]).value in ("failed", "partial")
+             and r["failure_summary"] and r["failure_summary"][0]["code"] == "graph.503"]
+    ids, _ = walk(server, f["alice_token"], "code=graph.503&limit=50")         # a failure hotspot's filter
+    assert ids == coded and len(coded) > 50
     bob_ids, _ = walk(server, f["bob_token"], "limit=500")
     assert bob_ids == [r["id"] for r in sql_runs(url, [f["fabrikam"]])]
 

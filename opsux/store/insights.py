@@ -13,11 +13,11 @@ from ..rules.status import UxStatus, normalize
 from ..rules.urls import operations_url
 from .schema import HostDateTime, as_utc
 from .tables import utcnow
-from .viewer import _as_list, _ids, status_predicate
+from .viewer import FAILING, _as_list, _ids, first_failure_code, status_predicate
 
 # %% auto #0
-__all__ = ['WINDOWS', 'BUCKET_FORMATS', 'SHOWN', 'FAILING', 'bucket_key', 'bucket_text', 'bucket', 'bucket_labels', 'ux_status',
-           'utc_time', 'duration_seconds', 'first_failure_code', 'Insights']
+__all__ = ['WINDOWS', 'BUCKET_FORMATS', 'SHOWN', 'bucket_key', 'bucket_text', 'bucket', 'bucket_labels', 'ux_status', 'utc_time',
+           'duration_seconds', 'Insights']
 
 # %% ../../nbs/store/13a_insights.ipynb #813b5c6f
 WINDOWS = {"24h": (timedelta(hours=24), "hour"), "7d": (timedelta(days=7), "day"), "30d": (timedelta(days=30), "day")}
@@ -71,12 +71,6 @@ def duration_seconds(started, completed, dialect: str) -> ColumnElement:
     "Seconds from `started` to `completed`, as a float, in the database's own date arithmetic."
     if dialect == "postgresql": return func.date_part("epoch", completed - started, type_=Float)
     return (func.julianday(completed) - func.julianday(started)) * 86400.0
-
-# %% ../../nbs/store/13a_insights.ipynb #c80f37f6
-def first_failure_code(col, dialect: str) -> ColumnElement:
-    "The `code` of the first entry of a run's `failure_summary` (NULL when there is none or the JSON is not valid)."
-    if dialect == "postgresql": return func.jsonb_extract_path_text(cast(col, JSONB), "0", "code")
-    return case((func.json_valid(col) == 1, func.json_extract(col, "$[0].code")))
 
 # %% ../../nbs/store/13a_insights.ipynb #b4781d6b
 class Insights:
@@ -209,9 +203,6 @@ def durations(self: Insights) -> dict:
     return {"type": [r[0] for r in rows], "runs": [int(r[1]) for r in rows],
             "p50": [round(float(r[2]), 3) for r in rows], "p95": [round(float(r[3]), 3) for r in rows]}
 
-# %% ../../nbs/store/13a_insights.ipynb #99c95566
-FAILING = (UxStatus.failed, UxStatus.partial)   # a hotspot counts runs people see as Failed or Partial
-
 # %% ../../nbs/store/13a_insights.ipynb #a9298e14
 @patch
 def failure_codes_stmt(self: Insights, limit: int = 10):
@@ -240,15 +231,15 @@ def failing_types_stmt(self: Insights, limit: int = 10):
 
 # %% ../../nbs/store/13a_insights.ipynb #036a1698
 @patch
-def _list_url(self: Insights, **filters) -> str:
-    "The Operations list of failed runs from the window's first day."
-    return operations_url(status=UxStatus.failed, since=self.since.date(), **filters)
+def _list_url(self: Insights, code: str | None = None, **filters) -> str:
+    "The Operations list from the window's first day: the failing runs with first failure `code`, else the failed runs."
+    return operations_url(status=None if code else UxStatus.failed, code=code or None, since=self.since.date(), **filters)
 
 # %% ../../nbs/store/13a_insights.ipynb #3a882b33
 @patch
 def failure_codes(self: Insights, limit: int = 10) -> list[dict]:
     "Top first failure codes: code, failing runs, and a link to the filtered list."
-    return [{"code": code, "runs": int(n), "url": self._list_url(type=self.types or None)}
+    return [{"code": code, "runs": int(n), "url": self._list_url(code, type=self.types or None)}
             for code, n in self._read(self.failure_codes_stmt(limit))]
 
 # %% ../../nbs/store/13a_insights.ipynb #102477e9

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Sequence
-from sqlalchemy import and_, false, func, literal_column, null, or_, select, true, update
+from sqlalchemy import and_, case, cast, false, func, literal_column, null, or_, select, true, update
+from sqlalchemy.dialects.postgresql import JSONB
 from types import SimpleNamespace
 from sqlalchemy.sql import ColumnElement
 from ..rules.basics import patch
@@ -16,7 +17,8 @@ from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
 # %% auto #0
-__all__ = ['STATUS_WORDS', 'OUTCOME_WORDS', 'RUN_FILTERS', 'status_predicate', 'RunPage', 'Viewer', 'Named']
+__all__ = ['STATUS_WORDS', 'OUTCOME_WORDS', 'FAILING', 'RUN_FILTERS', 'status_predicate', 'RunPage', 'Viewer', 'Named',
+           'first_failure_code']
 
 # %% ../../nbs/store/13_viewer.ipynb #0ddb3ac7
 _OTHER = "\x00other"  # stands for any status/outcome word normalize does not know
@@ -167,8 +169,16 @@ def _first_page(self: Viewer, limit: int):
         hit = pages[limit] = (base, base.order_by(self._r.id.desc()).limit(limit + 1))
     return hit[1]
 
+# %% ../../nbs/store/13_viewer.ipynb #eed53f22
+FAILING = (UxStatus.failed, UxStatus.partial)   # runs people see as Failed or Partial: what a failure code filters
+
+def first_failure_code(col, dialect: str) -> ColumnElement:
+    "The `code` of the first entry of a run's `failure_summary` (NULL when there is none or the JSON is not valid)."
+    if dialect == "postgresql": return func.jsonb_extract_path_text(cast(col, JSONB), "0", "code")
+    return case((func.json_valid(col) == 1, func.json_extract(col, "$[0].code")))
+
 # %% ../../nbs/store/13_viewer.ipynb #f1880bf8
-RUN_FILTERS = ("type", "status", "initiator", "since", "until", "run_id", "tenant")   # what `conditions` takes
+RUN_FILTERS = ("type", "status", "initiator", "since", "until", "run_id", "tenant", "code")   # what `conditions` takes
 
 @patch
 def conditions(self: Viewer, type: str | Sequence[str] | None = None, # operation type(s)
@@ -178,6 +188,7 @@ def conditions(self: Viewer, type: str | Sequence[str] | None = None, # operatio
                until: datetime | None = None, # created before
                run_id: int | None = None, # just this run (when visible)
                tenant=None, # narrow to these tenants (within the user's)
+               code: str | None = None, # first failure code of a Failed or Partial run
               ) -> list:
     "The SQL conditions of the list filters, one per filter given (the tenant scope is not among them: see `_scope`)."
     c, out = self._r, []
@@ -188,7 +199,15 @@ def conditions(self: Viewer, type: str | Sequence[str] | None = None, # operatio
     if since is not None: out.append(c.created_at >= since if "created_at" in c else false())
     if until is not None: out.append(c.created_at < until if "created_at" in c else false())
     if run_id is not None: out.append(c.id == id_of(run_id))
+    if code: out.append(self._failed_with(code) if "failure_summary" in c else false())
     return out
+
+@patch
+def _failed_with(self: Viewer, code: str) -> ColumnElement:
+    "Failed or Partial, and the first failure's code is `code`."
+    c = self._r
+    return and_(status_predicate(FAILING, c.status, self._outcome()),
+                first_failure_code(c.failure_summary, self.ops.reader.dialect.name) == code)
 
 # %% ../../nbs/store/13_viewer.ipynb #226ab4c9
 @patch
@@ -201,12 +220,13 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
          tenant=None, # narrow to these tenants (within the user's)
          limit: int = 50, # page size (1–500)
          after: int | None = None, # `next_after` of the previous page
+         code: str | None = None, # first failure code of a Failed or Partial run
         ) -> RunPage:
     "One page of visible runs, newest first, filtered in SQL."
     c, limit = self._r, max(1, min(int(limit), 500))
-    if all(x is None for x in (type, status, initiator, since, until, run_id, tenant, after)):
+    if all(x is None for x in (type, status, initiator, since, until, run_id, tenant, after, code)):
         return self._page(self._first_page(limit), limit)      # the usual page: one statement
-    q = self._select_runs().where(*self.conditions(type, status, initiator, since, until, run_id, tenant))
+    q = self._select_runs().where(*self.conditions(type, status, initiator, since, until, run_id, tenant, code))
     if after is not None: q = q.where(c.id < id_of(after))
     return self._page(q.order_by(c.id.desc()).limit(limit + 1), limit)
 

@@ -283,7 +283,9 @@ def filter_widgets(f: ListFilters, catalog, initiators) -> dict:
         since=pn.widgets.DatePicker.from_param(f.param.since, name="From", css_classes=["ox-f-since"], **w),
         until=pn.widgets.DatePicker.from_param(f.param.until, name="To", css_classes=["ox-f-until"], **w),
         run_id=pn.widgets.TextInput(name="Run id", placeholder="e.g. 1234", css_classes=["ox-f-run_id"],
-                                    value=str(f.run_id or ""), **w))
+                                    value=str(f.run_id or ""), **w),
+        code=pn.widgets.TextInput.from_param(f.param.code, name="Failure code", placeholder="e.g. graph.503",
+                                             css_classes=["ox-f-code"], **w))
 
 # %% ../../nbs/ui/21_components.ipynb #e269d5f1
 def bind_run_id(box, f: ListFilters):
@@ -364,7 +366,7 @@ def _table_html(self: OperationsList, rows): return shared_html(self.model.memo,
 def __panel__(self: OperationsList):
     w = self.widgets                              # two plain Rows: a FlexBox is a ReactiveHTML, slow to build
     filters = pn.Column(pn.Row(w["type"], w["status"], w["initiator"]),
-                        pn.Row(w["since"], w["until"], w["run_id"], self.clear))
+                        pn.Row(w["since"], w["until"], w["run_id"], w["code"], self.clear))
     return pn.Column(heading("Operations"), filters, self.notice, self.table,
                      pn.Row(self.newer, self.page, self.older, self.goto, self.export), sizing_mode="stretch_width")
 

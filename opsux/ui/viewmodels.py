@@ -18,11 +18,11 @@ from ..rules.urls import run_url, parse_run_id, OPERATIONS_PATH
 from ..store.tables import utcnow
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_PAGE', 'MAX_CONTEXT_ITEMS', 'CONFIRM',
-           'format_time', 'run_duration', 'clean_text', 'reported', 'Unshared', 'ListFilters', 'page_number',
-           'list_row', 'OperationsListModel', 'context_items', 'RunDetailModel', 'chain_links', 'confirm_text',
-           'widget_order', 'stalled_for', 'mark_stalled', 'ProgressWidgetModel', 'safe_link', 'notification_item',
-           'InboxModel', 'ConnectionModel', 'event_concerns']
+__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_PAGE', 'TEXT_FILTERS',
+           'MAX_CONTEXT_ITEMS', 'CONFIRM', 'format_time', 'run_duration', 'clean_text', 'reported', 'Unshared',
+           'ListFilters', 'page_number', 'list_row', 'OperationsListModel', 'context_items', 'RunDetailModel',
+           'chain_links', 'confirm_text', 'widget_order', 'stalled_for', 'mark_stalled', 'ProgressWidgetModel',
+           'safe_link', 'notification_item', 'InboxModel', 'ConnectionModel', 'event_concerns']
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #fc5bf5c0
 def format_time(value: datetime | None) -> str:
@@ -80,10 +80,11 @@ class ListFilters(param.Parameterized):
     since = param.CalendarDate(default=None, allow_None=True, doc="first day, inclusive")
     until = param.CalendarDate(default=None, allow_None=True, doc="last day, inclusive")
     run_id = param.Integer(default=None, allow_None=True, bounds=(1, MAX_ID), doc="one run")
+    code = param.String(default="", doc="first failure code of a Failed or Partial run, '' for any")
     after = param.Integer(default=None, allow_None=True, bounds=(1, MAX_ID), doc="last id of the previous page")
     page = param.Integer(default=1, bounds=(1, MAX_PAGE), doc="the page's number (with `after`; alone: a jump)")
     problems = param.List(default=[], item_type=str, doc="values from the URL that were ignored, and why")
-    FILTERS = ("type", "status", "initiator", "since", "until", "run_id")
+    FILTERS = ("type", "status", "initiator", "since", "until", "run_id", "code")
     QUERY = FILTERS + ("after", "page")
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #463b5d65
@@ -101,10 +102,13 @@ def _date(text: str) -> date | None:
 def _show(value) -> str: return repr(clean_text(value, 40))
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #9c97cb48
+TEXT_FILTERS = {"type": "Operation type {} is not a valid type", "initiator": "Initiator {} is not a valid name",
+                "code": "Failure code {} is not a valid code"}   # free text, matched exactly
+
 def _read(key: str, text: str):
     "(typed value, problem) for one query value; the value is None when it was ignored."
-    if key in ("type", "initiator"):
-        what = "Operation type {} is not a valid type" if key == "type" else "Initiator {} is not a valid name"
+    if key in TEXT_FILTERS:
+        what = TEXT_FILTERS[key]
         return (text, None) if _text_filter(text) is not None else (None, what.format(_show(text)) + "; ignored.")
     if key == "status":
         if text in STATUS_CHOICES: return text, None
@@ -161,7 +165,7 @@ def url(self: ListFilters, base: str = "") -> str:
 @patch
 def notices(self: ListFilters) -> list[str]:
     "What the list says above its table: the ignored values, and filters that cannot match together."
-    bad = [_read(k, getattr(self, k))[1] for k in ("type", "initiator") if _text_filter(getattr(self, k)) is None]
+    bad = [_read(k, getattr(self, k))[1] for k in TEXT_FILTERS if _text_filter(getattr(self, k)) is None]
     clash = self.since and self.until and self.since > self.until
     return self.problems + bad + (["From date is after To date, so no run can match."] if clash else [])
 
@@ -174,7 +178,7 @@ def query_kwargs(self: ListFilters) -> dict:
               since=datetime.combine(self.since, dtime.min, tzinfo=timezone.utc) if self.since else None,
               until=(datetime.combine(self.until + timedelta(days=1), dtime.min, tzinfo=timezone.utc)
                      if self.until and self.until < date.max else None),
-              run_id=self.run_id, after=self.after)
+              run_id=self.run_id, after=self.after, code=_text_filter(self.code) or None)
     return {k: v for k, v in kw.items() if v is not None}
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #5173a1e1

@@ -165,11 +165,18 @@ def test_the_charts_hold_what_sql_says(page, served):
 def test_a_failure_code_leads_to_the_filtered_list(page, served):
     open_insights(page, served)
     page.locator('.ox-hot-code[data-code="graph.503"]').click()
-    page.wait_for_url(re.compile(r"/operations\?status=failed&since=\d{4}-\d\d-\d\d$"))
+    page.wait_for_url(re.compile(r"/operations\?code=graph\.503&since=\d{4}-\d\d-\d\d$"))
     rows = page.locator(".ox-table tbody tr")
-    expect(rows).to_have_count(3)                                     # Olga's failed runs since the window began
+    expect(rows).to_have_count(2)                                     # the hotspot's 2 runs, not all failed ones
     expect(page.locator(".ox-table .ox-badge").filter(has_not_text="Failed")).to_have_count(0)
-    expect(page.locator(".ox-f-status select")).to_have_value("Failed")
+    expect(page.locator(".ox-f-code input")).to_have_value("graph.503")
+    open_insights(page, served)
+    page.locator(".ox-hot-code").filter(has_text="auth.401").click()  # a stored markup code: a query value, as text
+    page.wait_for_url(re.compile(r"/operations\?code=%3C.+&since="))
+    expect(rows).to_have_count(1)
+    expect(page.locator(".ox-table .ox-badge")).to_have_text("Partial")
+    expect(page.locator(".ox-f-code input")).to_have_value(XSS_CODE)
+    assert page.evaluate("window.__xss") is None
     open_insights(page, served)
     page.locator('.ox-hot-type[data-type="policy.sync"]').click()
     page.wait_for_url(re.compile(r"/operations\?status=failed&since=[\d-]+&type=policy\.sync$"))
