@@ -4,7 +4,7 @@
 
 # %% ../../nbs/ui/23_pages.ipynb #5080b179
 from __future__ import annotations
-import functools, json, logging, threading
+import functools, json, logging, threading, time
 from urllib.parse import urlsplit
 import panel as pn
 from ..rules.basics import patch
@@ -22,9 +22,10 @@ from .auth import current_user as signed_in_user
 from .insights import insights_page
 
 # %% auto #0
-__all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'FONTS', 'SHELL', 'HEADER_CSS', 'action_label', 'back_url',
-           'toast_html', 'notify', 'DashboardSession', 'reported_as', 'DashboardApp', 'unavailable_page', 'page_shell',
-           'cookie_select', 'nav_html', 'page_header', 'page_main', 'page_sidebar', 'build_page', 'actions_page']
+__all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'INSIGHTS_EVERY', 'FIGURE_KINDS_NOT', 'FONTS', 'SHELL',
+           'HEADER_CSS', 'action_label', 'back_url', 'toast_html', 'notify', 'DashboardSession', 'reported_as',
+           'DashboardApp', 'unavailable_page', 'page_shell', 'cookie_select', 'nav_html', 'page_header', 'page_main',
+           'page_sidebar', 'build_page', 'actions_page']
 
 # %% ../../nbs/ui/23_pages.ipynb #76c556e8
 ACTIONS_PATH = "/actions"
@@ -73,7 +74,8 @@ class DashboardSession:
         shared = dict(on_error=self.failed)
         self.widget = ProgressWidgetModel(self.mine, self.presenter, memo=push.memo, **shared)
         self.inbox, self.connection = InboxModel(self.mine, **shared), ConnectionModel()
-        self.list = self.detail = None
+        self.list = self.detail = self.insights = None
+        self._insights_dirty, self._insights_at, self._insights_cost = False, 0.0, 0.0
         acts = (lambda tenant: None) if self.ops.read_only else (lambda tenant: Actions(self.ops, user, tenant))
         if route == OPERATIONS_PATH:
             filters = ListFilters.from_query(args)
@@ -246,14 +248,35 @@ def apply(self: DashboardSession, parts: set, run_ids: set, kinds: set | None = 
     if "tenant" in parts and self.list and (structural or run_ids & self.list.ids): self.list.refresh(now); read = True
     if "tenant" in parts and self.detail and (self.detail.run_id in run_ids or None in run_ids):
         self.detail.refresh(); read = True
+    if self.insights is not None and self._insights_due(parts, kinds): self.read_insights(); read = True
     return read
 
 # %% ../../nbs/ui/23_pages.ipynb #27f29814
 @patch
 def tick(self: DashboardSession):
-    "Every second: have the clocks redrawn in the next round, together with whatever else that round brings."
-    if self.closed or not (self.widget.rows or (self.detail and self.detail.ticking)): return
+    "Every second: have the clocks redrawn (and insight figures left stale re-read) in the next round."
+    if self.closed or not (self.widget.rows or (self.detail and self.detail.ticking) or self._insights_dirty): return
     self._note("tick")
+
+# %% ../../nbs/ui/23_pages.ipynb #41beef34
+INSIGHTS_EVERY = 5.0    # seconds: the least time between two reads of the insight figures while runs change
+FIGURE_KINDS_NOT = {"progress", "failure", "heartbeat", "tick"}   # events that change no insight figure
+
+@patch
+def _insights_due(self: DashboardSession, parts: set, kinds: set) -> bool:
+    "Note an event the insight figures show; True when they are stale and their last read is old enough."
+    if "tenant" in parts and kinds - FIGURE_KINDS_NOT: self._insights_dirty = True
+    every = max(INSIGHTS_EVERY, 20 * self._insights_cost)           # reads take at most 5 % of the time
+    return self._insights_dirty and time.monotonic() - self._insights_at >= every
+
+@patch
+def read_insights(self: DashboardSession, model=None): # the page's `InsightsModel` (first call: it has just read)
+    "Read the insight figures again (or take `model` as the page's), and note when and how long that took."
+    t0 = time.monotonic()
+    if model is not None: self.insights = model
+    else: self.insights.refresh()
+    self._insights_dirty, self._insights_at = False, time.monotonic()
+    if model is None: self._insights_cost = self._insights_at - t0
 
 # %% ../../nbs/ui/23_pages.ipynb #3fd0145f
 @patch
@@ -480,7 +503,7 @@ def page_main(s: DashboardSession) -> list:
     s.bell.on_click(toggle)
     if s.route == OPERATIONS_PATH: body = OperationsList(s.list, say=s.say)
     elif s.route == RUN_PATH: body = RunDetail(s.detail, back_url=s.back_url, say=s.say, on_error=s.failed)
-    elif s.route == INSIGHTS_PATH: body = insights_page(s)
+    elif s.route == INSIGHTS_PATH: body = insights_page(s); s.read_insights(body.model)
     else: body = actions_page(s)
     return [pn.Column(ReconnectingBanner(s.connection), inbox, body, sizing_mode="stretch_width")]
 

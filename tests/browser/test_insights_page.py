@@ -257,3 +257,29 @@ def test_the_page_needs_a_sign_in(tmp_path_factory):
         assert status == 200 and "bokeh" in body.lower()
     finally:
         srv.stop()
+
+
+def test_the_figures_follow_new_runs_without_a_reload(page, served):
+    """A run that ends while the page is open shows in its figures within seconds (read at most every 5 s); the run
+    is deleted again afterwards, so the other tests' counts hold whatever the order."""
+    from sqlalchemy import delete
+    from opsux.store.ops import connect
+    from opsux.store.tables import notifications, operation_runs
+    open_insights(page, served)
+    expect_total(page, 10)
+    page.evaluate("window.__noReload = 'still here'")
+    ops = connect(served.db_url)
+    run = None
+    try:
+        run = ops.runs.enqueue(served.ids["contoso"], "policy.sync")
+        ops.runs.start(run); ops.runs.fail(run, "Graph returned 503", code="live.503")
+        expect(page.locator(".ox-runs-total .ox-n")).to_have_text("11", timeout=15_000)   # ≥ 5 s after the first read
+        expect(page.locator(".ox-hot-code").filter(has_text="live.503")).to_have_count(1, timeout=15_000)
+        page.wait_for_function(f"({SOURCES})(['ox-outcomes-data'])['ox-outcomes-data'].failed.reduce((a, b) => a + b) === 4")
+        assert page.evaluate("window.__noReload") == "still here" and not page.errors
+    finally:
+        if run is not None:
+            with ops.writer.begin() as con:
+                con.execute(delete(notifications).where(notifications.c.run_id == run.id))
+                con.execute(delete(operation_runs).where(operation_runs.c.id == run.id))
+        ops.close()
