@@ -272,7 +272,7 @@ def filter_widgets(f: ListFilters, catalog, initiators) -> dict:
     types = {label: t for t, label in sorted(catalog.items(), key=lambda kv: kv[1])}
     names = {clean_text(n, MAX_NAME): n for n in initiators if n}
     statuses = {UxStatus(s).label: s for s in STATUS_CHOICES}
-    w = dict(width=190)
+    w = dict(width=190, description=None)       # (from_param would show each param's doc as a tooltip)
     return dict(
         type=pn.widgets.Select.from_param(f.param.type, name="Operation", css_classes=["ox-f-type"], **w,
                                           options=_choices("Any operation", types, f.type)),
