@@ -126,13 +126,19 @@ def _scope(self: Viewer, col=None) -> ColumnElement:
     col = self._r.tenant_id if col is None else col
     return col.in_(self.tenant_ids) if self.tenant_ids else false()
 
+# %% ../../nbs/store/13_viewer.ipynb #d432c66d
+@patch
+def _by_id(self: Viewer) -> list:
+    "The conditions that keep a newest-first list on the `(tenant_id, id)` index (SQLite: `id > 0`)."
+    return [self._r.id > 0] if self.ops.reader.dialect.name == "sqlite" else []
+
 # %% ../../nbs/store/13_viewer.ipynb #1e430a39
 @patch
 def _select_runs(self: Viewer):
     "The visible runs' select, built once per tenant set (`.where` copies a statement)."
     b, part = self.__dict__.get("_base"), self.schema.runs
     if b is None or b[0] != self.tenant_ids or b[1] is not part:
-        stmt = select(*part.select_list()).where(self._scope())
+        stmt = select(*part.select_list()).where(self._scope(), *self._by_id())
         b = self._base = (self.tenant_ids, part, stmt)
     return b[2]
 
@@ -234,7 +240,7 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
 @patch
 def _ids_newest_first(self: Viewer, filters: dict):
     c = self._r
-    return select(c.id).where(self._scope(), *self.conditions(**filters)).order_by(c.id.desc())
+    return select(c.id).where(self._scope(), *self._by_id(), *self.conditions(**filters)).order_by(c.id.desc())
 
 @patch
 def page_cursor(self: Viewer, page: int, # 1-based
@@ -297,7 +303,7 @@ def _recent_values(self: Viewer, column: str, recent: int) -> list[str]:
     "The distinct non-empty values of `column` among the newest `recent` visible runs (bounded cost at any size)."
     c = self._r
     if column not in c: return []
-    sub = select(c[column].label("v")).where(self._scope()).order_by(c.id.desc()).limit(recent).subquery()
+    sub = select(c[column].label("v")).where(self._scope(), *self._by_id()).order_by(c.id.desc()).limit(recent).subquery()
     with self.ops.reader.connect() as con:
         return sorted(v for v in con.execute(select(sub.c.v).distinct()).scalars() if v)
 
