@@ -126,7 +126,7 @@ def _scope(self: Viewer, col=None) -> ColumnElement:
     col = self._r.tenant_id if col is None else col
     return col.in_(self.tenant_ids) if self.tenant_ids else false()
 
-# %% ../../nbs/store/13_viewer.ipynb #d432c66d
+# %% ../../nbs/store/13_viewer.ipynb #8bd2b20e
 @patch
 def _by_id(self: Viewer) -> list:
     "The conditions that keep a newest-first list on the `(tenant_id, id)` index (SQLite: `id > 0`)."

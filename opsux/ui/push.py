@@ -15,9 +15,9 @@ from ..store.events import Subscribers
 from ..store.tables import utcnow
 
 # %% auto #0
-__all__ = ['log', 'WRITE_FAILURE', 'WRITES', 'SharedMemo', 'write_failure', 'WriteHealth', 'Health', 'is_database_error',
-           'is_schema_error', 'DatabaseHealth', 'SharedReads', 'SharedViewer', 'clock_reading', 'Rounds', 'Push',
-           'default_writes']
+__all__ = ['log', 'WRITE_FAILURE', 'WRITES', 'INITIATORS_KEEP', 'SharedMemo', 'write_failure', 'WriteHealth', 'Health',
+           'is_database_error', 'is_schema_error', 'DatabaseHealth', 'SharedReads', 'SharedViewer', 'clock_reading',
+           'Rounds', 'Push', 'default_writes']
 
 # %% ../../nbs/ui/22_push.ipynb #f58e0a1e
 log = logging.getLogger(__name__)
@@ -220,10 +220,11 @@ class SharedReads:
         self._cache, self._lock, self.max_keys, self.loads, self.hits = {}, threading.Lock(), max_keys, 0, 0
         self.max_age, self.changed = max_age, time.monotonic()
 
-    def get(self, key, load):
-        "`load()`, or a value for `key` whose load started after the current round began."
+    def get(self, key, load, keep: float | None = None): # seconds a value serves whatever changed since
+        "`load()`, or a value for `key` whose load started after the current round began (or within `keep` s)."
         fresh_after = getattr(_fresh, "after", None)
         if fresh_after is None: return load()
+        if keep is not None: fresh_after = min(fresh_after, time.monotonic() - keep)
         with self._lock: hit = self._cache.get(key)
         if hit is not None and hit[0] >= fresh_after:
             self.hits += 1; return hit[1]
@@ -249,6 +250,8 @@ def page_load(self: SharedReads):
     finally: _fresh.after, _fresh.page = None, False
 
 # %% ../../nbs/ui/22_push.ipynb #b9992e0f
+INITIATORS_KEEP = 60.0    # seconds page loads reuse the initiator names, whatever changed
+
 class SharedViewer:
     "A `Viewer` whose pushed re-reads go through `SharedReads`; keys carry the viewer's tenant and user scope."
     def __init__(self, viewer, reads: SharedReads): self._v, self._reads = viewer, reads
@@ -266,7 +269,7 @@ class SharedViewer:
         if getattr(_fresh, "page", False): return self._v.unread_count()
         return self._reads.get(self._key("unread"), self._v.unread_count)
     def initiators(self, recent: int = 10_000):
-        return self._reads.get(self._key("initiators", recent), partial(self._v.initiators, recent))
+        return self._reads.get(self._key("initiators", recent), partial(self._v.initiators, recent), INITIATORS_KEEP)
 
 # %% ../../nbs/ui/22_push.ipynb #46eed948
 def clock_reading():
