@@ -71,7 +71,7 @@ def test_every_figure_matches_an_independent_count(world):
         assert {x["type"]: x["failed"] for x in ins.failing_types()} == types
         for x in ins.failing_types():
             assert x["total"] == sum(r["type"] == x["type"] for r in got)
-            assert x["url"].startswith("/operations?status=failed&since=") and f"type={x['type']}" in x["url"]
+            assert x["url"].startswith("/operations?status=failing&since=") and f"type={x['type']}" in x["url"]
     ins = Insights(world.ops.viewer(world.ada), now=now)
     done = [r for r in mine(rows, world) if r["completed_at"] and now - timedelta(minutes=600) <= r["completed_at"] <= now]
     assert ins.throughput(600) == len(done)

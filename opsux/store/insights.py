@@ -232,8 +232,8 @@ def failing_types_stmt(self: Insights, limit: int = 10):
 # %% ../../nbs/store/13a_insights.ipynb #036a1698
 @patch
 def _list_url(self: Insights, code: str | None = None, **filters) -> str:
-    "The Operations list from the window's first day: the failing runs with first failure `code`, else the failed runs."
-    return operations_url(status=None if code else UxStatus.failed, code=code or None, since=self.since.date(), **filters)
+    "The Operations list from the window's first day: failing runs (Failed or Partial), with first failure `code`."
+    return operations_url(status=None if code else "failing", code=code or None, since=self.since.date(), **filters)
 
 # %% ../../nbs/store/13a_insights.ipynb #3a882b33
 @patch

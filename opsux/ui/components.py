@@ -20,7 +20,7 @@ from .api import export_url
 from .compat import SharedHTML
 from .markup import macros, render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
-                                 ConnectionModel, STATUS_CHOICES, MAX_NAME, Unshared, clean_text, page_number, _read,
+                                 ConnectionModel, STATUS_CHOICES, STATUS_GROUPS, GROUP_LABELS, MAX_NAME, Unshared, clean_text, page_number, _read,
                                  confirm_text)
 
 # %% auto #0
@@ -271,7 +271,7 @@ def filter_widgets(f: ListFilters, catalog, initiators) -> dict:
     "The list's filter widgets, bound to `f` (option labels are shown as text by Bokeh; cleaned and bounded)."
     types = {label: t for t, label in sorted(catalog.items(), key=lambda kv: kv[1])}
     names = {clean_text(n, MAX_NAME): n for n in initiators if n}
-    statuses = {UxStatus(s).label: s for s in STATUS_CHOICES}
+    statuses = {UxStatus(s).label: s for s in STATUS_CHOICES} | {GROUP_LABELS[g]: g for g in STATUS_GROUPS}
     w = dict(width=190, description=None)       # (from_param would show each param's doc as a tooltip)
     return dict(
         type=pn.widgets.Select.from_param(f.param.type, name="Operation", css_classes=["ox-f-type"], **w,

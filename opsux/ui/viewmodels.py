@@ -18,11 +18,11 @@ from ..rules.urls import run_url, parse_run_id, OPERATIONS_PATH
 from ..store.tables import utcnow
 
 # %% auto #0
-__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_PAGE', 'TEXT_FILTERS',
-           'MAX_CONTEXT_ITEMS', 'CONFIRM', 'format_time', 'run_duration', 'clean_text', 'reported', 'Unshared',
-           'ListFilters', 'page_number', 'list_row', 'OperationsListModel', 'context_items', 'RunDetailModel',
-           'chain_links', 'confirm_text', 'widget_order', 'stalled_for', 'mark_stalled', 'ProgressWidgetModel',
-           'safe_link', 'notification_item', 'InboxModel', 'ConnectionModel', 'event_concerns']
+__all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'STATUS_GROUPS', 'GROUP_LABELS', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_PAGE',
+           'TEXT_FILTERS', 'MAX_CONTEXT_ITEMS', 'CONFIRM', 'format_time', 'run_duration', 'clean_text', 'reported',
+           'Unshared', 'ListFilters', 'page_number', 'list_row', 'OperationsListModel', 'context_items',
+           'RunDetailModel', 'chain_links', 'confirm_text', 'widget_order', 'stalled_for', 'mark_stalled',
+           'ProgressWidgetModel', 'safe_link', 'notification_item', 'InboxModel', 'ConnectionModel', 'event_concerns']
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #fc5bf5c0
 def format_time(value: datetime | None) -> str:
@@ -68,6 +68,8 @@ class Unshared:
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #c214002e
 STATUS_CHOICES = tuple(s.value for s in UxStatus if s is not UxStatus.unknown) + (UxStatus.unknown.value,)
+STATUS_GROUPS = {"failing": ("failed", "partial")}     # several statuses at once (the insight hotspots' `FAILING`)
+GROUP_LABELS = {"failing": "Failed or partial"}
 MAX_FILTER_LENGTH = 500   # characters of a text filter; anything longer cannot match a stored value we show
 MAX_ID = 2**63 - 1
 MAX_PAGE = 10**9
@@ -75,7 +77,7 @@ MAX_PAGE = 10**9
 class ListFilters(param.Parameterized):
     "Filter and page state of the Operations list (what the URL holds)."
     type = param.String(default="", doc="operation type, '' for any")
-    status = param.Selector(default="", objects=["", *STATUS_CHOICES], doc="UxStatus value, '' for any")
+    status = param.Selector(default="", objects=["", *STATUS_CHOICES, *STATUS_GROUPS], doc="UxStatus value or group")
     initiator = param.String(default="", doc="initiator name, '' for any")
     since = param.CalendarDate(default=None, allow_None=True, doc="first day, inclusive")
     until = param.CalendarDate(default=None, allow_None=True, doc="last day, inclusive")
@@ -111,8 +113,8 @@ def _read(key: str, text: str):
         what = TEXT_FILTERS[key]
         return (text, None) if _text_filter(text) is not None else (None, what.format(_show(text)) + "; ignored.")
     if key == "status":
-        if text in STATUS_CHOICES: return text, None
-        return None, f"Status {_show(text)} is not one of {', '.join(STATUS_CHOICES)}; ignored."
+        if text in STATUS_CHOICES or text in STATUS_GROUPS: return text, None
+        return None, f"Status {_show(text)} is not one of {', '.join((*STATUS_CHOICES, *STATUS_GROUPS))}; ignored."
     if key in ("since", "until"):
         label = "From date" if key == "since" else "To date"
         d = _date(text)
@@ -173,7 +175,7 @@ def notices(self: ListFilters) -> list[str]:
 @patch
 def query_kwargs(self: ListFilters) -> dict:
     "Keyword arguments for `Viewer.runs` (without `limit`)."
-    kw = dict(type=_text_filter(self.type) or None, status=self.status or None,
+    kw = dict(type=_text_filter(self.type) or None, status=list(STATUS_GROUPS.get(self.status, ())) or self.status or None,
               initiator=_text_filter(self.initiator) or None,
               since=datetime.combine(self.since, dtime.min, tzinfo=timezone.utc) if self.since else None,
               until=(datetime.combine(self.until + timedelta(days=1), dtime.min, tzinfo=timezone.utc)
