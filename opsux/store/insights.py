@@ -6,7 +6,6 @@
 from __future__ import annotations
 from datetime import datetime, timedelta
 from sqlalchemy import Float, Integer, case, cast, func, literal_column, or_, select, true
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import ColumnElement
 from ..rules.basics import patch
 from ..rules.status import UxStatus, normalize

@@ -255,7 +255,8 @@ def apply(self: DashboardSession, parts: set, run_ids: set, kinds: set | None = 
 @patch
 def tick(self: DashboardSession):
     "Every second: have the clocks redrawn (and insight figures left stale re-read) in the next round."
-    if self.closed or not (self.widget.rows or (self.detail and self.detail.ticking) or self._insights_dirty): return
+    stale = self._insights_dirty and self.connection.online        # offline: the resync after it reads them
+    if self.closed or not (self.widget.rows or (self.detail and self.detail.ticking) or stale): return
     self._note("tick")
 
 # %% ../../nbs/ui/23_pages.ipynb #41beef34
@@ -272,7 +273,7 @@ def _insights_due(self: DashboardSession, parts: set, kinds: set) -> bool:
 @patch
 def read_insights(self: DashboardSession, model=None): # the page's `InsightsModel` (first call: it has just read)
     "Read the insight figures again (or take `model` as the page's), and note when and how long that took."
-    t0 = time.monotonic()
+    self._insights_at = t0 = time.monotonic()                      # (a failed read waits its turn too)
     if model is not None: self.insights = model
     else: self.insights.refresh()
     self._insights_dirty, self._insights_at = False, time.monotonic()
