@@ -115,7 +115,9 @@ def test_enqueue_toast_live_widget_terminal_notification_detail(page, server):
 
 
 def test_dedupe_toast_links_to_the_active_run(page, server):
-    page.goto(server.base + "/actions")
+    """From a quiet page: an earlier test's active Policy sync (test_actions_browser retries one) would make the
+    first click a dedupe too."""
+    quiet_page(page, server, "/actions")
     button = page.get_by_role("button", name="Start policy sync")
     button.click()
     first = page.locator(".ox-toast").filter(has_text="Policy sync queued")
