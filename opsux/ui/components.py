@@ -20,9 +20,8 @@ from .api import export_url
 from .compat import SharedHTML
 from .markup import macros, render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
-                                 ConnectionModel, STATUS_CHOICES, STATUS_GROUPS, GROUP_LABELS, MAX_NAME, Unshared, clean_text,
-                                 page_number, _read,
-                                 confirm_text)
+                                 ConnectionModel, STATUS_CHOICES, STATUS_GROUPS, GROUP_LABELS, MAX_NAME, Unshared,
+                                 clean_text, page_number, _read, confirm_text)
 
 # %% auto #0
 __all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'PICK_TEMPLATE', 'PICK_SCRIPTS', 'BULK_LABELS', 'TOAST_LEVELS',

@@ -271,13 +271,17 @@ def _insights_due(self: DashboardSession, parts: set, kinds: set) -> bool:
     return self._insights_dirty and time.monotonic() - self._insights_at >= every
 
 @patch
-def read_insights(self: DashboardSession, model=None): # the page's `InsightsModel` (first call: it has just read)
-    "Read the insight figures again (or take `model` as the page's), and note when and how long that took."
+def show_insights(self: DashboardSession, model): # the page's `InsightsModel`, which has just read its figures
+    "Follow `model`: from now on run events have its figures read again."
+    self.insights, self._insights_at = model, time.monotonic()
+
+@patch
+def read_insights(self: DashboardSession):
+    "Read the insight figures again; note when, and how long that took."
     self._insights_at = t0 = time.monotonic()                      # (a failed read waits its turn too)
-    if model is not None: self.insights = model
-    else: self.insights.refresh()
+    self.insights.refresh()
     self._insights_dirty, self._insights_at = False, time.monotonic()
-    if model is None: self._insights_cost = self._insights_at - t0
+    self._insights_cost = self._insights_at - t0
 
 # %% ../../nbs/ui/23_pages.ipynb #3fd0145f
 @patch
@@ -504,7 +508,7 @@ def page_main(s: DashboardSession) -> list:
     s.bell.on_click(toggle)
     if s.route == OPERATIONS_PATH: body = OperationsList(s.list, say=s.say)
     elif s.route == RUN_PATH: body = RunDetail(s.detail, back_url=s.back_url, say=s.say, on_error=s.failed)
-    elif s.route == INSIGHTS_PATH: body = insights_page(s); s.read_insights(body.model)
+    elif s.route == INSIGHTS_PATH: body = insights_page(s); s.show_insights(body.model)
     else: body = actions_page(s)
     return [pn.Column(ReconnectingBanner(s.connection), inbox, body, sizing_mode="stretch_width")]
 

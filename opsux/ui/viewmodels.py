@@ -16,6 +16,7 @@ from ..rules.summary import normalize_summary_counts, summary_line
 from ..rules.failures import normalize_failures, reveal_invisible
 from ..rules.urls import run_url, parse_run_id, OPERATIONS_PATH
 from ..store.tables import utcnow
+from ..store.viewer import FAILING
 
 # %% auto #0
 __all__ = ['MAX_NAME', 'MAX_TEXT', 'STATUS_CHOICES', 'STATUS_GROUPS', 'GROUP_LABELS', 'MAX_FILTER_LENGTH', 'MAX_ID', 'MAX_PAGE',
@@ -68,7 +69,7 @@ class Unshared:
 
 # %% ../../nbs/ui/20_viewmodels.ipynb #c214002e
 STATUS_CHOICES = tuple(s.value for s in UxStatus if s is not UxStatus.unknown) + (UxStatus.unknown.value,)
-STATUS_GROUPS = {"failing": ("failed", "partial")}     # several statuses at once (the insight hotspots' `FAILING`)
+STATUS_GROUPS = {"failing": tuple(s.value for s in FAILING)}   # several statuses at once: the insight hotspots'
 GROUP_LABELS = {"failing": "Failed or partial"}
 MAX_FILTER_LENGTH = 500   # characters of a text filter; anything longer cannot match a stored value we show
 MAX_ID = 2**63 - 1
