@@ -215,7 +215,7 @@ PICK_SCRIPTS = {   # one closure over the box: state.draw puts the markup in, st
         }
         root.addEventListener("change", (e) => {
           if (!e.target.matches("input.ox-pick")) return
-          data.selected = [...root.querySelectorAll("input.ox-pick:checked")].map((c) => Number(c.value))
+          data.selected = [...root.querySelectorAll("input.ox-pick:checked")].map((c) => Number(c.value)).sort((a, b) => a - b)
         })
         state.draw(); state.bar()""",
     "encoded": "state.draw()", "selected": "state.sync()", "pickable": "state.sync()",
@@ -401,7 +401,7 @@ def _rows_shown(self: OperationsList, event):
 # %% ../../nbs/ui/21_components.ipynb #06994664
 @patch
 def _pick_shown(self: OperationsList, *_):
-    m = self.model
+    m = self.model   # the pick as the server keeps it (sorted): the same list as the browser's sends nothing back
     self.table.param.update(selected=list(m.selected), said=m.selection_text, picked=m.picked)
 
 # %% ../../nbs/ui/21_components.ipynb #195d6afd
