@@ -3,6 +3,7 @@
 - a server restart (a deploy: SIGTERM, then a new process on the same port) with three tabs open: every tab says
   "Reconnecting…" while the server is away and is live again by itself, without a reload;
 - a tab whose server stays away keeps saying so;
+- a tab rejoins only with a fresh session (never with its old session's token);
 - PostgreSQL down for 20 s: the banner is visible the whole time, and the page is live again soon after;
 - workers' writes refused (PostgreSQL switched to read-only): every open page shows a health line, which goes
   when writes succeed again.
@@ -61,6 +62,40 @@ def test_tabs_reconnect_by_themselves_after_a_server_restart(page, demo):
         assert tab.evaluate("window.__noReload") == "same page"       # no reload: the same page, reconnected
     tabs[2].get_by_role("button", name="Start policy sync").click()   # the new session answers clicks
     expect(tabs[2].locator(".ox-toast").filter(has_text="Policy sync")).to_be_visible()
+
+
+def test_a_tab_rejoins_only_with_a_fresh_session(page, demo):
+    """The server is back, but the tab's page request for a fresh session fails (a server that began listening
+    just after the tab asked: the race behind a flaky restart test). The tab must not rejoin with its old
+    session's token: the new server would build a session that never hears "document ready" and never pushes,
+    the banner would go, and the page would not be live. It keeps saying "Reconnecting…", asks again, and is live
+    once a page request succeeds."""
+    page.goto(demo.base + "/operations")
+    expect(page.locator(".ox-table tbody tr").first).to_be_visible()
+    page.evaluate("window.__noReload = 'same page'")
+    refused = []
+    def refuse(route): refused.append(route.request.url); route.abort()
+    page.route(demo.base + "/operations", refuse)                    # the tab's page requests; not the websocket
+    demo.terminate()
+    banner = page.locator(OFFLINE)
+    expect(banner).to_be_visible(timeout=10000)
+    demo.start()
+    up = len(refused)
+    deadline = time.monotonic() + 15
+    while len(refused) < up + 3 and time.monotonic() < deadline:     # asked again and again while the server is up
+        expect(banner).to_be_visible()
+        page.wait_for_timeout(200)
+    assert len(refused) >= up + 3, f"the tab stopped asking for a fresh session ({len(refused) - up} asks)"
+    expect(banner).to_contain_text("Reconnecting…")
+    page.unroute(demo.base + "/operations")
+    expect(banner).to_be_hidden(timeout=10000)
+    ops = demo.ops()
+    try:
+        persona = ops.directory.get_user(demo.info["persona_email"])
+        expect(live(page, ops, persona, ops.viewer(persona).tenants()[0])).to_be_visible(timeout=10000)
+    finally:
+        ops.close()
+    assert page.evaluate("window.__noReload") == "same page"
 
 
 def test_a_tab_whose_server_stays_away_keeps_saying_so(page, demo):
