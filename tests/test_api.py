@@ -287,3 +287,48 @@ def test_with_auth_none_downloads_act_as_the_as_user(api, tmp_path):
         assert Client(server.base).get("/api/runs")[0] == 401          # the JSON API still wants a token
         assert get(server, "/metrics")[0] == 200                       # no --metrics-token: open
     finally: server.stop()
+
+
+def test_postgresql_writes_the_same_page_json_as_run_json(ops):
+    """On PostgreSQL a page's JSON is written by the database (`run_page_json`): on every page, with filters and
+    keyset paging, it is exactly `run_json` of `Viewer.runs`' runs: odd status words, NULL and fractional
+    timestamps (trailing zeros, one microsecond, none), user text with quotes, backslashes and non-ASCII, nested
+    JSON. On SQLite pages go through `run_json` (`sql_pages` is false)."""
+    from opsux.ui.api import run_json, run_page_json, sql_pages
+    d = ops.directory
+    tenant, other = d.add_tenant("Contoso"), d.add_tenant("Fabrikam")
+    user = d.add_user("Ada", email="ada@contoso.test", tenants=[tenant])
+    states = STATES + [("  Completed ", "SUCCEEDED"), ("completed", "Succeeded"), ("running", "")]
+    texts = ['Ada "the first" Lovelace', "back\\slash\nline", "Zoë 🚀 <b>x</b>", None]
+    micro = (0, 1, 120_000, 999_999, 5)
+    rows = []
+    for i in range(260):
+        status, outcome = states[i % len(states)]
+        at = T0 + timedelta(minutes=7 * i, microseconds=micro[i % len(micro)])
+        rows.append(dict(tenant_id=(tenant if i % 9 else other).id, user_id=user.id, type=TYPES[i % 3], status=status,
+                         outcome=outcome, initiator_name=texts[i % len(texts)], created_at=at, updated_at=at,
+                         started_at=at + timedelta(seconds=1, microseconds=i) if i % 4 else None,
+                         completed_at=at + timedelta(seconds=i) if i % 3 == 0 else None,
+                         cancel_requested_at=at if i % 11 == 0 else None, attempt=1 + i % 3,
+                         summary_counts={"total": i, "processed": i // 2, "note": texts[i % 3]},
+                         failure_summary=[{"code": "graph.503", "message": texts[i % 3]}] if i % 5 == 0 else [],
+                         context={"n": i, "nested": {"list": [1, 2.5, None, True], "s": texts[(i + 1) % 3]}}))
+    with ops.writer.begin() as con:
+        con.execute(insert(OperationRun), rows)
+    viewer = ops.viewer(user)
+    assert sql_pages(viewer) is ops.is_postgres
+    if not ops.is_postgres: return
+    checked = 0
+    for kw in ({}, {"status": ["failed"]}, {"status": ["unknown", "running"]}, {"type": ["policy.sync"]},
+               {"initiator": texts[0]}, {"since": T0 + timedelta(hours=5)}):
+        after = None
+        while True:
+            query = {**kw, "after": after} if after else dict(kw)
+            items, next_after = run_page_json(viewer, 23, query)
+            page = viewer.runs(limit=23, **query)
+            assert json.loads(items) == [run_json(r) for r in page.items], kw
+            assert next_after == page.next_after
+            checked += len(page.items)
+            if next_after is None: break
+            after = next_after
+    assert checked > 260

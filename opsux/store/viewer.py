@@ -229,12 +229,19 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
          code: str | None = None, # first failure code of a Failed or Partial run
         ) -> RunPage:
     "One page of visible runs, newest first, filtered in SQL."
+    limit = max(1, min(int(limit), 500))
+    return self._page(self.runs_stmt(type, status, initiator, since, until, run_id, tenant, limit, after, code), limit)
+
+@patch
+def runs_stmt(self: Viewer, type=None, status=None, initiator=None, since=None, until=None, run_id=None, tenant=None,
+              limit: int = 50, after=None, code=None):
+    "The statement `runs` reads (same arguments): the page's `limit` + 1 rows, newest first; the extra row says a next page exists."
     c, limit = self._r, max(1, min(int(limit), 500))
     if all(x is None for x in (type, status, initiator, since, until, run_id, tenant, after, code)):
-        return self._page(self._first_page(limit), limit)      # the usual page: one statement
+        return self._first_page(limit)      # the usual page: one statement, reused
     q = self._select_runs().where(*self.conditions(type, status, initiator, since, until, run_id, tenant, code))
     if after is not None: q = q.where(c.id < id_of(after))
-    return self._page(q.order_by(c.id.desc()).limit(limit + 1), limit)
+    return q.order_by(c.id.desc()).limit(limit + 1)
 
 # %% ../../nbs/store/13_viewer.ipynb #32f5906c
 @patch
