@@ -29,10 +29,17 @@ def demo(request, tmp_path):
     srv.stop()
 
 
-def live(page, ops, persona, tenant, kind="restore.execute"):
-    "A run enqueued by another process shows up in `page`'s widget (by push): the page is live."
-    run = ops.runs.enqueue(tenant, kind, user=persona, identity=f"live-{time.monotonic_ns()}")
-    return page.locator(f'.ox-progress-widget .ox-row[data-run-id="{run.id}"]')
+def expect_live(server, tabs, timeout=10000, kind="restore.execute"):
+    "For each tab, a run enqueued by another process shows up in its widget (by push): the tab is live."
+    ops = server.ops()
+    try:
+        persona = ops.directory.get_user(server.info["persona_email"])
+        tenant = ops.viewer(persona).tenants()[0]
+        for tab in tabs:
+            run = ops.runs.enqueue(tenant, kind, user=persona, identity=f"live-{time.monotonic_ns()}")
+            expect(tab.locator(f'.ox-progress-widget .ox-row[data-run-id="{run.id}"]')).to_be_visible(timeout=timeout)
+    finally:
+        ops.close()
 
 
 def test_tabs_reconnect_by_themselves_after_a_server_restart(page, demo):
@@ -49,15 +56,8 @@ def test_tabs_reconnect_by_themselves_after_a_server_restart(page, demo):
     demo.start()                                                      # the same port, a new process
     for tab in tabs:
         expect(tab.locator(OFFLINE)).to_be_hidden(timeout=10000)
-    ops = demo.ops()
-    try:
-        persona = ops.directory.get_user(demo.info["persona_email"])
-        tenant = ops.viewer(persona).tenants()[0]
-        for tab in tabs:
-            expect(live(tab, ops, persona, tenant)).to_be_visible(timeout=10000)
-        expect(tabs[1].locator(".ox-f-status select")).to_have_value("Failed")   # the tab's filters kept
-    finally:
-        ops.close()
+    expect_live(demo, tabs)
+    expect(tabs[1].locator(".ox-f-status select")).to_have_value("Failed")   # the tab's filters kept
     for tab in tabs:
         assert tab.evaluate("window.__noReload") == "same page"       # no reload: the same page, reconnected
     tabs[2].get_by_role("button", name="Start policy sync").click()   # the new session answers clicks
@@ -89,12 +89,7 @@ def test_a_tab_rejoins_only_with_a_fresh_session(page, demo):
     expect(banner).to_contain_text("Reconnecting…")
     page.unroute(demo.base + "/operations")
     expect(banner).to_be_hidden(timeout=10000)
-    ops = demo.ops()
-    try:
-        persona = ops.directory.get_user(demo.info["persona_email"])
-        expect(live(page, ops, persona, ops.viewer(persona).tenants()[0])).to_be_visible(timeout=10000)
-    finally:
-        ops.close()
+    expect_live(demo, [page])
     assert page.evaluate("window.__noReload") == "same page"
 
 
@@ -144,12 +139,7 @@ def test_database_down_20s_banner_the_whole_time_then_live(page, pg_demo):
     finally:
         pg.start()
     expect(banner).to_be_hidden(timeout=5000)
-    ops = srv.ops()
-    try:
-        persona = ops.directory.get_user(srv.info["persona_email"])
-        expect(live(page, ops, persona, ops.viewer(persona).tenants()[0])).to_be_visible(timeout=5000)
-    finally:
-        ops.close()
+    expect_live(srv, [page], timeout=5000)
     assert page.evaluate("window.__noReload") == 1
 
 
