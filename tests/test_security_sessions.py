@@ -4,14 +4,19 @@ and PostgreSQL: a session token or session id is bound to the signed-in user; si
 cannot open pages or websockets without limit."""
 from __future__ import annotations
 
-import asyncio
+import asyncio, time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from http.cookies import SimpleCookie
+from itertools import count
 
 import pytest
 from bokeh.util.token import get_session_id
 from tornado.httpclient import HTTPClientError
+from tornado.httputil import format_timestamp
+from tornado.web import create_signed_value
 
-from security_support import ALICE, BOB, BokehSocket, Client, Served, make_world, run
+from security_support import ALICE, BOB, SECRET, BokehSocket, Client, Served, expired, make_world, run
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -35,6 +40,21 @@ def signed_in(srv, who):
     status, headers, _ = c.sign_in(*who)
     assert status == 302, status
     return c
+
+
+def test_the_test_client_drops_a_cookie_by_its_attributes_never_its_text():
+    "CI's flake: a signed cookie whose hex signature held '1970' was taken for a deleted one (then 302 to /login)."
+    now = int(time.time())
+    value = next(v for t in count(now) if "1970" in (v := create_signed_value(SECRET, "user", ALICE[0],
+                                                                               clock=lambda: t).decode()))
+    year = timedelta(days=365).total_seconds()
+    def morsel(v, **attrs):
+        tail = "".join(f"; {k}={a}" for k, a in attrs.items())
+        return SimpleCookie(f'user="{v}"; Path=/{tail}')["user"]
+    assert not expired(morsel(value, expires=format_timestamp(now + 30 * 86400)))        # as set_secure_cookie sets it
+    assert not expired(morsel(value))                                                   # a session cookie
+    assert expired(morsel("", expires=format_timestamp(now - year), **{"Max-Age": 0}))  # as clear_cookie clears it
+    assert expired(morsel(value, expires=format_timestamp(now - year)))
 
 
 def test_another_users_token_does_not_connect(pair):
