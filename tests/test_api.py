@@ -140,6 +140,26 @@ def test_another_tenants_run_is_404(api):
         assert get(server, f"/api/runs/{bad}", f["alice_token"])[0] == 404, bad
 
 
+def test_a_membership_ended_ends_the_tokens_scope_at_the_next_request(api):
+    "The API reads the user's tenants with the token, in one statement, on every request: never a stale scope."
+    url, f, server = api
+    contoso, northwind = f["alice_tenants"]
+    tenants = lambda: {r["tenant_id"] for r in json.loads(get(server, "/api/runs?limit=500", f["alice_token"])[2])["items"]}
+    assert tenants() == {contoso, northwind}
+    ops = connect(url)
+    try:
+        assert ops.directory.remove_membership(f["alice"], northwind)
+        try:
+            assert tenants() == {contoso}
+            assert get(server, f"/api/runs/{sql_runs(url, [northwind])[0]['id']}", f["alice_token"])[0] == 404
+            assert ops.directory.remove_membership(f["alice"], contoso)
+            assert get(server, "/api/runs", f["alice_token"])[2].startswith('{"items": [],')   # in no tenant: nothing
+        finally:
+            ops.directory.add_membership(f["alice"], northwind); ops.directory.add_membership(f["alice"], contoso)
+    finally: ops.close()
+    assert tenants() == {contoso, northwind}
+
+
 def walk(server, token, query):
     "Every page of /api/runs?query, following `next`; the ids in order."
     ids, path, pages = [], f"/api/runs?{query}", 0

@@ -85,9 +85,9 @@ def _watch_source(schema: Schema) -> WatchSource | None:
 
 # %% ../../nbs/store/17_ops.ipynb #9fd0d193
 @patch
-def viewer(self: Ops, user, tenant=None) -> Viewer:
-    "A `Viewer` for `user` (object, id or email), optionally narrowed to `tenant` (one or several)."
-    return Viewer(self, user, tenant=tenant)
+def viewer(self: Ops, user, tenant=None, member_ids=None) -> Viewer:
+    "A `Viewer` for `user` (object, id or email), optionally narrowed to `tenant` (one or several); see `Viewer`."
+    return Viewer(self, user, tenant=tenant, member_ids=member_ids)
 
 # %% ../../nbs/store/17_ops.ipynb #08bee36d
 @patch

@@ -7,14 +7,15 @@ from __future__ import annotations
 import hashlib, re, secrets
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint, insert,
+import json
+from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint, func, insert,
                         select, update)
 from ..rules.basics import patch
 from .tables import UtcDateTime, id_of, metadata, users, utcnow
 
 # %% auto #0
 __all__ = ['api_tokens', 'PREFIX', 'USE_RESOLUTION', 'new_token', 'hash_token', 'is_token_shaped', 'ApiToken', 'token_name',
-           'Tokens']
+           'Tokens', 'member_ids']
 
 # %% ../../nbs/store/19_tokens.ipynb #df963e2d
 api_tokens = Table("opsux_api_tokens", metadata,
@@ -136,12 +137,25 @@ def get(self: Tokens, token_id) -> ApiToken | None:
         row = con.execute(select(*_TOKEN_COLS).where(api_tokens.c.id == id_of(token_id))).first()
     return ApiToken(*row) if row else None
 
+# %% ../../nbs/store/19_tokens.ipynb #ef830971
+def _member_ids(memberships, user_id, dialect: str):
+    "SQL for the tenant ids `memberships` (a mapped part) holds for `user_id`: an array, or JSON text on SQLite."
+    m = memberships.c
+    agg = func.array_agg(m.tenant_id) if dialect == "postgresql" else func.json_group_array(m.tenant_id)
+    return select(agg).where(m.user_id == user_id).scalar_subquery().label("member_ids")
+
+def member_ids(row) -> list:
+    "The tenant ids an `owner(…, memberships)` row carries ([] for none)."
+    value = row.member_ids
+    return json.loads(value) if isinstance(value, str) else list(value or ())
+
 # %% ../../nbs/store/19_tokens.ipynb #934d80b6
 @patch
-def _token_row(self: Tokens, token):
-    "The user row of the active token `token`, with `token_id` and `token_used_at`; None if none."
+def _token_row(self: Tokens, token, memberships=None):
+    "The user row of the active token `token`, with `token_id`, `token_used_at` (and `member_ids`); None if none."
     t, u = api_tokens, users
-    q = (select(*u.c, t.c.id.label("token_id"), t.c.last_used_at.label("token_used_at"))
+    tenants = [] if memberships is None else [_member_ids(memberships, t.c.user_id, self.ops.reader.dialect.name)]
+    q = (select(*u.c, t.c.id.label("token_id"), t.c.last_used_at.label("token_used_at"), *tenants)
          .join(t, t.c.user_id == u.c.id)
          .where(t.c.token_hash == hash_token(token), t.c.revoked_at.is_(None)))
     with self.ops.reader.connect() as con: return con.execute(q).first()
@@ -158,10 +172,11 @@ def _note_use(self: Tokens, row, now: datetime) -> None:
 
 # %% ../../nbs/store/19_tokens.ipynb #7a803d96
 @patch
-def owner(self: Tokens, token):
-    "The user row (`users`' columns) `token` stands for; None when unknown, revoked or not a token."
+def owner(self: Tokens, token, memberships=None):
+    """The user row (`users`' columns) `token` stands for; None when unknown, revoked or not a token. With a
+    memberships part (`ops.schema.memberships`) the row also carries the user's tenants: see `member_ids`."""
     if not is_token_shaped(token) or not self.available(): return None
-    now, row = self.clock(), self._token_row(token)
+    now, row = self.clock(), self._token_row(token, memberships)
     if row is not None: self._note_use(row, now)
     return row
 

@@ -83,15 +83,18 @@ def _as_list(value) -> list:
 # %% ../../nbs/store/13_viewer.ipynb #18e747d5
 class Viewer:
     "What one user may read. Every query is limited to `tenant_ids`, the tenants the user belongs to."
-    def __init__(self, ops, user, tenant=None):
+    def __init__(self, ops, user, tenant=None,
+                 member_ids=None): # the user's tenants in the memberships pivot, when just read from it
         self.ops, self.schema = ops, ops.schema
         if self.schema.runs is None: raise LookupError("this database has no runs table (see `opsux doctor`)")
         self._r = self.schema.runs.c                       # the host's run columns, keyed by opsux field
         self.user = self._resolve_user(user)
         wanted, m = _ids(tenant), self.schema.memberships
         if m is not None:                                  # the host's pivot decides, in SQL, on every read
-            with ops.reader.connect() as con:
-                member = list(con.execute(select(m.c.tenant_id).where(m.c.user_id == self.user.id)).scalars())
+            member = member_ids
+            if member is None:
+                with ops.reader.connect() as con:
+                    member = list(con.execute(select(m.c.tenant_id).where(m.c.user_id == self.user.id)).scalars())
             self.tenant_ids = tuple(sorted(set(member) & set(wanted))) if tenant is not None else tuple(sorted(member))
         else:  # no memberships mapped: the tenants the integrator names, nothing else
             self.tenant_ids = tuple(sorted(set(wanted)))
