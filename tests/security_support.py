@@ -2,7 +2,7 @@
 source address on 127.0.0.0/8, no redirects followed) and a raw Bokeh websocket client speaking Bokeh's protocol."""
 from __future__ import annotations
 
-import asyncio, http.client, json, os, re, subprocess, sys, time
+import asyncio, base64, http.client, json, os, re, subprocess, sys, time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http.cookies import SimpleCookie
@@ -144,6 +144,17 @@ DOCUMENT_READY = {"events": [{"kind": "MessageSent", "msg_type": "bokeh_event",
                               "msg_data": {"type": "event", "name": "document_ready", "values": {"type": "map"}}}]}
 
 
+def readable(doc: str) -> str:
+    """`doc` (Bokeh JSON) with every `encoded` attribute (the runs table's markup, sent base64 by `PickTable`)
+    decoded: a text assertion then sees the table's text, and never matches by chance inside base64."""
+    def walk(x):
+        if isinstance(x, dict):
+            return {k: base64.b64decode(v).decode() if k == "encoded" and isinstance(v, str) else walk(v)
+                    for k, v in x.items()}
+        return [walk(v) for v in x] if isinstance(x, list) else x
+    return json.dumps(walk(json.loads(doc)), ensure_ascii=False)
+
+
 class BokehSocket:
     "One Bokeh websocket connection (Bokeh's wire protocol: header, metadata, content frames)."
     def __init__(self, ws): self.ws = ws
@@ -180,14 +191,14 @@ class BokehSocket:
         await self.ws.write_message(json.dumps(content or {}))
 
     async def pull_doc(self) -> str:
-        "The whole document as the server sends it (PULL-DOC-REPLY content)."
+        "The whole document as the server sends it (PULL-DOC-REPLY content), its markup made readable (`readable`)."
         await self.send("PULL-DOC-REQ")
         while True:
             header, content = await self.read()
             if header is None: raise ConnectionError("closed before the document arrived")
             if header["msgtype"] == "PULL-DOC-REPLY":
                 await self.send("PATCH-DOC", DOCUMENT_READY)
-                return content if isinstance(content, str) else content.decode()
+                return readable(content if isinstance(content, str) else content.decode())
 
     async def closed_within(self, seconds: float) -> bool:
         "True when the server closes the socket within `seconds` (messages before that are skipped)."

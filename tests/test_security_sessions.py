@@ -72,6 +72,7 @@ def test_another_users_token_does_not_connect(pair):
         return doc
     doc = run(own())
     assert "Signed in as Alice Archer" in doc and "Bob" not in doc
+    assert "ox-runs" in doc                  # her runs table: its markup is read as text (`readable`), not base64
 
 
 def test_another_users_session_id_is_refused(pair):
