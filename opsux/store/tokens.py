@@ -4,10 +4,9 @@
 
 # %% ../../nbs/store/19_tokens.ipynb #f6171a1d
 from __future__ import annotations
-import hashlib, re, secrets
+import hashlib, json, re, secrets
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-import json
 from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint, func, insert,
                         select, update)
 from ..rules.basics import patch
