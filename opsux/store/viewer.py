@@ -17,8 +17,8 @@ from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
 
 # %% auto #0
-__all__ = ['STATUS_WORDS', 'OUTCOME_WORDS', 'FAILING', 'RUN_FILTERS', 'status_predicate', 'RunPage', 'Viewer', 'Named',
-           'first_failure_code']
+__all__ = ['STATUS_WORDS', 'OUTCOME_WORDS', 'MAX_PAGE_ROWS', 'FAILING', 'RUN_FILTERS', 'status_predicate', 'RunPage',
+           'page_limit', 'Viewer', 'Named', 'first_failure_code']
 
 # %% ../../nbs/store/13_viewer.ipynb #0ddb3ac7
 _OTHER = "\x00other"  # stands for any status/outcome word normalize does not know
@@ -79,6 +79,13 @@ def _ids(value) -> list[int]:
 def _as_list(value) -> list:
     if value is None or value == "" or value == []: return []
     return [value] if isinstance(value, (str, UxStatus)) else list(value)
+
+# %% ../../nbs/store/13_viewer.ipynb #8c8e4131
+MAX_PAGE_ROWS = 500   # the most rows one page of runs may hold
+
+def page_limit(limit) -> int:
+    "`limit` as a page size: an int from 1 to `MAX_PAGE_ROWS`."
+    return max(1, min(int(limit), MAX_PAGE_ROWS))
 
 # %% ../../nbs/store/13_viewer.ipynb #18e747d5
 class Viewer:
@@ -232,14 +239,14 @@ def runs(self: Viewer, type: str | Sequence[str] | None = None, # operation type
          code: str | None = None, # first failure code of a Failed or Partial run
         ) -> RunPage:
     "One page of visible runs, newest first, filtered in SQL."
-    limit = max(1, min(int(limit), 500))
+    limit = page_limit(limit)
     return self._page(self.runs_stmt(type, status, initiator, since, until, run_id, tenant, limit, after, code), limit)
 
 @patch
 def runs_stmt(self: Viewer, type=None, status=None, initiator=None, since=None, until=None, run_id=None, tenant=None,
               limit: int = 50, after=None, code=None):
     "The statement `runs` reads (same arguments): the page's `limit` + 1 rows, newest first; the extra row says a next page exists."
-    c, limit = self._r, max(1, min(int(limit), 500))
+    c, limit = self._r, page_limit(limit)
     if all(x is None for x in (type, status, initiator, since, until, run_id, tenant, after, code)):
         return self._first_page(limit)      # the usual page: one statement, reused
     q = self._select_runs().where(*self.conditions(type, status, initiator, since, until, run_id, tenant, code))
@@ -257,7 +264,7 @@ def page_cursor(self: Viewer, page: int, # 1-based
                 limit: int, # page size
                 **filters) -> tuple[int | None, int]:
     "(`after`, page) of page `page` of the filtered runs, newest first; past the end, the last page's."
-    limit, page = max(1, min(int(limit), 500)), max(1, int(page))
+    limit, page = page_limit(limit), max(1, int(page))
     if page == 1: return None, 1
     ids = self._ids_newest_first(filters)
     with self.ops.reader.connect() as con:
@@ -272,7 +279,7 @@ def page_cursor(self: Viewer, page: int, # 1-based
 def newer_cursor(self: Viewer, after: int, # the cursor of the page shown
                  limit: int, **filters) -> int | None:
     "The `after` of the page before the one that starts after `after` (None: that is the first page)."
-    c, limit = self._r, max(1, min(int(limit), 500))
+    c, limit = self._r, page_limit(limit)
     stmt = (select(c.id).where(self._scope(), *self.conditions(**filters), c.id >= id_of(after))
             .order_by(c.id.asc()).offset(limit).limit(1))
     with self.ops.reader.connect() as con: return con.execute(stmt).scalar()

@@ -22,6 +22,7 @@ from ..rules.urls import RUN_PATH, parse_run_id, run_url
 from ..store.schema import TextJSON
 from ..store.tables import UtcDateTime, operation_runs, utcnow
 from ..store.tokens import member_ids
+from ..store.viewer import MAX_PAGE_ROWS
 from .viewmodels import MAX_ID, ListFilters
 
 # %% auto #0
@@ -33,7 +34,7 @@ __all__ = ['API_PARAMS', 'PAGE_SIZE', 'MAX_PAGE', 'RUN_TIMES', 'RUN_DATA', 'CSV_
 
 # %% ../../nbs/ui/27_api.ipynb #e04e50ae
 API_PARAMS = (*ListFilters.FILTERS, "after", "limit")
-PAGE_SIZE, MAX_PAGE = 100, 500      # rows per API page: default and most
+PAGE_SIZE, MAX_PAGE = 100, MAX_PAGE_ROWS      # rows per API page: default and most (the viewer's most)
 
 class BadQuery(ValueError):
     "A query parameter the API cannot use; the message is one line for the client."
