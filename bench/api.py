@@ -33,6 +33,7 @@ COLS = ("id, tenant_id, user_id, initiator_name, type, status, outcome, started_
         "failure_summary, context, created_at, updated_at, identity, heartbeat_at, attempt, attempts, job_id, "
         "cancel_requested_at")
 PAGE = 100
+FAILED = "AND (lower(trim(status)) = 'failed' OR lower(trim(outcome)) = 'failed')"   # status=failed, as raw SQL
 
 
 def timed(fn, reps=40, warmup=5):
@@ -80,6 +81,16 @@ def raw_pages(ops, url, tids):
         (*tids, *args)).fetchall()
 
 
+def deep_page(raw, tids) -> tuple[int, int, int]:
+    "(runs visible, depth, cursor) on a raw connection: page `depth` (200, or the deepest full page) starts after `cursor`."
+    scope = f"tenant_id IN ({','.join(map(str, tids))})"
+    n_visible = raw.execute(f"SELECT count(*) FROM operation_runs WHERE {scope}").fetchone()[0]
+    depth = min(200, n_visible // PAGE - 1)         # a full page that deep
+    deep = raw.execute(f"SELECT id FROM operation_runs WHERE {scope} ORDER BY id DESC LIMIT 1 "
+                       f"OFFSET {(depth - 1) * PAGE - 1}").fetchone()[0]
+    return n_visible, depth, deep
+
+
 def bench_pages(kind, url, runs, tenants, rows):
     ops = opsux.connect(url)
     t0 = time.perf_counter()
@@ -91,19 +102,15 @@ def bench_pages(kind, url, runs, tenants, rows):
     uid, tids = the_user(ops)
     token = ops.tokens.create(uid, "bench")[1]
     raw, fetch = raw_pages(ops, url, tids)
-    n_visible = raw.execute(f"SELECT count(*) FROM operation_runs WHERE tenant_id IN ({','.join(map(str, tids))})").fetchone()[0]
-    depth = min(200, n_visible // PAGE - 1)         # a full page that deep
-    deep = raw.execute(f"SELECT id FROM operation_runs WHERE tenant_id IN ({','.join(map(str, tids))}) "
-                       f"ORDER BY id DESC LIMIT 1 OFFSET {(depth - 1) * PAGE - 1}").fetchone()[0]
+    n_visible, depth, deep = deep_page(raw, tids)
     viewer = ops.viewer(uid)
     server = Served(Path(tempfile.mkdtemp()), url, "--auth", "basic", name=f"bench-{kind}")
     try:
         http_ = Http(server.port, token)
-        failed = "AND (lower(trim(status)) = 'failed' OR lower(trim(outcome)) = 'failed')"
         cases = [("first page", "/api/runs?limit=100", "", (), {}),
                  (f"page {depth} (after=)", f"/api/runs?limit=100&after={deep}", "AND id < %s", (deep,),
                   {"after": deep}),
-                 ("status=failed page", "/api/runs?limit=100&status=failed", failed, (), {"status": "failed"})]
+                 ("status=failed page", "/api/runs?limit=100&status=failed", FAILED, (), {"status": "failed"})]
         for name, path, where, args, kw in cases:
             got = [r["id"] for r in json.loads(http_.get(path))["items"]]
             assert got == [r[0] for r in fetch(where, args)[:PAGE]], name

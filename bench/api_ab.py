@@ -4,14 +4,14 @@
 
 A noisy machine moves every figure of bench/api.py by up to 2x between runs; this compares two versions of the
 code within one run. It seeds `--runs` runs (as bench/api.py does), gives the user who sees the most runs a token,
-starts `opsux serve --auth basic` from OTHER_CHECKOUT (e.g. a `git worktree` of the commit before) and from this
-checkout, checks that both answer every path with the same bytes, then times old, new and the raw SQL of the same
-page in turn, `--reps` times per path, on one keep-alive connection each. Prints medians and the ratios
-new/old, old/raw and new/raw.
+starts `opsux serve --auth basic` in OTHER_CHECKOUT (e.g. a `git worktree` of the commit before) and in this
+checkout (each run from its own directory, so each imports its own `opsux`), checks that both answer every path
+with the same bytes, then times old, new and the raw SQL of the same page in turn, `--reps` times per path, on one
+keep-alive connection each. Prints medians and the ratios new/old, old/raw and new/raw.
 """
 from __future__ import annotations
 
-import argparse, http.client, os, statistics, subprocess, sys, tempfile, time
+import argparse, os, statistics, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,42 +19,9 @@ sys.path.insert(0, str(ROOT / "tests")); sys.path.insert(0, str(ROOT)); sys.path
 
 import opsux  # noqa: E402
 import pgserver  # noqa: E402
-from api import PAGE, raw_pages, the_user, vacuum  # noqa: E402
+from api import FAILED, PAGE, Http, deep_page, raw_pages, the_user, vacuum  # noqa: E402
 from opsux.store.seed import seed  # noqa: E402
-from security_support import SECRET, Client  # noqa: E402
-from support import free_port  # noqa: E402
-
-FAILED = "AND (lower(trim(status)) = 'failed' OR lower(trim(outcome)) = 'failed')"
-
-
-class Server:
-    "`python -m opsux.cli serve` run from `tree`, with one keep-alive connection carrying the bearer token."
-    def __init__(self, tree: Path, url: str, token: str):
-        port, home = free_port(), tempfile.mkdtemp()
-        env = {**os.environ, "OPSUX_COOKIE_SECRET": SECRET, "OPSUX_HOME": home, "PYTHONPATH": str(tree)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "opsux.cli", "serve", "--db", url, "--port", str(port),
-                                      "--auth", "basic"], cwd=tree, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if Client(f"http://127.0.0.1:{port}").get("/healthz")[0]: break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"opsux serve from {tree} did not come up")
-                time.sleep(0.1)  # polling a condition with a deadline
-        self.con, self.h = http.client.HTTPConnection("127.0.0.1", port, timeout=600), {"Authorization": f"Bearer {token}"}
-
-    def get(self, path: str) -> bytes:
-        self.con.request("GET", path, headers=self.h)
-        r = self.con.getresponse()
-        body = r.read()
-        assert r.status == 200, (path, r.status, body[:300])
-        return body
-
-    def stop(self):
-        self.proc.terminate(); self.proc.wait(30)
-
+from security_support import Served  # noqa: E402
 
 def ms(fn) -> float:
     t = time.perf_counter(); fn(); return (time.perf_counter() - t) * 1000
@@ -75,13 +42,14 @@ def main(argv=None):
     uid, tids = the_user(ops)
     token = ops.tokens.create(uid, "bench")[1]
     raw, fetch = raw_pages(ops, url, tids)
-    deep = raw.execute("SELECT id FROM operation_runs WHERE tenant_id = ANY(%s) ORDER BY id DESC LIMIT 1 OFFSET %s",
-                       (tids, 199 * PAGE - 1)).fetchone()[0]
+    _, depth, deep = deep_page(raw, tids)
     ops.close()
-    old, new = Server(args.other.resolve(), url, token), Server(ROOT, url, token)
+    servers = [Served(Path(tempfile.mkdtemp()), url, "--auth", "basic", name=name, root=root)
+               for name, root in (("old", args.other.resolve()), ("new", ROOT))]
+    old, new = (Http(s.port, token) for s in servers)
     try:
         paths = [("first page", f"/api/runs?limit={PAGE}", "", ()),
-                 ("page 200 (after=)", f"/api/runs?limit={PAGE}&after={deep}", "AND id < %s", (deep,)),
+                 (f"page {depth} (after=)", f"/api/runs?limit={PAGE}&after={deep}", "AND id < %s", (deep,)),
                  ("status=failed page", f"/api/runs?limit={PAGE}&status=failed", FAILED, ())]
         print(f"PostgreSQL, {args.runs:,} runs; old = {args.other}, new = {ROOT}; medians of {args.reps} each, "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -95,7 +63,7 @@ def main(argv=None):
             print(f"  {name:<20} old {o:6.2f} ms  new {n:6.2f} ms  new/old {n / o:4.2f}   raw {w:5.2f} ms   "
                   f"old/raw {o / w:4.2f}x  new/raw {n / w:4.2f}x", flush=True)
     finally:
-        old.stop(); new.stop()
+        for s in servers: s.stop()
     return 0
 
 

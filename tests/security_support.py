@@ -37,9 +37,9 @@ def make_world(url: str) -> dict:
 
 
 class Served:
-    "`python -m opsux.cli serve ARGS…` on a free port, its output in `log`; stopped by `stop()`."
+    "`python -m opsux.cli serve ARGS…` from the checkout `root` on a free port, its output in `log`; stopped by `stop()`."
     def __init__(self, tmp: Path, db: str, *args: str, port: int | None = None, env: dict | None = None,
-                 name: str = "serve"):
+                 name: str = "serve", root: Path = ROOT):
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"{name}-{self.port}.log"
@@ -47,7 +47,7 @@ class Served:
                     "PYTHONUNBUFFERED": "1", **(env or {})}
         self._out = open(self.log, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "opsux.cli", "serve", "--db", db, "--port", str(self.port),
-                                      *args], env=full_env, stdout=self._out, stderr=subprocess.STDOUT, cwd=str(ROOT))
+                                      *args], env=full_env, stdout=self._out, stderr=subprocess.STDOUT, cwd=str(root))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
