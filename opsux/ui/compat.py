@@ -15,9 +15,9 @@ from bokeh.util.warnings import BokehUserWarning
 from panel.io.state import set_curdoc
 
 # %% auto #0
-__all__ = ['CHECKED', 'UNCHECKED', 'SHARED_HTML', 'curdoc', 'hold', 'CLIENT', 'RECONNECT', 'PAGE_BUNDLES', 'version_tuple',
-           'unchecked', 'check_versions', 'model_text', 'SharedHTML', 'background_clock', 'client_script',
-           'quiet_reconnects', 'install_client', 'lean_resources']
+__all__ = ['CHECKED', 'UNCHECKED', 'SHARED_HTML', 'curdoc', 'hold', 'CLIENT', 'RECONNECT', 'PAGE_BUNDLES', 'FIRST_VIEW_PAGE',
+           'DEFERRED', 'version_tuple', 'unchecked', 'check_versions', 'model_text', 'SharedHTML', 'background_clock',
+           'client_script', 'quiet_reconnects', 'install_client', 'lean_resources', 'first_view']
 
 # %% ../../nbs/ui/19_compat.ipynb #8acf93e6
 CHECKED = {"panel": ("1.9", "1.10"), "bokeh": ("3.8", "3.10")}   # [lowest, first unchecked) minor versions
@@ -124,3 +124,19 @@ def lean_resources(app, # a Bokeh server's Tornado application (`server._tornado
         return r.clone(components=[c for c in r.components if c in components])
     app.resources = resources
     return app
+
+# %% ../../nbs/ui/19_compat.ipynb #e1a26c41
+FIRST_VIEW_PAGE = """{% block css_resources %}{{ super() }}<link rel="stylesheet" href="{{ ox_css }}">{% endblock %}
+{% block js_resources %}{{ (bokeh_js or "") | replace(ox_blocking, ox_deferred) | replace(ox_log, ox_log_later) }}{% endblock %}
+{% block contents %}<div id="ox-first" class="ox-first" aria-busy="true">{{ ox_first }}</div>
+{{ super() }}<script>{{ ox_swap }}</script>{% endblock %}"""
+DEFERRED = dict(ox_blocking='<script type="text/javascript" src=', ox_deferred="<script defer src=",
+                ox_log='Bokeh.set_log_level("info");',
+                ox_log_later='addEventListener("DOMContentLoaded", () => Bokeh.set_log_level("info"));')
+
+def first_view(doc, # the session's document, before Panel renders its page
+               markup: str, # escaped markup (`opsux.ui.markup`): what to show until the live page is there
+               css_url: str): # the stylesheet `markup` is styled by
+    "Serve `doc`'s page with `markup` in its HTML, shown until the live page replaces it, and BokehJS deferred."
+    doc.template = FIRST_VIEW_PAGE
+    doc.template_variables.update(ox_first=markup, ox_css=css_url, ox_swap=client_script("first_view"), **DEFERRED)

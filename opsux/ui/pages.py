@@ -11,21 +11,23 @@ from ..rules.basics import patch
 from ..rules.presenter import OperationUxPresenter
 from ..rules.urls import INSIGHTS_PATH, OPERATIONS_PATH, RUN_PATH
 from ..store.actions import Actions
-from .compat import background_clock, curdoc, hold, install_client
+from ..store.tables import utcnow
+from .compat import background_clock, curdoc, first_view, hold, install_client
 from .markup import render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                                  ConnectionModel, clean_text, event_concerns, MAX_NAME)
 from .components import (heading, html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
-                                ReconnectingBanner, Toasts, banner_html, keep_in_url)
+                                ReconnectingBanner, Toasts, banner_html, keep_in_url, CSS_URL, detail_html,
+                                runs_table_html, shared_html)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
 from .auth import current_user as signed_in_user
 from .insights import insights_page
 
 # %% auto #0
 __all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'INSIGHTS_EVERY', 'FIGURE_KINDS_NOT', 'FONTS', 'SHELL',
-           'HEADER_CSS', 'action_label', 'back_url', 'toast_html', 'notify', 'DashboardSession', 'reported_as',
-           'DashboardApp', 'unavailable_page', 'page_shell', 'cookie_select', 'nav_html', 'page_header', 'page_main',
-           'page_sidebar', 'build_page', 'actions_page']
+           'HEADER_CSS', 'FIRST_TITLES', 'action_label', 'back_url', 'toast_html', 'notify', 'DashboardSession',
+           'reported_as', 'DashboardApp', 'unavailable_page', 'page_shell', 'cookie_select', 'nav_html', 'page_header',
+           'page_main', 'page_sidebar', 'build_page', 'first_view_html', 'actions_page']
 
 # %% ../../nbs/ui/23_pages.ipynb #76c556e8
 ACTIONS_PATH = "/actions"
@@ -530,11 +532,23 @@ def build_page(s: DashboardSession):
     pn.state.on_session_destroyed(s.close)
     s.clock = background_clock(s.tick, 1000)
     install_client(doc)
+    if doc is not None: first_view(doc, first_view_html(s), CSS_URL)
     return page_shell(header, sidebar, main)
 
 # %% ../../nbs/ui/23_pages.ipynb #6d4368d4
 def _finished(s: DashboardSession, runs):
     for r in runs: notify(s.toasts, s.presenter.terminal_notification(r))
+
+# %% ../../nbs/ui/23_pages.ipynb #02eef5dd
+FIRST_TITLES = {OPERATIONS_PATH: "Operations", INSIGHTS_PATH: "Insights", ACTIONS_PATH: "Actions"}
+
+def first_view_html(s: DashboardSession) -> str:
+    "What session `s`'s page shows from its HTML alone: header, sidebar, and the first rows or the run."
+    if s.list is not None: body = shared_html(s.list.memo, runs_table_html, s.list.rows)
+    elif s.detail is not None: body = detail_html(s.detail.facts(utcnow()), s.back_url)
+    else: body = ""
+    return render("first_view.html", product=PRODUCT, home=OPERATIONS_PATH, nav=nav_html(s.app.demo, s.route),
+                  user=s.user.name, title=FIRST_TITLES.get(s.route, ""), controls=s.list is not None, body=body)
 
 # %% ../../nbs/ui/23_pages.ipynb #35694e5b
 def actions_page(s: DashboardSession):
