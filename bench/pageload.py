@@ -6,9 +6,12 @@ opens the Operations list and a run's detail page, each `--loads` times:
 - cold: a fresh browser context (empty cache) per load; warm: the same page again in the same context;
 - bytes: what crossed the wire for HTTP (Chromium's `encodedDataLength`, headers included, from the DevTools
   protocol), requests made, and requests that left 127.0.0.1 (offline pages make none);
-- first row visible: from navigation start until the list's first run row (detail: the run's facts; login:
-  the sign-in button) is visible, whether in the first view (the rows the page's HTML holds, shown before
-  BokehJS has started) or in the live page; live page: until the live page's rows (facts) are visible;
+- first row painted: from navigation start until the first animation frame in which the list's first run row
+  (detail: the run's facts; login: the sign-in button) is visible, taken in the page itself (a
+  `requestAnimationFrame` loop from the document's start, inside shadow roots too), whether in the first view
+  (the rows the page's HTML holds, before BokehJS has started) or in the live page; RQ Dashboard's the same way;
+- live page: from `goto` until Playwright sees the live page's rows (facts); Playwright can look only between
+  the page's scripts, so this is later than the paint;
 - server CPU per page load: the server process's user+system CPU from navigation start until the page is
   shown and its websocket session settled (0.5 s after), less what the idle server spends in that time;
   and the server CPU of the HTML GET alone (a plain HTTP client with the browser's cookies).
@@ -21,8 +24,9 @@ machine: a queue's finished jobs (its list), a job's page and the queue's failed
 run's page and `/operations?status=failed`, 25 rows a page on both sides; opsux and RQ Dashboard loads alternate
 (A/B, then B/A). RQ Dashboard's server CPU counts the dashboard and its Redis (opsux's SQLite is in-process; the
 dashboard alone is printed too); its "GET CPU" is the page and its first JSON request. Then `--clients` (20)
-threads of plain HTTP loads for `--client-seconds` (30) per side, in alternating halves: opsux's list HTML GET;
-RQ Dashboard's page and its jobs JSON: loads/s, p50/p95 and CPU per load. Each figure is printed with the
+threads of loads without a browser for `--client-seconds` (30) per side, in alternating halves: opsux's list
+page GET, its websocket and the whole document (`PULL-DOC`: the page is built when its websocket comes, since
+the first view); RQ Dashboard's page and its jobs JSON: loads/s, p50/p95 and CPU per load. Each figure is printed with the
 ratio opsux / RQ Dashboard and the issue's targets (first row cold <= 1.0x, warm <= 0.5x, CPU per load <= 1.0x).
 
     python bench/pageload.py --compare rq [--runs 10000,100000] [--loads 7] [--clients 20]
@@ -48,6 +52,33 @@ READY = {"list": "table.ox-runs tbody tr",              # first rows: the first 
          "detail": "#ox-first .ox-facts, #ox-first h2, .ox-detail .ox-facts, .ox-detail h2", "login": "#login-submit"}
 LIVE = {"list": ".ox-table tbody tr", "detail": ".ox-detail .ox-facts, .ox-detail h2",   # the live page, started
         "login": "#login-submit"}
+PAINTED = {"list": "table.ox-runs tbody tr", "detail": ".ox-facts, .ox-run-title, .ox-not-found",
+           "login": "#login-submit"}       # matched inside every shadow root too (the live page's panes)
+FIRST_FRAME = """
+(() => {
+  const sel = %s;
+  const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0 &&
+                          getComputedStyle(el).visibility !== "hidden"; };
+  const found = root => {
+    for (const el of root.querySelectorAll(sel)) if (visible(el)) return true;
+    for (const el of root.querySelectorAll("*")) if (el.shadowRoot && found(el.shadowRoot)) return true;
+    return false;
+  };
+  window.__first_frame = null;
+  const tick = t => {
+    if (document.documentElement && found(document)) { window.__first_frame = t; return; }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})();"""
+
+
+def record_first_frame(page, selector: str) -> None:
+    """From every document `page` opens: the time (ms since its navigation started) of the first animation frame
+    (the one before a paint) in which `selector` matches a visible element, in `window.__first_frame`."""
+    if getattr(page, "_first_frame", None) != selector:
+        import json
+        page.add_init_script(FIRST_FRAME % json.dumps(selector)); page._first_frame = selector
 
 
 def prepare(path: Path, runs: int) -> str:
@@ -72,8 +103,10 @@ def prepare(path: Path, runs: int) -> str:
 
 class Server(Measured, Served):
     "`opsux serve --auth basic` on a free port (the tests' `Served`), with its CPU time and a plain GET."
+    checkout = ROOT                             # --checkout: the opsux to serve (e.g. a worktree of older code)
     def __init__(self, url: str, log: Path):
-        super().__init__(log.parent, url, "--auth", "basic", "--page-limit", "1000/0.01", name=log.stem)
+        super().__init__(log.parent, url, "--auth", "basic", "--page-limit", "1000/0.01", name=log.stem,
+                         root=self.checkout)
         self.ps = psutil.Process(self.proc.pid)
 
 
@@ -105,16 +138,18 @@ def sign_in(page, base):
 
 
 def load(page, wire, srv, url, kind, idle_rate, ready: str | None = None, live: str | None = None) -> dict:
-    """One navigation to `url`: bytes, requests, seconds until the first rows are visible (`shown`) and until the
-    live page is (`live`; the same for a page without a first view: `ready` given, `live` not), server CPU (idle
-    rate subtracted)."""
+    """One navigation to `url`: bytes, requests, seconds until the first rows are painted (`shown`: the first frame
+    that has them, measured in the page) and until Playwright sees the live page (`live`; for a page without a
+    first view, `ready` given and `live` not, when it sees `ready`), server CPU (idle rate subtracted)."""
+    record_first_frame(page, ready or PAINTED[kind])
     wire.reset()
     cpu0, t0 = srv.cpu(), time.perf_counter()
     page.goto(url, wait_until="commit")
     page.wait_for_selector(ready or READY[kind], state="visible", timeout=60000)
-    shown = time.perf_counter() - t0
     if live or not ready: page.wait_for_selector(live or LIVE[kind], state="visible", timeout=60000)
     started = time.perf_counter() - t0
+    page.wait_for_function("window.__first_frame !== null", timeout=60000)
+    shown = page.evaluate("window.__first_frame") / 1000
     page.wait_for_load_state("load")
     time.sleep(0.5)                               # the websocket session settles (first patches, onload)
     spent = srv.cpu() - cpu0 - idle_rate * (time.perf_counter() - t0)
@@ -189,14 +224,14 @@ def med(xs): return statistics.median(xs) if xs else float("nan")
 def report(runs: int, r: dict):
     print(f"\n== {runs:,} runs (median of {len(r['list']['cold'])} loads; idle server "
           f"{r['idle_cpu_rate'] * 100:.1f}% CPU, RSS {r['rss_mb']:.0f} MB) ==")
-    print(f"{'page':7} {'cold KB':>8} {'req':>4} {'warm KB':>8} {'req':>4} {'shown cold s':>12} {'warm s':>7}"
+    print(f"{'page':7} {'cold KB':>8} {'req':>4} {'warm KB':>8} {'req':>4} {'painted cold s':>14} {'warm s':>7}"
           f" {'live cold s':>11} {'warm s':>7} {'CPU/load s':>10} {'GET CPU s':>9}  outside")
     for kind in READY:
         c, w = r[kind]["cold"], r[kind]["warm"]
         outside = sorted({u for x in c + w for u in x["outside"]})
         print(f"{kind:7} {med([x['bytes'] for x in c]) / 1000:8.0f} {med([x['requests'] for x in c]):4.0f}"
               f" {med([x['bytes'] for x in w]) / 1000:8.0f} {med([x['requests'] for x in w]):4.0f}"
-              f" {med([x['shown'] for x in c]):12.2f} {med([x['shown'] for x in w]):7.2f}"
+              f" {med([x['shown'] for x in c]):14.2f} {med([x['shown'] for x in w]):7.2f}"
               f" {med([x['live'] for x in c]):11.2f} {med([x['live'] for x in w]):7.2f}"
               f" {med([x['cpu'] for x in c + w]):10.3f} {med(r[kind]['get']):9.3f}  "
               f"{len(outside)}{' e.g. ' + outside[0][:70] if outside else ''}")
@@ -210,17 +245,37 @@ RQ_READY = {"list": "table#jobs tbody tr[data-role=job]", "detail": "#job-data .
             "failed": "table#jobs tbody tr[data-role=job]"}
 
 
-def hammer(srv, loads: list[list[str]], cookies: str, clients: int, seconds: float) -> dict:
-    "`clients` threads doing plain-HTTP loads (each: the GETs in turn) for `seconds`: latencies, errors, CPU."
+def page_and_document(path: str):
+    """One load of an opsux page the way a browser makes it, without the browser: the page GET, then its websocket
+    and the whole document (`PULL-DOC`, then `document_ready`, as BokehJS sends it), then the socket closed."""
+    import asyncio
+    from security_support import TOKEN, BokehSocket
+    def step(srv, cookies: str) -> bool:
+        status, body = srv.get(path, cookies)
+        found = TOKEN.search(body.decode("utf-8", "replace")) if status == 200 else None
+        if found is None: return False
+        jar = dict(kv.split("=", 1) for kv in cookies.split("; ") if "=" in kv)
+        async def document():
+            ws = await BokehSocket.open(srv.base, path, found.group(1), cookies=jar)
+            try: await ws.pull_doc()
+            finally: ws.close()
+        asyncio.run(document())
+        return True
+    return step
+
+
+def hammer(srv, loads: list[list], cookies: str, clients: int, seconds: float) -> dict:
+    """`clients` threads doing loads for `seconds` (each load: its steps in turn, a path for a plain GET or a
+    `step(srv, cookies)` such as `page_and_document`): latencies, errors, CPU."""
     import threading
     lat, errors, end = [], [], time.monotonic() + seconds
     def client(n):
         i = n
         while time.monotonic() < end:
             t0, ok = time.perf_counter(), True
-            for path in loads[i % len(loads)]:
-                try: ok = srv.get(path, cookies)[0] == 200 and ok
-                except OSError: ok = False
+            for step in loads[i % len(loads)]:
+                try: ok = (step(srv, cookies) if callable(step) else srv.get(step, cookies)[0] == 200) and ok
+                except (OSError, ConnectionError, TimeoutError): ok = False
             (lat if ok else errors).append(time.perf_counter() - t0)
             i += 1
     cpu0, t0 = srv.cpu(), time.perf_counter()
@@ -291,7 +346,7 @@ def bench_compare(url: str, runs: int, loads: int, tmp: Path, per_page: int = 25
         out["opsux"]["idle"], out["rq"]["idle"] = rate["opsux"], rate["rq"]
         out["rq"]["per_queue"], out["rq"]["queue"] = side.counts, q
         if clients and seconds > 0:
-            ox_load = [["/operations"]]
+            ox_load = [[page_and_document("/operations")]]      # the page, its websocket and document
             rq_load = [[rqd.jobs_path(q, "finished", per_page), rq_data["list"]]]
             parts = {"opsux": [], "rq": []}
             for half in range(2):                   # opsux, RQ, opsux, RQ: each half the time
@@ -324,8 +379,8 @@ def report_compare(runs: int, r: dict, per_page: int):
         print(f"{page:7} {name:30} {a:{fmt}} {b:{fmt}} {ratio:9.2f}")
     for kind in PAGES:
         oc, ow, qc, qw = o[kind]["cold"], o[kind]["warm"], q[kind]["cold"], q[kind]["warm"]
-        row(kind, "first row cold s", med([x["shown"] for x in oc]), med([x["shown"] for x in qc]), key="cold")
-        row(kind, "first row warm s", med([x["shown"] for x in ow]), med([x["shown"] for x in qw]), key="warm")
+        row(kind, "first row painted cold s", med([x["shown"] for x in oc]), med([x["shown"] for x in qc]), key="cold")
+        row(kind, "first row painted warm s", med([x["shown"] for x in ow]), med([x["shown"] for x in qw]), key="warm")
         row(kind, "live page cold s", med([x["live"] for x in oc]), med([x["live"] for x in qc]))
         row(kind, "live page warm s", med([x["live"] for x in ow]), med([x["live"] for x in qw]))
         row(kind, "cold KB", med([x["bytes"] for x in oc]) / 1000, med([x["bytes"] for x in qc]) / 1000, "9.0f")
@@ -366,7 +421,9 @@ def main():
     ap.add_argument("--per-page", type=int, default=25, help="RQ Dashboard rows a page (opsux shows 25)")
     ap.add_argument("--clients", type=int, default=20, help="concurrent plain-HTTP clients (0: skip)")
     ap.add_argument("--client-seconds", type=float, default=30.0, help="seconds of client load per side")
+    ap.add_argument("--checkout", type=Path, default=ROOT, help="serve the opsux of this checkout (before/after)")
     a = ap.parse_args()
+    Server.checkout = a.checkout.resolve()
     tmp = Path(a.dir); tmp.mkdir(parents=True, exist_ok=True)
     sizes = a.runs or ("10000,100000" if a.compare else "100000,1000000")
     loads = a.loads or (7 if a.compare else 5)

@@ -1021,9 +1021,12 @@ def auth_kwargs(ops, # the Ops handle the dashboard serves
 # %% ../../nbs/ui/24_auth.ipynb #d20b903e
 def current_user(ops, # the Ops handle
                  default_email: str | None = None, # mode none only: the `--as` email
+                 headers: dict | None = None, # the request's headers as authenticated; default: the Panel session's
                 ):
-    "The opsux User of the current Panel session, or None (the app then shows access denied)."
+    "The opsux User of the current Panel session (or request), or None (the app then shows access denied)."
     if default_email: return ops.directory.get_user(default_email)
-    import panel as pn
-    email = (pn.state.headers or {}).get(IDENTITY_HEADER)
+    if headers is None:
+        import panel as pn
+        headers = pn.state.headers
+    email = (headers or {}).get(IDENTITY_HEADER)
     return ops.directory.get_user(email) if email else None

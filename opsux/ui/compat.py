@@ -10,14 +10,23 @@ from importlib.resources import files
 from pathlib import Path
 import bokeh
 import panel as pn
+from bokeh.document import Document
+from bokeh.embed.util import RenderItem
 from bokeh.models import CustomJS
+from bokeh.util.token import generate_jwt_token, generate_session_id
 from bokeh.util.warnings import BokehUserWarning
+from panel.io.resources import LOCAL_DIST, Resources as PanelResources, bundle_resources, patch_model_css
+from panel.io.state import state as panel_state
+from panel.io.server import DocHandler, _set_request_route_context, html_page_for_render_items
 from panel.io.state import set_curdoc
+from tornado.ioloop import IOLoop
+from tornado.web import authenticated
 
 # %% auto #0
 __all__ = ['CHECKED', 'UNCHECKED', 'SHARED_HTML', 'curdoc', 'hold', 'CLIENT', 'RECONNECT', 'PAGE_BUNDLES', 'FIRST_VIEW_PAGE',
            'DEFERRED', 'version_tuple', 'unchecked', 'check_versions', 'model_text', 'SharedHTML', 'background_clock',
-           'client_script', 'quiet_reconnects', 'install_client', 'lean_resources', 'first_view']
+           'client_script', 'quiet_reconnects', 'install_client', 'lean_resources', 'FirstViewPage', 'rel_path',
+           'dist_url', 'first_view_html_page', 'PageColumn', 'first_view_pages']
 
 # %% ../../nbs/ui/19_compat.ipynb #8acf93e6
 CHECKED = {"panel": ("1.9", "1.10"), "bokeh": ("3.8", "3.10")}   # [lowest, first unchecked) minor versions
@@ -134,9 +143,63 @@ DEFERRED = dict(ox_blocking='<script type="text/javascript" src=', ox_deferred="
                 ox_log='Bokeh.set_log_level("info");',
                 ox_log_later='addEventListener("DOMContentLoaded", () => Bokeh.set_log_level("info"));')
 
-def first_view(doc, # the session's document, before Panel renders its page
-               markup: str, # escaped markup (`opsux.ui.markup`): what to show until the live page is there
-               css_url: str): # the stylesheet `markup` is styled by
-    "Serve `doc`'s page with `markup` in its HTML, shown until the live page replaces it, and BokehJS deferred."
-    doc.template = FIRST_VIEW_PAGE
-    doc.template_variables.update(ox_first=markup, ox_css=css_url, ox_swap=client_script("first_view"), **DEFERRED)
+# %% ../../nbs/ui/19_compat.ipynb #9c45944d
+class FirstViewPage(DocHandler):
+    "A page GET answered with a session token and the first view; the document is built when its websocket comes."
+    first_view = staticmethod(lambda path, args, cookies, headers: None)   # set by `first_view_pages`
+    css_url = ""
+
+    @authenticated
+    async def get(self, *args, **kwargs):
+        self.set_header("Cache-Control", "no-store")         # the page carries a short-lived token (as Panel's)
+        _set_request_route_context(self, *args, **kwargs)
+        app, payload = self.application, self._generate_token_payload()
+        session_id = generate_session_id(secret_key=app.secret_key, signed=app.sign_sessions)
+        token = generate_jwt_token(session_id, secret_key=app.secret_key, signed=app.sign_sessions,
+                                   expiration=app.session_token_expiration, extra_payload=payload)
+        args = {k: (v[0].decode("utf-8", "replace") if v else "") for k, v in self.request.arguments.items()}
+        cookies = {k: v.value for k, v in self.request.cookies.items()}
+        headers = dict(self.request.headers)            # as authenticated: the identity stamped by opsux's guard
+        markup = await IOLoop.current().run_in_executor(None, self.first_view, self.request.path, args, cookies,
+                                                        headers)
+        self.set_header("Content-Type", "text/html")
+        self.write(first_view_html_page(app, token, markup, self.css_url, self.request.path))
+
+def rel_path(path: str) -> str:
+    "How Panel reaches the server's root from the page at `path` (`'..'` for `/operations/run`), as it computes it."
+    return "/".join([".."] * path.strip("/").count("/"))
+
+def dist_url(rel: str) -> str: return f"{rel}/{LOCAL_DIST}" if rel else LOCAL_DIST
+
+def first_view_html_page(app, token: str, markup: str | None, css_url: str, path: str = "/") -> str:
+    "The page of a session that does not exist yet: `markup` first, the scripts deferred, the live page in `#ox-live`."
+    rel = rel_path(path)
+    with set_curdoc(Document()):                     # Panel writes resource URLs relative to the page's path
+        panel_state.rel_path = rel
+        bundle = bundle_resources([], PanelResources.from_bokeh(app.resources()))
+        item = RenderItem(token=token, elementid="ox-live", use_for_title=False)
+        variables = dict(ox_first=markup or "", ox_css=css_url, ox_swap=client_script("first_view"),
+                         dist_url=dist_url(rel), app_favicon=(f"{rel}/" if rel else "./") + "favicon.ico",
+                         theme_name="default", **DEFERRED)
+        return html_page_for_render_items(bundle, {}, [item], "opsux", template=FIRST_VIEW_PAGE,
+                                          template_variables=variables)
+
+class PageColumn(pn.Column):
+    """The page's outermost layout: once Panel has made its Bokeh models, their stylesheets point at this server
+    (Panel does that in its page GET, which `FirstViewPage` skips; twice is harmless)."""
+    def server_doc(self, doc=None, title=None, location=True):
+        doc = super().server_doc(doc, title, location)
+        for root in doc.roots: patch_model_css(root, dist_url=dist_url(panel_state.rel_path or ""))
+        return doc
+
+def first_view_pages(app, # the server's Tornado application (`server._tornado`)
+                     pages, # page paths ("/operations", …)
+                     first_view, # `first_view(path, args, cookies, headers)` → escaped markup, or None
+                     css_url: str) -> int:
+    "Answer the GETs of `pages` with `FirstViewPage`; returns how many routes it took over."
+    handler = type("OpsuxPage", (FirstViewPage,), dict(first_view=staticmethod(first_view), css_url=css_url))
+    wanted, n = {f"{p}/?$" for p in pages}, 0
+    for rule in app.wildcard_router.rules:       # PRIVATE (Tornado's router rules; Bokeh's "/page/?$" patterns)
+        if getattr(rule.matcher, "regex", None) is not None and rule.matcher.regex.pattern in wanted:
+            rule.target, n = handler, n + 1
+    return n

@@ -12,7 +12,7 @@ from ..rules.presenter import OperationUxPresenter
 from ..rules.urls import INSIGHTS_PATH, OPERATIONS_PATH, RUN_PATH
 from ..store.actions import Actions
 from ..store.tables import utcnow
-from .compat import background_clock, curdoc, first_view, hold, install_client
+from .compat import background_clock, curdoc, hold, install_client, PageColumn
 from .markup import render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                                  ConnectionModel, clean_text, event_concerns, MAX_NAME)
@@ -386,9 +386,9 @@ def factory(self: DashboardApp, route: str):
 
 # %% ../../nbs/ui/23_pages.ipynb #46fa324d
 @patch
-def current_user(self: DashboardApp, cookies: dict):
-    "The opsux user of this session (the demo lets the visitor pick a persona)."
-    if not self.demo: return signed_in_user(self.ops, self.as_user)
+def current_user(self: DashboardApp, cookies: dict, headers: dict | None = None):
+    "The opsux user of this session (or of a request with these `headers`; the demo lets the visitor pick a persona)."
+    if not self.demo: return signed_in_user(self.ops, self.as_user, headers)
     persona = _int(cookies.get("opsux_persona"))
     user = self.ops.directory.get_user(persona) if persona else None
     return user or (self.ops.directory.get_user(self.as_user) if self.as_user else None)
@@ -452,8 +452,8 @@ def page_shell(header: list, sidebar: list, main: list):
     top = pn.Row(brand, *header, sizing_mode="stretch_width", styles=SHELL["header"], css_classes=["ox-header"])
     side = pn.Column(*sidebar, width=320, styles=SHELL["sidebar"], css_classes=["ox-sidebar"])
     body = pn.Column(*main, sizing_mode="stretch_width", styles=SHELL["main"], css_classes=["ox-main"])
-    return pn.Column(top, pn.Row(side, body, sizing_mode="stretch_width"), sizing_mode="stretch_width",
-                     styles=SHELL["page"], css_classes=["ox-root"])
+    return PageColumn(top, pn.Row(side, body, sizing_mode="stretch_width"), sizing_mode="stretch_width",
+                      styles=SHELL["page"], css_classes=["ox-root"])
 
 # %% ../../nbs/ui/23_pages.ipynb #9b1fbdec
 HEADER_CSS = "label { color: #f6f8fa !important; } select { color: #1f2328 !important; background: #fff; }"
@@ -532,7 +532,6 @@ def build_page(s: DashboardSession):
     pn.state.on_session_destroyed(s.close)
     s.clock = background_clock(s.tick, 1000)
     install_client(doc)
-    if doc is not None: first_view(doc, first_view_html(s), CSS_URL)
     return page_shell(header, sidebar, main)
 
 # %% ../../nbs/ui/23_pages.ipynb #6d4368d4
@@ -549,6 +548,20 @@ def first_view_html(s: DashboardSession) -> str:
     else: body = ""
     return render("first_view.html", product=PRODUCT, home=OPERATIONS_PATH, nav=nav_html(s.app.demo, s.route),
                   user=s.user.name, title=FIRST_TITLES.get(s.route, ""), controls=s.list is not None, body=body)
+
+@patch
+def first_view(self: DashboardApp, path: str, args: dict, cookies: dict, headers: dict) -> str | None:
+    "The first view of the page at `path` for the request's user (`compat.FirstViewPage`); None: none to show."
+    route = path.rstrip("/") or OPERATIONS_PATH
+    try:
+        user = self.current_user(cookies, headers)
+        if user is None or route.lstrip("/") not in self.routes(): return None
+        s = DashboardSession(self, user, route, args, cookies, headers.get("Referer"))
+        if getattr(s.mine, "no_membership", False) and not self.demo: return None
+        with self.push.reads.page_load(): return first_view_html(s.load())
+    except Exception:                # the live page says what went wrong (e.g. the database is away)
+        log.debug("opsux: no first view for %s", path, exc_info=True)
+        return None
 
 # %% ../../nbs/ui/23_pages.ipynb #35694e5b
 def actions_page(s: DashboardSession):

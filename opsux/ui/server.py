@@ -14,8 +14,8 @@ from tornado.web import decode_signed_value
 from ..rules.urls import OPERATIONS_PATH
 from .api import api_routes
 from .auth import auth_kwargs
-from .compat import CLIENT, lean_resources
-from .components import STATIC
+from .compat import CLIENT, first_view_pages, lean_resources
+from .components import CSS_URL, STATIC
 from .http import compressed, Gate, Healthz, RateLimit, Readyz, allowed_hosts, install_gate, parse_networks
 from .pages import PRODUCT, DashboardApp
 
@@ -137,6 +137,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     server = _panel_server(app, host, port, show, num_procs, hosts, extra, kwargs)
     secure(server, app, hosts, trusted, pages, extra, limit, metrics_token or os.environ.get("OPSUX_METRICS_TOKEN"))
     lean_resources(server._tornado)                # only the BokehJS bundles the pages use
+    first_view_pages(server._tornado, pages, app.first_view, CSS_URL)   # the first rows before the document
     bokeh_settings.perform_document_validation.set_value(False)   # a development check, 7 % of a page's CPU
     if not start: return server
     from opsux.store.delivery import start_delivery          # smtplib and email: only for a served process

@@ -43,7 +43,7 @@ def test_the_page_loads_its_scripts_behind_the_first_view(page, server):
     html = page.request.get(server.base + "/operations").text()
     scripts = re.findall(r"<script[^>]*\bsrc=[^>]*>", html)
     assert scripts and all(" defer " in s for s in scripts), scripts
-    assert html.index('id="ox-first"') < html.index("data-root-id")
+    assert html.index('id="ox-first"') < html.index('id="ox-live"')
 
 
 def test_the_live_page_replaces_the_first_view_and_no_frame_shows_both(page, server):
