@@ -24,9 +24,9 @@ from tornado.web import authenticated
 
 # %% auto #0
 __all__ = ['CHECKED', 'UNCHECKED', 'SHARED_HTML', 'curdoc', 'hold', 'CLIENT', 'RECONNECT', 'PAGE_BUNDLES', 'FIRST_VIEW_PAGE',
-           'DEFERRED', 'version_tuple', 'unchecked', 'check_versions', 'model_text', 'SharedHTML', 'background_clock',
-           'client_script', 'quiet_reconnects', 'install_client', 'lean_resources', 'FirstViewPage', 'rel_path',
-           'dist_url', 'first_view_html_page', 'PageColumn', 'first_view_pages']
+           'LOADING', 'DEFERRED', 'version_tuple', 'unchecked', 'check_versions', 'model_text', 'SharedHTML',
+           'background_clock', 'client_script', 'quiet_reconnects', 'install_client', 'lean_resources', 'FirstViewPage',
+           'rel_path', 'dist_url', 'first_view_html_page', 'PageColumn', 'first_view_pages']
 
 # %% ../../nbs/ui/19_compat.ipynb #8acf93e6
 CHECKED = {"panel": ("1.9", "1.10"), "bokeh": ("3.8", "3.10")}   # [lowest, first unchecked) minor versions
@@ -139,6 +139,7 @@ FIRST_VIEW_PAGE = """{% block css_resources %}{{ super() }}<link rel="stylesheet
 {% block js_resources %}{{ (bokeh_js or "") | replace(ox_blocking, ox_deferred) | replace(ox_log, ox_log_later) }}{% endblock %}
 {% block contents %}<div id="ox-first" class="ox-first" aria-busy="true">{{ ox_first }}</div>
 {{ super() }}<script>{{ ox_swap }}</script>{% endblock %}"""
+LOADING = '<p class="ox-empty">Loading…</p>'        # a page without a first view (no user yet, database away)
 DEFERRED = dict(ox_blocking='<script type="text/javascript" src=', ox_deferred="<script defer src=",
                 ox_log='Bokeh.set_log_level("info");',
                 ox_log_later='addEventListener("DOMContentLoaded", () => Bokeh.set_log_level("info"));')
@@ -178,7 +179,7 @@ def first_view_html_page(app, token: str, markup: str | None, css_url: str, path
         panel_state.rel_path = rel
         bundle = bundle_resources([], PanelResources.from_bokeh(app.resources()))
         item = RenderItem(token=token, elementid="ox-live", use_for_title=False)
-        variables = dict(ox_first=markup or "", ox_css=css_url, ox_swap=client_script("first_view"),
+        variables = dict(ox_first=markup or LOADING, ox_css=css_url, ox_swap=client_script("first_view"),
                          dist_url=dist_url(rel), app_favicon=(f"{rel}/" if rel else "./") + "favicon.ico",
                          theme_name="default", **DEFERRED)
         return html_page_for_render_items(bundle, {}, [item], "opsux", template=FIRST_VIEW_PAGE,
