@@ -48,6 +48,8 @@ from security_support import Served  # noqa: E402
 from rq_dashboard import Measured  # noqa: E402  (bench/, the script's folder: CPU time and a plain GET)
 
 EMAIL, PASSWORD = "bench@opsux.test", "bench-long-password-1"
+CLIENT_EMAILS = [f"bench-client-{n}@opsux.test" for n in range(20)]   # --clients: one person each (opsux
+                                      # caps the websockets one person holds, as a browser's tabs would hit it)
 READY = {"list": "table.ox-runs tbody tr",              # first rows: the first view's (from the HTML) or the live table's
          "detail": "#ox-first .ox-facts, #ox-first h2, .ox-detail .ox-facts, .ox-detail h2", "login": "#login-submit"}
 LIVE = {"list": ".ox-table tbody tr", "detail": ".ox-detail .ox-facts, .ox-detail h2",   # the live page, started
@@ -94,8 +96,9 @@ def prepare(path: Path, runs: int) -> str:
             seed(ops, runs=runs, tenants=2, active=0, random_seed=7)
             print(f"seeded {runs:,} runs in {time.perf_counter() - t0:.0f} s", flush=True)
             done.write_text(str(runs))
-        if ops.directory.get_user(EMAIL) is None:
-            ops.directory.add_user("Bench User", email=EMAIL, tenants=ops.directory.tenants(), password=PASSWORD)
+        for email in (EMAIL, *CLIENT_EMAILS):
+            if ops.directory.get_user(email) is None:
+                ops.directory.add_user("Bench User", email=email, tenants=ops.directory.tenants(), password=PASSWORD)
         return url
     finally:
         ops.close()
@@ -264,18 +267,30 @@ def page_and_document(path: str):
     return step
 
 
-def hammer(srv, loads: list[list], cookies: str, clients: int, seconds: float) -> dict:
+def client_cookies(srv, n: int) -> list[str]:
+    "Cookie headers of `n` people signed in to opsux (`CLIENT_EMAILS`), for `hammer`'s clients."
+    from security_support import Client
+    out = []
+    for email in CLIENT_EMAILS[:n]:
+        c = Client(srv.base); c.sign_in(email, PASSWORD)
+        out.append("; ".join(f"{k}={v}" for k, v in c.cookies.items()))
+    return out
+
+
+def hammer(srv, loads: list[list], cookies: str | list[str], clients: int, seconds: float) -> dict:
     """`clients` threads doing loads for `seconds` (each load: its steps in turn, a path for a plain GET or a
-    `step(srv, cookies)` such as `page_and_document`): latencies, errors, CPU."""
+    `step(srv, cookies)` such as `page_and_document`; client n sends `cookies[n]` when given a list): latencies,
+    errors, CPU. A failed load counts as an error, never ends its client."""
     import threading
     lat, errors, end = [], [], time.monotonic() + seconds
     def client(n):
         i = n
         while time.monotonic() < end:
             t0, ok = time.perf_counter(), True
+            mine = cookies[n % len(cookies)] if isinstance(cookies, list) else cookies
             for step in loads[i % len(loads)]:
-                try: ok = (step(srv, cookies) if callable(step) else srv.get(step, cookies)[0] == 200) and ok
-                except (OSError, ConnectionError, TimeoutError): ok = False
+                try: ok = (step(srv, mine) if callable(step) else srv.get(step, mine)[0] == 200) and ok
+                except Exception: ok = False
             (lat if ok else errors).append(time.perf_counter() - t0)
             i += 1
     cpu0, t0 = srv.cpu(), time.perf_counter()
@@ -347,10 +362,11 @@ def bench_compare(url: str, runs: int, loads: int, tmp: Path, per_page: int = 25
         out["rq"]["per_queue"], out["rq"]["queue"] = side.counts, q
         if clients and seconds > 0:
             ox_load = [[page_and_document("/operations")]]      # the page, its websocket and document
+            people = client_cookies(srv, clients)
             rq_load = [[rqd.jobs_path(q, "finished", per_page), rq_data["list"]]]
             parts = {"opsux": [], "rq": []}
             for half in range(2):                   # opsux, RQ, opsux, RQ: each half the time
-                parts["opsux"].append(hammer(srv, ox_load, cookies, clients, seconds / 2))
+                parts["opsux"].append(hammer(srv, ox_load, people, clients, seconds / 2))
                 time.sleep(2)
                 parts["rq"].append(hammer(side, rq_load, "", clients, seconds / 2))
                 time.sleep(2)

@@ -3,10 +3,11 @@
 One dashboard server runs in a subprocess (`serve(..., num_procs=1)`, acting as one operator), wrapped so that it
 counts every SQL statement it sends (a SQLAlchemy `before_cursor_execute` listener on all engines; the watcher's
 own LISTEN connection is plain psycopg and adds one `SELECT 1` per second on top). Sessions are real Bokeh/Panel
-sessions opened the way a browser opens them: GET /operations (the server builds the page), then the Bokeh
-websocket with the page's token, PULL-DOC, the `document_ready` event BokehJS sends once it rendered the page, and
-from then on every PATCH-DOC the server pushes. A separate process runs 20 worker threads that enqueue, advance
-and complete runs in the operator's tenant (a third of them as the operator, so the progress widget changes too).
+sessions opened the way a browser opens them: GET /operations (the first view), then the Bokeh websocket with
+the page's token (the server builds the page when it comes), PULL-DOC, the `document_ready` event BokehJS sends
+once it rendered the page, and from then on every PATCH-DOC the server pushes. A separate process runs 20 worker
+threads that enqueue, advance and complete runs in the operator's tenant (a third of them as the operator, so the
+progress widget changes too).
 Another process times the list page while all this runs.
 
 Phases: 0 sessions (baseline), then 1, 50 and 200 open sessions. Per phase it reports
@@ -17,7 +18,8 @@ Phases: 0 sessions (baseline), then 1, 50 and 200 open sessions. Per phase it re
 - the server's garbage-collection pauses (a `gc.callbacks` hook): how many of 10 ms or more, how many full, the
   longest — nothing else runs in the process meanwhile, so a long one delays every session;
 - list-page time: `viewer.runs(limit=25)` for the operator (first page, filtered, a deep keyset page) and an HTTP
-  GET of /operations (the whole page build), both under the load.
+  GET of /operations (the first view: user, tenants and list rows; the page is built when its websocket comes),
+  both under the load.
 
     python bench/serve.py [--db URL] [--runs 1000000] [--sessions 1,50,200] [--workers 20] [--phase-seconds 40]
 
@@ -318,7 +320,7 @@ def timer_main(url: str, operator_email: str, stop_at: float, out: str, every: f
 
 
 def page_gets(base: str, n: int = 10) -> list[float]:
-    "Seconds for `n` GETs of /operations (each builds a whole page: session, user, list, widget, inbox)."
+    "Seconds for `n` GETs of /operations (each reads the first view: user, tenants, list, widget, unread count)."
     import urllib.request
     out = []
     for _ in range(n):
