@@ -16,9 +16,8 @@ from bokeh.models import CustomJS
 from bokeh.util.token import generate_jwt_token, generate_session_id
 from bokeh.util.warnings import BokehUserWarning
 from panel.io.resources import LOCAL_DIST, Resources as PanelResources, bundle_resources, patch_model_css
-from panel.io.state import state as panel_state
 from panel.io.server import DocHandler, _set_request_route_context, html_page_for_render_items
-from panel.io.state import set_curdoc
+from panel.io.state import set_curdoc, state as panel_state
 from tornado.ioloop import IOLoop
 from tornado.web import authenticated
 

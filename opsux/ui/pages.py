@@ -17,8 +17,8 @@ from .markup import render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                                  ConnectionModel, clean_text, event_concerns, MAX_NAME)
 from .components import (heading, html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
-                                ReconnectingBanner, Toasts, banner_html, keep_in_url, CSS_URL, detail_html,
-                                runs_table_html, shared_html)
+                                ReconnectingBanner, Toasts, banner_html, keep_in_url, detail_html, runs_table_html,
+                                shared_html)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
 from .auth import current_user as signed_in_user
 from .insights import insights_page
