@@ -165,6 +165,7 @@ class FirstViewPage(DocHandler):
         self.set_header("Content-Type", "text/html")
         self.write(first_view_html_page(app, token, markup, self.css_url, self.request.path))
 
+# %% ../../nbs/ui/19_compat.ipynb #ce6128d6
 def rel_path(path: str) -> str:
     "How Panel reaches the server's root from the page at `path` (`'..'` for `/operations/run`), as it computes it."
     return "/".join([".."] * path.strip("/").count("/"))
@@ -184,6 +185,7 @@ def first_view_html_page(app, token: str, markup: str | None, css_url: str, path
         return html_page_for_render_items(bundle, {}, [item], "opsux", template=FIRST_VIEW_PAGE,
                                           template_variables=variables)
 
+# %% ../../nbs/ui/19_compat.ipynb #97a62ce1
 class PageColumn(pn.Column):
     """The page's outermost layout: once Panel has made its Bokeh models, their stylesheets point at this server
     (Panel does that in its page GET, which `FirstViewPage` skips; twice is harmless)."""
@@ -192,6 +194,7 @@ class PageColumn(pn.Column):
         for root in doc.roots: patch_model_css(root, dist_url=dist_url(panel_state.rel_path or ""))
         return doc
 
+# %% ../../nbs/ui/19_compat.ipynb #94178936
 def first_view_pages(app, # the server's Tornado application (`server._tornado`)
                      pages, # page paths ("/operations", …)
                      first_view, # `first_view(path, args, cookies, headers)` → escaped markup, or None

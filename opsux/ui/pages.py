@@ -419,7 +419,11 @@ def _page(self: DashboardApp, route: str):
     if getattr(s.mine, "no_membership", False) and not self.demo:   # the pivot gives no tenant: say so
         return page_shell([], [], [heading("No tenants"), text_pane("Your account belongs to no tenant, so there "
                                    "are no operations to show. Ask an administrator to add you.")])
-    with self.push.reads.page_load(): return build_page(s.load())     # reads shared while nothing changed
+    s.attach(pn.state.curdoc)      # subscribed before the first reads: what is committed meanwhile is not missed
+    try:
+        with self.push.reads.page_load(): return build_page(s.load())     # reads shared while nothing changed
+    except BaseException:
+        s.close(); raise
 
 # %% ../../nbs/ui/23_pages.ipynb #735d7662
 def unavailable_page(app: DashboardApp):
@@ -527,7 +531,7 @@ def build_page(s: DashboardSession):
     if s.list is not None and pn.state.location is not None: keep_in_url(s.list.filters, pn.state.location)
     pn.bind(_finished, s, s.widget.param.finished, watch=True)
     doc = pn.state.curdoc
-    s.attach(doc)
+    if s.doc is None: s.attach(doc)         # (`_page` subscribes before its first reads)
     pn.state.onload(s._served)
     pn.state.on_session_destroyed(s.close)
     s.clock = background_clock(s.tick, 1000)
