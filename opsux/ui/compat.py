@@ -146,7 +146,7 @@ DEFERRED = dict(ox_blocking='<script type="text/javascript" src=', ox_deferred="
 # %% ../../nbs/ui/19_compat.ipynb #9c45944d
 class FirstViewPage(DocHandler):
     "A page GET answered with a session token and the first view; the document is built when its websocket comes."
-    first_view = staticmethod(lambda path, args, cookies, headers: None)   # set by `first_view_pages`
+    first_view = staticmethod(lambda path, arguments, cookies, headers: None)   # set by `first_view_pages`
     css_url = ""
 
     @authenticated
@@ -157,11 +157,10 @@ class FirstViewPage(DocHandler):
         session_id = generate_session_id(secret_key=app.secret_key, signed=app.sign_sessions)
         token = generate_jwt_token(session_id, secret_key=app.secret_key, signed=app.sign_sessions,
                                    expiration=app.session_token_expiration, extra_payload=payload)
-        args = {k: (v[0].decode("utf-8", "replace") if v else "") for k, v in self.request.arguments.items()}
         cookies = {k: v.value for k, v in self.request.cookies.items()}
         headers = dict(self.request.headers)            # as authenticated: the identity stamped by opsux's guard
-        markup = await IOLoop.current().run_in_executor(None, self.first_view, self.request.path, args, cookies,
-                                                        headers)
+        markup = await IOLoop.current().run_in_executor(None, self.first_view, self.request.path,
+                                                        self.request.arguments, cookies, headers)
         self.set_header("Content-Type", "text/html")
         self.write(first_view_html_page(app, token, markup, self.css_url, self.request.path))
 
@@ -197,7 +196,7 @@ class PageColumn(pn.Column):
 # %% ../../nbs/ui/19_compat.ipynb #94178936
 def first_view_pages(app, # the server's Tornado application (`server._tornado`)
                      pages, # page paths ("/operations", …)
-                     first_view, # `first_view(path, args, cookies, headers)` → escaped markup, or None
+                     first_view, # `first_view(path, arguments, cookies, headers)` → escaped markup, or None
                      css_url: str) -> int:
     "Answer the GETs of `pages` with `FirstViewPage`; returns how many routes it took over."
     handler = type("OpsuxPage", (FirstViewPage,), dict(first_view=staticmethod(first_view), css_url=css_url))

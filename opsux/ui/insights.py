@@ -299,9 +299,11 @@ def __panel__(self: InsightsPage):
                      css_classes=["ox-insights"])
 
 # %% ../../nbs/ui/28_insights.ipynb #cb809d0f
-def page_args() -> dict:
-    "The current Panel session's query values as text."
-    return {k: (v[0].decode("utf-8", "replace") if v else "") for k, v in (pn.state.session_args or {}).items()}
+def page_args(arguments: dict | None = None, # a request's `arguments` (name → list of bytes); default: the session's
+             ) -> dict:
+    "The query values (of the current Panel session, or `arguments`) as text: the first value of each name."
+    if arguments is None: arguments = pn.state.session_args or {}
+    return {k: (v[0].decode("utf-8", "replace") if v else "") for k, v in arguments.items()}
 
 # %% ../../nbs/ui/28_insights.ipynb #6c0be0af
 def insights_page(s, # a `DashboardSession`

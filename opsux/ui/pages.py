@@ -21,7 +21,7 @@ from .components import (heading, html_pane, text_pane, OperationsList, RunDetai
                                 shared_html)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
 from .auth import current_user as signed_in_user
-from .insights import insights_page
+from .insights import insights_page, page_args
 
 # %% auto #0
 __all__ = ['ACTIONS_PATH', 'PRODUCT', 'log', 'IN_PLACE_KINDS', 'INSIGHTS_EVERY', 'FIGURE_KINDS_NOT', 'FONTS', 'SHELL',
@@ -410,8 +410,7 @@ def page(self: DashboardApp, route: str):
 # %% ../../nbs/ui/23_pages.ipynb #425afc30
 @patch
 def _page(self: DashboardApp, route: str):
-    args = {k: (v[0].decode("utf-8", "replace") if v else "") for k, v in (pn.state.session_args or {}).items()}
-    cookies = dict(pn.state.cookies or {})
+    args, cookies = page_args(), dict(pn.state.cookies or {})
     user = self.current_user(cookies)
     if user is None:
         return page_shell([], [], [heading("Access denied"), text_pane("Your account is not an opsux user.")])
@@ -554,13 +553,13 @@ def first_view_html(s: DashboardSession) -> str:
                   user=s.user.name, title=FIRST_TITLES.get(s.route, ""), controls=s.list is not None, body=body)
 
 @patch
-def first_view(self: DashboardApp, path: str, args: dict, cookies: dict, headers: dict) -> str | None:
+def first_view(self: DashboardApp, path: str, arguments: dict, cookies: dict, headers: dict) -> str | None:
     "The first view of the page at `path` for the request's user (`compat.FirstViewPage`); None: none to show."
     route = path.rstrip("/") or OPERATIONS_PATH
     try:
         user = self.current_user(cookies, headers)
         if user is None or route.lstrip("/") not in self.routes(): return None
-        s = DashboardSession(self, user, route, args, cookies, headers.get("Referer"))
+        s = DashboardSession(self, user, route, page_args(arguments), cookies, headers.get("Referer"))
         if getattr(s.mine, "no_membership", False) and not self.demo: return None
         with self.push.reads.page_load(): return first_view_html(s.load())
     except Exception:                # the live page says what went wrong (e.g. the database is away)
