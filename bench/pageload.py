@@ -50,12 +50,10 @@ from rq_dashboard import Measured  # noqa: E402  (bench/, the script's folder: C
 EMAIL, PASSWORD = "bench@opsux.test", "bench-long-password-1"
 CLIENT_EMAILS = [f"bench-client-{n}@opsux.test" for n in range(20)]   # --clients: one person each (opsux
                                       # caps the websockets one person holds, as a browser's tabs would hit it)
-READY = {"list": "table.ox-runs tbody tr",              # first rows: the first view's (from the HTML) or the live table's
-         "detail": "#ox-first .ox-facts, #ox-first h2, .ox-detail .ox-facts, .ox-detail h2", "login": "#login-submit"}
+READY = {"list": "table.ox-runs tbody tr", "detail": ".ox-facts, .ox-run-title, .ox-not-found",   # first rows:
+         "login": "#login-submit"}   # the first view's (from the HTML) or the live page's, inside its shadow roots
 LIVE = {"list": ".ox-table tbody tr", "detail": ".ox-detail .ox-facts, .ox-detail h2",   # the live page, started
         "login": "#login-submit"}
-PAINTED = {"list": "table.ox-runs tbody tr", "detail": ".ox-facts, .ox-run-title, .ox-not-found",
-           "login": "#login-submit"}       # matched inside every shadow root too (the live page's panes)
 FIRST_FRAME = """
 (() => {
   const sel = %s;
@@ -144,7 +142,7 @@ def load(page, wire, srv, url, kind, idle_rate, ready: str | None = None, live: 
     """One navigation to `url`: bytes, requests, seconds until the first rows are painted (`shown`: the first frame
     that has them, measured in the page) and until Playwright sees the live page (`live`; for a page without a
     first view, `ready` given and `live` not, when it sees `ready`), server CPU (idle rate subtracted)."""
-    record_first_frame(page, ready or PAINTED[kind])
+    record_first_frame(page, ready or READY[kind])
     wire.reset()
     cpu0, t0 = srv.cpu(), time.perf_counter()
     page.goto(url, wait_until="commit")
