@@ -27,12 +27,12 @@ OUTCOME_WORDS = tuple(dict.fromkeys([*OUTCOMES, "failed", "cancelled", "succeede
 
 # %% ../../nbs/store/13_viewer.ipynb #11936e6e
 def _word_in(col, words: set, known: Sequence[str]) -> ColumnElement:
-    "col's (trimmed, lower-cased) word is one of `words` (which may include _OTHER)."
+    "col's (trimmed, lower-cased) word is one of `words` (which may include _OTHER: then as 'none of the others')."
     w = func.lower(func.trim(col))
-    named = sorted(x for x in words if x != _OTHER)
-    parts = [w.in_(named)] if named else []
-    if _OTHER in words: parts.append(or_(col.is_(None), w.not_in(list(known))))
-    return or_(*parts) if parts else false()
+    if _OTHER in words:
+        others = [k for k in known if k not in words]
+        return or_(col.is_(None), w.not_in(others)) if others else true()
+    return w.in_(sorted(words)) if words else false()
 
 # %% ../../nbs/store/13_viewer.ipynb #cb5e6f2e
 _PREDICATES: dict = {}  # (statuses, col ids) -> (status col, outcome col, predicate)
@@ -52,12 +52,18 @@ def status_predicate(statuses, status_col=_runs.c.status, outcome_col=_runs.c.ou
 # %% ../../nbs/store/13_viewer.ipynb #6afc5f1e
 def _build_predicate(wanted: frozenset, status_col, outcome_col) -> ColumnElement:
     s_words, o_words = [*STATUS_WORDS, _OTHER], [*OUTCOME_WORDS, _OTHER]
-    ors = []
+    hits = {(s, o) for s in s_words for o in o_words if normalize(s, o) in wanted}
+    any_outcome = {s for s in s_words if all((s, o) in hits for o in o_words)}
+    any_status = {o for o in o_words if all((s, o) in hits for s in s_words)}
+    ors = [_word_in(status_col, any_outcome, STATUS_WORDS)] if any_outcome else []
+    if any_status: ors.append(_word_in(outcome_col, any_status, OUTCOME_WORDS))
+    groups: dict[frozenset, set] = {}                  # outcome words still needed -> the status words needing them
     for s in s_words:
-        hit = {o for o in o_words if normalize(s, o) in wanted}
-        if not hit: continue
-        s_pred = _word_in(status_col, {s}, STATUS_WORDS)
-        ors.append(s_pred if len(hit) == len(o_words) else and_(s_pred, _word_in(outcome_col, hit, OUTCOME_WORDS)))
+        if s in any_outcome: continue
+        rest = frozenset(o for o in o_words if (s, o) in hits and o not in any_status)
+        if rest: groups.setdefault(rest, set()).add(s)
+    for rest, statuses in groups.items():
+        ors.append(and_(_word_in(status_col, statuses, STATUS_WORDS), _word_in(outcome_col, set(rest), OUTCOME_WORDS)))
     return or_(*ors) if ors else false()
 
 # %% ../../nbs/store/13_viewer.ipynb #c8672e4e
