@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib, json, re, secrets
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint, func, insert,
-                        select, update)
+from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint, bindparam, func,
+                        insert, select, update)
 from ..rules.basics import patch
 from .tables import UtcDateTime, id_of, metadata, users, utcnow
 
@@ -80,6 +80,7 @@ class Tokens:
     "API tokens in the opsux database (`ops`): create, list, revoke, and whom a token stands for."
     def __init__(self, ops, clock=utcnow):
         self.ops, self.clock = ops, clock
+        self._owner_stmts = {}          # id(memberships part) -> (part, the statement of `_token_row`)
 
 # %% ../../nbs/store/19_tokens.ipynb #1db60989
 @patch
@@ -152,12 +153,23 @@ def member_ids(row) -> list:
 @patch
 def _token_row(self: Tokens, token, memberships=None):
     "The user row of the active token `token`, with `token_id`, `token_used_at` (and `member_ids`); None if none."
+    with self.ops.reader.connect() as con:
+        return con.execute(self._owner_stmt(memberships), {"token_hash": hash_token(token)}).first()
+
+@patch
+def _owner_stmt(self: Tokens, memberships=None):
+    """`_token_row`'s statement, built once per memberships part with the token's hash as a parameter: every API
+    request runs it, and building it again cost 0.26 ms of the 0.54 ms the lookup takes on PostgreSQL."""
+    hit = self._owner_stmts.get(id(memberships))
+    if hit is not None and hit[0] is memberships: return hit[1]
     t, u = api_tokens, users
     tenants = [] if memberships is None else [_member_ids(memberships, t.c.user_id, self.ops.reader.dialect.name)]
     q = (select(*u.c, t.c.id.label("token_id"), t.c.last_used_at.label("token_used_at"), *tenants)
          .join(t, t.c.user_id == u.c.id)
-         .where(t.c.token_hash == hash_token(token), t.c.revoked_at.is_(None)))
-    with self.ops.reader.connect() as con: return con.execute(q).first()
+         .where(t.c.token_hash == bindparam("token_hash"), t.c.revoked_at.is_(None)))
+    if len(self._owner_stmts) >= 8: self._owner_stmts.clear()       # bounded: one or two parts per `Ops`
+    self._owner_stmts[id(memberships)] = (memberships, q)
+    return q
 
 # %% ../../nbs/store/19_tokens.ipynb #82d59a85
 @patch

@@ -389,7 +389,9 @@ def run_page_json(viewer, # a `Viewer` for which `sql_pages` is true
     q = stmt.with_only_columns(c.id, c.status, c.outcome, *_json_objects(part.table, viewer.ops.reader.dialect))
     with viewer.ops.reader.connect() as con: rows = con.execute(q).all()
     more, rows = len(rows) > limit, rows[:limit]
-    items = ", ".join(f'{head[:-1]}, "status" : "{normalize(st, out).value}", {tail[1:]}' for _, st, out, head, tail in rows)
+    seen = {}                                             # a page holds a handful of (status, outcome) pairs
+    def ux(pair): return seen.get(pair) or seen.setdefault(pair, normalize(*pair).value)
+    items = ", ".join(f'{head[:-1]}, "status" : "{ux((st, out))}", {tail[1:]}' for _, st, out, head, tail in rows)
     return f"[{items}]", rows[-1][0] if more and rows else None
 
 # %% ../../nbs/ui/27_api.ipynb #2f60db13
