@@ -11,10 +11,11 @@ from sqlalchemy import (Column, ForeignKey, Index, Integer, String, Table, Uniqu
                         insert, select, update)
 from ..rules.basics import patch
 from .tables import UtcDateTime, id_of, metadata, users, utcnow
+from .viewer import Named
 
 # %% auto #0
-__all__ = ['api_tokens', 'PREFIX', 'USE_RESOLUTION', 'new_token', 'hash_token', 'is_token_shaped', 'ApiToken', 'token_name',
-           'Tokens', 'member_ids']
+__all__ = ['api_tokens', 'PREFIX', 'USE_RESOLUTION', 'SCOPES_KEPT', 'new_token', 'hash_token', 'is_token_shaped', 'ApiToken',
+           'token_name', 'Tokens', 'member_ids']
 
 # %% ../../nbs/store/19_tokens.ipynb #df963e2d
 api_tokens = Table("opsux_api_tokens", metadata,
@@ -75,12 +76,14 @@ def token_name(name: str | None) -> str:
 
 # %% ../../nbs/store/19_tokens.ipynb #dcfbf744
 USE_RESOLUTION = timedelta(seconds=60)  # last use is written at most this often per token
+SCOPES_KEPT = 4096                      # tokens whose last scope one process keeps (`known_scope`)
 
 class Tokens:
     "API tokens in the opsux database (`ops`): create, list, revoke, and whom a token stands for."
     def __init__(self, ops, clock=utcnow):
         self.ops, self.clock = ops, clock
         self._owner_stmts = {}          # id(memberships part) -> (part, the statement of `_token_row`)
+        self._scopes = {}               # token hash -> (user, tenant ids) last read: see `known_scope`
 
 # %% ../../nbs/store/19_tokens.ipynb #1db60989
 @patch
@@ -187,9 +190,19 @@ def owner(self: Tokens, token, memberships=None):
     """The user row (`users`' columns) `token` stands for; None when unknown, revoked or not a token. With a
     memberships part (`ops.schema.memberships`) the row also carries the user's tenants: see `member_ids`."""
     if not is_token_shaped(token) or not self.available(): return None
-    now, row = self.clock(), self._token_row(token, memberships)
-    if row is not None: self._note_use(row, now)
+    now, row, key = self.clock(), self._token_row(token, memberships), hash_token(token)
+    if row is None: self._scopes.pop(key, None); return None
+    self._note_use(row, now)
+    if memberships is not None:
+        if len(self._scopes) >= SCOPES_KEPT: self._scopes.clear()
+        self._scopes[key] = (Named(row.id, row.name), tuple(member_ids(row)))
     return row
+
+# %% ../../nbs/store/19_tokens.ipynb #a22034df
+@patch
+def known_scope(self: Tokens, token) -> tuple | None:
+    "(user, tenant ids) that `owner` with memberships last read for `token` in this process; None if none."
+    return self._scopes.get(hash_token(token)) if is_token_shaped(token) else None
 
 # %% ../../nbs/store/19_tokens.ipynb #3a0fe4ad
 @patch

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/ui/27_api.ipynb #b09355f0
 from __future__ import annotations
-import csv, hmac, io, json, logging, threading, time
+import asyncio, csv, hmac, io, json, logging, threading, time
 from datetime import datetime
 from urllib.parse import urlencode
 from functools import lru_cache
@@ -292,14 +292,28 @@ class ApiHandler(_Json):
 # %% ../../nbs/ui/27_api.ipynb #d143b16d
 @patch
 async def prepare(self: ApiHandler):
-    "Open the request user's `Viewer` and do the route's `first_read` in the same worker thread, or answer 401."
+    "Open the request user's `Viewer` and do the route's `first_read` (`_opened`), or answer 401."
     token = bearer(self.request.headers)
-    self.viewer, self.first = await self.blocking(self._open, token)
+    self.viewer, self.first = await self._opened(token)
     if self.viewer is None:
         self.set_header("WWW-Authenticate", 'Bearer realm="opsux"')
         why = ("this token is not valid (unknown or revoked)" if token
                else "send Authorization: Bearer <token>")
         self.answer(401, {"error": why})
+
+# %% ../../nbs/ui/27_api.ipynb #e99b5f39
+@patch
+async def _opened(self: ApiHandler, token):
+    "(the request user's `Viewer` or None, what `first_read` gives with it): see above."
+    tokens, m = self.ops.tokens, self.ops.schema.memberships
+    known = tokens.known_scope(token) if token and m is not None and self.ops.is_postgres else None
+    if known is None: return await self.blocking(self._open, token)
+    viewer = self.ops.viewer(known[0], member_ids=list(known[1]))
+    row, first = await asyncio.gather(self.blocking(tokens.owner, token, m), self.blocking(self.first_read, viewer))
+    if row is None: return None, None                                   # revoked since: 401
+    if tokens.known_scope(token) == known: return viewer, first
+    viewer = self.ops.viewer(row, member_ids=member_ids(row))           # the scope changed: read under the new one
+    return viewer, await self.blocking(self.first_read, viewer)
 
 # %% ../../nbs/ui/27_api.ipynb #06d2cf6c
 @patch
@@ -345,8 +359,8 @@ def _next_url(self: ApiHandler, next_after: int | None) -> str | None:
 def _iso_sql(col):
     "SQL for `_iso` of a `timestamp with time zone`: ISO 8601 in UTC, no fraction when it is zero; NULL stays NULL."
     utc = func.timezone(literal_column("'UTC'"), col)
-    fmt = lambda f: func.to_char(utc, literal_column(f"'YYYY-MM-DD\"T\"HH24:MI:SS{f}\"+00:00\"'"))
-    return case((func.to_char(utc, literal_column("'US'")) == literal_column("'000000'"), fmt("")), else_=fmt(".US"))
+    text = func.to_char(utc, literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'"))
+    return func.replace(text, literal_column("'.000000+'"), literal_column("'+'"))   # one to_char, not two or three
 
 # %% ../../nbs/ui/27_api.ipynb #27d34f5a
 _HEAD, _TAIL = ("id", "url", "tenant_id", "type"), ("raw_status", "outcome", "initiator_name", "user_id", "attempt",
