@@ -306,7 +306,8 @@ async def prepare(self: ApiHandler):
 async def _opened(self: ApiHandler, token):
     "(the request user's `Viewer` or None, what `first_read` gives with it): see above."
     tokens, m = self.ops.tokens, self.ops.schema.memberships
-    known = tokens.known_scope(token) if token and m is not None and self.ops.is_postgres else None
+    reads = type(self).first_read is not ApiHandler.first_read          # a route with a first read to overlap
+    known = tokens.known_scope(token) if reads and token and m is not None and self.ops.is_postgres else None
     if known is None: return await self.blocking(self._open, token)
     viewer = self.ops.viewer(known[0], member_ids=list(known[1]))
     row, first = await asyncio.gather(self.blocking(tokens.owner, token, m), self.blocking(self.first_read, viewer))
