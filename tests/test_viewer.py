@@ -159,3 +159,27 @@ def test_first_page_reuses_its_statement_and_still_sees_new_runs(world):
     assert [r.id for r in again] == [r.id for r in v.runs(limit=5, type=[])]
     everything = [r.id for r in v.runs(limit=100)]
     assert [r.id for r in v.runs(limit=5, after=again.next_after)] == everything[5:10]
+
+
+def test_page_statements_keep_one_plan_on_postgresql(world):
+    """A page's LIMIT is written into its SQL (`written_limit`): as a parameter, PostgreSQL planned the prepared
+    first page anew on each of its executions. Unfiltered pages and keyset pages (the API's, `after` a parameter
+    of one statement) keep a generic plan after psycopg's five custom ones; and the API's cached statements still
+    read each user's own tenants."""
+    from opsux.ui.api import _json_page_stmt
+    if not world.ops.is_postgres: pytest.skip("plans of prepared statements are PostgreSQL's")
+    make_runs(world, 30)
+    ada, bob = world.ops.viewer(world.ada), world.ops.viewer(world.bob)
+    cursor = ada.runs(limit=3).next_after
+    with world.ops.reader.connect() as con:
+        con.exec_driver_sql("DEALLOCATE ALL")
+        for _ in range(20):                          # psycopg prepares at the 6th, PostgreSQL plans 5 custom
+            con.execute(ada.runs_stmt(limit=3)).all()
+            con.execute(*_json_page_stmt(ada, 3, {})).all()
+            con.execute(*_json_page_stmt(ada, 3, {"after": cursor})).all()
+        plans = con.exec_driver_sql("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                                    "WHERE statement LIKE '%%LIMIT 4%%'").all()
+        assert len(plans) == 3 and all(g >= 5 and c == 5 for g, c in plans), plans
+        for v in (ada, bob):
+            ids = [row[0] for row in con.execute(*_json_page_stmt(v, 3, {}))]
+            assert ids == [r.id for r in v.runs(limit=4)] and set(ids) <= {r.id for r in v.runs(limit=100)}
