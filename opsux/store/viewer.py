@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from types import SimpleNamespace
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
-from ..rules.basics import patch
+from ..rules.basics import Kept, patch
 from .tables import RUN_FIELDS, Run, active_in, id_of, notifications as _notes, operation_runs as _runs, utcnow
 from .schema import ACTIVE_WORDS
 from ..rules.status import ACTIVE_STATUSES, OUTCOMES, STATUSES, UxStatus, normalize
@@ -36,19 +36,14 @@ def _word_in(col, words: set, known: Sequence[str]) -> ColumnElement:
     return w.in_(sorted(words)) if words else false()
 
 # %% ../../nbs/store/13_viewer.ipynb #cb5e6f2e
-_PREDICATES: dict = {}  # (statuses, col ids) -> (status col, outcome col, predicate)
+_PREDICATES = Kept(256)  # (statuses, col ids) -> predicate: a few mappings × a few filters
 
 def status_predicate(statuses, status_col=_runs.c.status, outcome_col=_runs.c.outcome) -> ColumnElement:
     "SQL predicate, true exactly where `normalize(status, outcome)` is in `statuses` (built once)."
     one = isinstance(statuses, (str, UxStatus))
     wanted = frozenset(UxStatus(s) for s in ([statuses] if one else statuses))
-    key = (wanted, id(status_col), id(outcome_col))
-    hit = _PREDICATES.get(key)
-    if hit is not None and hit[0] is status_col and hit[1] is outcome_col: return hit[2]
-    if len(_PREDICATES) >= 256: _PREDICATES.clear()   # bounded: a few mappings × a few filters
-    pred = _build_predicate(wanted, status_col, outcome_col)
-    _PREDICATES[key] = (status_col, outcome_col, pred)
-    return pred
+    return _PREDICATES.get((wanted, id(status_col), id(outcome_col)), (status_col, outcome_col),
+                           lambda: _build_predicate(wanted, status_col, outcome_col))
 
 # %% ../../nbs/store/13_viewer.ipynb #6afc5f1e
 def _build_predicate(wanted: frozenset, status_col, outcome_col) -> ColumnElement:

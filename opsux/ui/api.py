@@ -16,7 +16,7 @@ from tornado.web import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
-from ..rules.basics import patch
+from ..rules.basics import Kept, patch
 from ..rules.status import UxStatus, normalize
 from ..rules.urls import RUN_PATH, parse_run_id, run_url
 from ..store.schema import TextJSON
@@ -396,7 +396,7 @@ def sql_pages(viewer) -> bool:
 
 # %% ../../nbs/ui/27_api.ipynb #684484aa
 PAGES_KEPT = 4096      # unfiltered page statements (per tenant set, page size, first or later) one process keeps
-_PAGES: dict = {}      # (tenant ids, limit, paged) -> (runs part, statement)
+_PAGES = Kept(PAGES_KEPT)   # (id of the runs part, tenant ids, limit, paged) -> statement
 _AFTER = bindparam("after")
 
 def _json_page_stmt(viewer, limit: int, kw: dict) -> tuple:
@@ -410,12 +410,9 @@ def _json_page_stmt(viewer, limit: int, kw: dict) -> tuple:
             c.id, c.status, c.outcome, *_json_objects(part.table, viewer.ops.reader.dialect))
     paged = kw.keys() == {"after"}
     if kw and not paged: return build(kw), {}
-    key = (viewer.tenant_ids, limit, paged)
-    hit = _PAGES.get(key)
-    if hit is None or hit[0] is not part:                 # a new tenant set, or the schema was mapped anew
-        if len(_PAGES) >= PAGES_KEPT: _PAGES.clear()
-        hit = _PAGES[key] = (part, build({"after": _AFTER} if paged else {}))
-    return hit[1], ({"after": kw["after"]} if paged else {})
+    stmt = _PAGES.get((id(part), viewer.tenant_ids, limit, paged), (part,),   # a schema mapped anew: built anew
+                      lambda: build({"after": _AFTER} if paged else {}))
+    return stmt, ({"after": kw["after"]} if paged else {})
 
 # %% ../../nbs/ui/27_api.ipynb #615c829d
 def run_page_json(viewer, # a `Viewer` for which `sql_pages` is true
