@@ -309,6 +309,31 @@ def test_with_auth_none_downloads_act_as_the_as_user(api, tmp_path):
     finally: server.stop()
 
 
+def test_pages_come_back_after_postgresql_ends_the_servers_connections(api):
+    """Unfiltered pages are read through psycopg itself (`_driver_rows`). When PostgreSQL ends the server's
+    connections (a restart, a failover, an administrator's `pg_terminate_backend`), a request answers 503 with one
+    line of JSON, or already 200; from the first 200 on, every answer is 200 with the same page: no dead
+    connection is left in the pool to fail a later request."""
+    url, f, server = api
+    if not url.startswith("postgresql"): pytest.skip("PostgreSQL ends connections; a SQLite file has none")
+    import psycopg
+    token, c = f["alice_token"], Client(server.base)
+    first = json.loads(get(server, "/api/runs?limit=7", token, c)[2])
+    paths = ["/api/runs?limit=7", f"/api/runs?limit=7&after={first['next_after']}", "/api/runs?limit=7&status=failed"]
+    before = {}
+    for _ in range(12):                                   # prepared, with their plans, on the pooled connections
+        for p in paths: before[p] = get(server, p, token, c)[2]
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as admin:
+        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    assert ended >= 2
+    answers = [(p, *get(server, p, token, c)[::2]) for _ in range(6) for p in paths]
+    ok = next(i for i, (_, status, _) in enumerate(answers) if status == 200)
+    assert ok <= 3, answers[:ok]
+    for p, status, body in answers[:ok]:
+        assert status == 503 and json.loads(body) == {"error": "the database is unavailable; try again shortly"}
+    assert all(status == 200 and body == before[p] for p, status, body in answers[ok:]), answers[ok:]
+
 def test_postgresql_writes_the_same_page_json_as_run_json(ops):
     """On PostgreSQL a page's JSON is written by the database (`run_page_json`): on every page, with filters and
     keyset paging, it is exactly `run_json` of `Viewer.runs`' runs: odd status words, NULL and fractional
@@ -352,3 +377,25 @@ def test_postgresql_writes_the_same_page_json_as_run_json(ops):
             if next_after is None: break
             after = next_after
     assert checked > 260
+
+
+def test_a_page_read_by_the_driver_fails_as_sqlalchemy_would_and_recovers(ops):
+    """`_driver_rows` reads a kept page through psycopg itself. When its connection is gone, the error raised is
+    SQLAlchemy's `OperationalError` (what the API answers with 503), not psycopg's, and the next read, on a new
+    connection, gives the page again."""
+    from sqlalchemy.exc import OperationalError
+    from opsux.ui.api import run_page_json
+    if not ops.is_postgres: pytest.skip("the driver path is PostgreSQL's")
+    d = ops.directory
+    tenant = d.add_tenant("Contoso")
+    user = d.add_user("Ada", email="ada@contoso.test", tenants=[tenant])
+    with ops.writer.begin() as con:
+        con.execute(insert(OperationRun), _rows(tenant.id, 30, user.id, 0))
+    viewer = ops.viewer(user)
+    page = run_page_json(viewer, 10, {})
+    with ops.engine.connect() as con:               # every other connection to this database, the reader's among them
+        assert con.exec_driver_sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()").scalar() >= 1
+    with pytest.raises(OperationalError):
+        run_page_json(viewer, 10, {})
+    assert run_page_json(viewer, 10, {}) == page

@@ -175,11 +175,11 @@ def test_page_statements_keep_one_plan_on_postgresql(world):
         con.exec_driver_sql("DEALLOCATE ALL")
         for _ in range(20):                          # psycopg prepares at the 6th, PostgreSQL plans 5 custom
             con.execute(ada.runs_stmt(limit=3)).all()
-            con.execute(*_json_page_stmt(ada, 3, {})).all()
-            con.execute(*_json_page_stmt(ada, 3, {"after": cursor})).all()
+            con.execute(*_json_page_stmt(ada, 3, {})[:2]).all()
+            con.execute(*_json_page_stmt(ada, 3, {"after": cursor})[:2]).all()
         plans = con.exec_driver_sql("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
                                     "WHERE statement LIKE '%%LIMIT 4%%'").all()
         assert len(plans) == 3 and all(g >= 5 and c == 5 for g, c in plans), plans
         for v in (ada, bob):
-            ids = [row[0] for row in con.execute(*_json_page_stmt(v, 3, {}))]
+            ids = [row[0] for row in con.execute(*_json_page_stmt(v, 3, {})[:2])]
             assert ids == [r.id for r in v.runs(limit=4)] and set(ids) <= {r.id for r in v.runs(limit=100)}
