@@ -186,11 +186,16 @@ def first_view_html_page(app, token: str, markup: str | None, css_url: str, path
 
 # %% ../../nbs/ui/19_compat.ipynb #97a62ce1
 class PageColumn(pn.Column):
-    """The page's outermost layout: once Panel has made its Bokeh models, their stylesheets point at this server
-    (Panel does that in its page GET, which `FirstViewPage` skips; twice is harmless)."""
+    """The page's outermost layout: its document's models point their stylesheets at this server, those it has now
+    and those a later change adds (the inbox, the list's filters: built on first use). Panel does both in its page
+    GET, which `FirstViewPage` skips: it patches the models made so far, and keeps the URL in the document's
+    `dist_url` template variable, which Panel reads for every model it makes later (else: its CDN)."""
     def server_doc(self, doc=None, title=None, location=True):
+        url, target = dist_url(panel_state.rel_path or ""), doc or panel_state.curdoc
+        if target is not None: target._template_variables["dist_url"] = url     # PRIVATE: Panel's own key
         doc = super().server_doc(doc, title, location)
-        for root in doc.roots: patch_model_css(root, dist_url=dist_url(panel_state.rel_path or ""))
+        doc._template_variables["dist_url"] = url
+        for root in doc.roots: patch_model_css(root, dist_url=url)             # twice is harmless
         return doc
 
 # %% ../../nbs/ui/19_compat.ipynb #94178936

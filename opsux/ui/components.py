@@ -24,12 +24,12 @@ from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, Progr
                                  clean_text, page_number, _read, confirm_text)
 
 # %% auto #0
-__all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'PICK_TEMPLATE', 'PICK_SCRIPTS', 'BULK_LABELS', 'TOAST_LEVELS',
-           'stylesheet', 'html_pane', 'text_pane', 'heading', 'badge_html', 'bar_html', 'runs_table_html',
-           'notice_html', 'banner_html', 'health_html', 'progress_rows_html', 'more_runs_html', 'notification_html',
-           'detail_html', 'shared_html', 'set_html', 'keep_in_url', 'ProgressWidget', 'Confirm', 'PickTable',
-           'filter_widgets', 'bind_run_id', 'OperationsList', 'RunDetail', 'Inbox', 'ReconnectingBanner', 'toasts_html',
-           'Toasts']
+__all__ = ['STATIC', 'CSS', 'CSS_URL', 'RUN_COLUMNS', 'WIDGET_HEADING', 'PICK_TEMPLATE', 'PICK_SCRIPTS', 'BULK_LABELS',
+           'TOAST_LEVELS', 'stylesheet', 'html_pane', 'text_pane', 'heading', 'badge_html', 'bar_html',
+           'runs_table_html', 'notice_html', 'banner_html', 'health_html', 'progress_rows_html', 'more_runs_html',
+           'notification_html', 'detail_html', 'shared_html', 'set_html', 'keep_in_url', 'ProgressWidget', 'Confirm',
+           'PickTable', 'filter_widgets', 'bind_run_id', 'OperationsList', 'filtering', 'RunDetail', 'Inbox',
+           'ReconnectingBanner', 'toasts_html', 'Toasts']
 
 # %% ../../nbs/ui/21_components.ipynb #2e4223bc
 STATIC = Path(str(files("opsux.ui") / "static"))      # served at /opsux/static/ (see `opsux.ui.server`)
@@ -130,20 +130,21 @@ def keep_in_url(filters, # a Parameterized with `query()` and the tuple `QUERY` 
     filters.param.watch(push, list(filters.QUERY))
 
 # %% ../../nbs/ui/21_components.ipynb #f1a57e46
+WIDGET_HEADING = render("heading.html", level=4, text="Running operations")
+
 class ProgressWidget(Viewer):
     "The global progress widget (hidden when nothing is active)."
     model = param.ClassSelector(class_=ProgressWidgetModel)
 
     def __init__(self, model: ProgressWidgetModel, **params):
         super().__init__(model=model, **params)
-        self._rows = html_pane(pn.bind(self._rows_html, model.param.rows), css_classes=["ox-widget-rows"])
-        self._more = html_pane(pn.bind(more_runs_html, model.param.more), css_classes=["ox-widget-more"],
-                               visible=model.param.more.rx() > 0)
-        self._layout = pn.Column(heading("Running operations", 4, margin=(0, 5)), self._rows, self._more,
-                                 visible=model.param.visible, css_classes=["ox-progress-widget"],
-                                 sizing_mode="stretch_width")
+        self._layout = html_pane(pn.bind(self._html, model.param.rows, model.param.more), visible=model.param.visible,
+                                 css_classes=["ox-progress-widget"], sizing_mode="stretch_width")
 
-    def _rows_html(self, rows): return shared_html(self.model.memo, progress_rows_html, rows)
+    def _html(self, rows, more) -> str:
+        "Heading, rows and the last line in one pane (one Bokeh model, where a Column of three took four)."
+        return (f'{WIDGET_HEADING}<div class="ox-widget-rows">{shared_html(self.model.memo, progress_rows_html, rows)}'
+                f'</div>{more_runs_html(more)}')
     def __panel__(self): return self._layout
 
 # %% ../../nbs/ui/21_components.ipynb #b664aed0
@@ -311,10 +312,10 @@ class OperationsList(Viewer):
     def __init__(self, model: OperationsListModel, catalog=None, **params):
         super().__init__(model=model, **params)
         f = model.filters
-        self.widgets = filter_widgets(f, catalog or model.presenter.catalog, model.viewer.initiators())
-        bind_run_id(self.widgets["run_id"], f)
-        self.clear = pn.widgets.Button(name="Clear filters", button_type="light", align="end")
-        self.clear.on_click(self._clear)
+        self._catalog, self._layout, self.widgets, self.clear = catalog or model.presenter.catalog, None, None, None
+        self.open_filters = pn.widgets.Button(name="Filters", button_type="light", css_classes=["ox-filters-toggle"])
+        self.open_filters.on_click(self.show_filters)
+        f.param.watch(self._filtered, [*ListFilters.FILTERS, "problems"])
         self.newer = pn.widgets.Button(name="← Newer", css_classes=["ox-newer"],
                                        disabled=f.param.after.rx().rx.is_(None))
         self.older = pn.widgets.Button(name="Older →", css_classes=["ox-older"],
@@ -364,11 +365,42 @@ def _table_html(self: OperationsList, rows): return shared_html(self.model.memo,
 # %% ../../nbs/ui/21_components.ipynb #1b0af9ab
 @patch
 def __panel__(self: OperationsList):
-    w = self.widgets                              # two plain Rows: a FlexBox is a ReactiveHTML, slow to build
-    filters = pn.Column(pn.Row(w["type"], w["status"], w["initiator"]),
-                        pn.Row(w["since"], w["until"], w["run_id"], w["code"], self.clear))
-    return pn.Column(heading("Operations"), filters, self.notice, self.table,
-                     pn.Row(self.newer, self.page, self.older, self.goto, self.export), sizing_mode="stretch_width")
+    if self._layout is None:
+        if filtering(self.model.filters): self.show_filters()
+        self._heading = heading("Operations")
+        self._pager = pn.Row(self.newer, self.page, self.older, self.goto, self.export)
+        self._layout = pn.Column(*self._objects(), sizing_mode="stretch_width")
+    return self._layout
+
+@patch
+def _objects(self: OperationsList) -> list:
+    "The page's parts: the filters (two plain Rows: a FlexBox is a ReactiveHTML, slow to build), or their button."
+    w = self.widgets
+    bar = [self.open_filters] if w is None else [pn.Row(w["type"], w["status"], w["initiator"]),
+                                                 pn.Row(w["since"], w["until"], w["run_id"], w["code"], self.clear)]
+    return [self._heading, *bar, self.notice, self.table, self._pager]
+
+# %% ../../nbs/ui/21_components.ipynb #1f12ad15
+def filtering(f: ListFilters) -> bool:
+    "True when any filter of `f` is set (or a value in the URL was refused)."
+    return bool(f.problems) or any(getattr(f, k) != ListFilters.param[k].default for k in ListFilters.FILTERS)
+
+@patch
+def show_filters(self: OperationsList, _=None):
+    """Build the filter widgets, once, in place of the *Filters* button. A page opened with no filter shows only
+    the button: the eight widgets and their two Rows were a fifth of the list page's models and of its build
+    (and the initiators' read). Setting a filter any other way (the URL, back and forward, a link) shows them."""
+    if self.widgets is not None: return
+    f = self.model.filters
+    self.widgets = filter_widgets(f, self._catalog, self.model.viewer.initiators())
+    bind_run_id(self.widgets["run_id"], f)
+    self.clear = pn.widgets.Button(name="Clear filters", button_type="light", align="end")
+    self.clear.on_click(self._clear)
+    if self._layout is not None: self._layout.objects = self._objects()
+
+@patch
+def _filtered(self: OperationsList, *_events):
+    if self.widgets is None and filtering(self.model.filters): self.show_filters()
 
 # %% ../../nbs/ui/21_components.ipynb #173e037b
 @patch
@@ -548,14 +580,16 @@ class ReconnectingBanner(Viewer):
 
     def __init__(self, model: ConnectionModel, **params):
         super().__init__(model=model, **params)
-        self.pane = html_pane(pn.bind(self._banner, model.param.online),   # not last_ok: it moves every round
-                              visible=model.param.online.rx().rx.not_(),
-                              css_classes=["ox-reconnecting-banner"])
-        self.health = html_pane(pn.bind(health_html, model.param.write_problem), css_classes=["ox-health-line"],
-                                visible=model.param.write_problem.rx().rx.bool())
+        shown = model.param.online.rx().rx.not_() | model.param.write_problem.rx().rx.bool()
+        self.pane = html_pane(pn.bind(self._html, model.param.online, model.param.write_problem),   # not last_ok:
+                              visible=shown, sizing_mode="stretch_width", margin=0)                 # it moves every round
 
-    def _banner(self, online): return banner_html(self.model.message()) if not online else ""
-    def __panel__(self): return pn.Column(self.pane, self.health, sizing_mode="stretch_width", margin=0)
+    def _html(self, online, problem) -> str:
+        "The banner (its own block, `ox-reconnecting-banner`) and the health line (`ox-health-line`): one pane."
+        banner = banner_html(self.model.message()) if not online else ""
+        return (f'<div class="ox-reconnecting-banner">{banner}</div>' if banner else "") + (
+                f'<div class="ox-health-line">{health_html(problem)}</div>' if problem else "")
+    def __panel__(self): return self.pane
 
 # %% ../../nbs/ui/21_components.ipynb #2f29c1a0
 TOAST_LEVELS = ("info", "success", "warning", "error")

@@ -16,7 +16,7 @@ from .compat import background_clock, curdoc, hold, install_client, PageColumn
 from .markup import render, text_html
 from .viewmodels import (ListFilters, OperationsListModel, RunDetailModel, ProgressWidgetModel, InboxModel,
                                  ConnectionModel, clean_text, event_concerns, MAX_NAME)
-from .components import (heading, html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
+from .components import (filtering, heading, html_pane, text_pane, OperationsList, RunDetail, ProgressWidget, Inbox,
                                 ReconnectingBanner, Toasts, banner_html, keep_in_url, detail_html, runs_table_html,
                                 shared_html)
 from .push import Health, Push, SharedViewer, clock_reading, is_database_error, _fresh
@@ -487,8 +487,7 @@ def page_header(s: DashboardSession) -> list:
         personas = {clean_text(f"{u.name} <{u.email}>", MAX_NAME): str(u.id) for u in s.ops.directory.users()}
         header.append(cookie_select("Persona (demo)", personas, str(s.user.id), "opsux_persona", "ox-persona"))
     s.bell = pn.widgets.Button(name=pn.bind(_bell, s.inbox.param.unread), css_classes=["ox-bell"], button_type="light",
-                               width=110, margin=(18, 10), description="Notifications: unread count",
-                               visible=_inbox_mapped(s.ops))
+                               width=110, margin=(18, 10), visible=_inbox_mapped(s.ops))   # no tooltip: a model more
     s.toasts = Toasts()      # in the header: the main area is a CSS containment box, where fixed is not fixed
     return header + [s.bell, s.toasts]
 
@@ -515,13 +514,13 @@ def page_main(s: DashboardSession) -> list:
     elif s.route == RUN_PATH: body = RunDetail(s.detail, back_url=s.back_url, say=s.say, on_error=s.failed)
     elif s.route == INSIGHTS_PATH: body = insights_page(s); s.show_insights(body.model)
     else: body = actions_page(s)
-    return [pn.Column(ReconnectingBanner(s.connection), inbox, body, sizing_mode="stretch_width")]
+    return [ReconnectingBanner(s.connection), inbox, body]
 
 # %% ../../nbs/ui/23_pages.ipynb #472ec9df
 def page_sidebar(s: DashboardSession) -> list:
-    "Navigation, who is signed in, and the global progress widget."
-    who = text_pane(f"Signed in as {s.user.name}", styles={"color": "#57606a"}, margin=(10, 10), css_classes=["ox-who"])
-    return [html_pane(nav_html(s.app.demo, s.route)), who, ProgressWidget(s.widget)]
+    "Navigation and who is signed in (one pane), and the global progress widget."
+    return [html_pane(render("sidebar.html", nav=nav_html(s.app.demo, s.route), user=s.user.name)),
+            ProgressWidget(s.widget)]
 
 # %% ../../nbs/ui/23_pages.ipynb #00d4dbfd
 def build_page(s: DashboardSession):
@@ -550,7 +549,8 @@ def first_view_html(s: DashboardSession) -> str:
     elif s.detail is not None: body = detail_html(s.detail.facts(utcnow()), s.back_url)
     else: body = ""
     return render("first_view.html", product=PRODUCT, home=OPERATIONS_PATH, nav=nav_html(s.app.demo, s.route),
-                  user=s.user.name, title=FIRST_TITLES.get(s.route, ""), controls=s.list is not None, body=body)
+                  user=s.user.name, title=FIRST_TITLES.get(s.route, ""), controls=s.list is not None,
+                  filters=s.list is not None and filtering(s.list.filters), body=body)
 
 @patch
 def first_view(self: DashboardApp, path: str, arguments: dict, cookies: dict, headers: dict) -> str | None:

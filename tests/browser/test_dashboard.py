@@ -195,6 +195,8 @@ def test_list_filters_paging_and_url_state(page, server):
     page.locator(".ox-newer button").click()
     expect(rows.first).to_have_attribute("data-run-id", str(first_id))
 
+    expect(page.locator(".ox-f-status select")).to_have_count(0)     # no filter set: only the Filters button
+    page.get_by_role("button", name="Filters").click()
     page.locator(".ox-f-status select").select_option(label="Failed")
     page.wait_for_function("location.search.includes('status=failed')")
     badges = page.locator(".ox-table .ox-badge")
@@ -369,6 +371,7 @@ def test_initiator_and_type_filters(page, server):
     page.goto(server.base + "/operations")
     rows = page.locator(".ox-table tbody tr")
     expect(rows).to_have_count(25)
+    page.get_by_role("button", name="Filters").click()
     page.locator(".ox-f-initiator select").select_option(label="Ada Lovelace")
     page.wait_for_function("location.search.includes('initiator=Ada+Lovelace')")
     expect(rows.filter(has_not=page.locator("td:nth-child(5)", has_text="Ada Lovelace"))).to_have_count(0)

@@ -1,6 +1,8 @@
 """Issue 11, item 2: the pages are complete offline. Chromium records every request the login, list and run-detail
 pages make (`page.on("request")`) against `opsux serve --auth basic`; none may leave 127.0.0.1 (no font CDN, no
-Panel/Bokeh CDN), and the pages still show their rows styled by what the server itself serves."""
+Panel/Bokeh CDN), not even for the parts built on first use (the filters, the inbox: the Content-Security-Policy
+would refuse such a stylesheet, and say so in the console), and the pages still show their rows styled by what the
+server itself serves."""
 from __future__ import annotations
 
 import sys
@@ -25,7 +27,8 @@ def outside(urls) -> list[str]:
 
 
 def test_no_page_asks_anything_of_another_host(page, served):
-    urls, failed = [], []
+    urls, failed, console = [], [], []
+    page.on("console", lambda m: console.append(m.text))
     page.on("request", lambda r: urls.append(r.url))
     page.on("requestfailed", lambda r: failed.append(r.url))
     page.goto(served.base + "/login")
@@ -35,6 +38,13 @@ def test_no_page_asks_anything_of_another_host(page, served):
     row = page.locator(".ox-table tbody tr").first
     expect(row).to_be_visible(timeout=30_000)                                  # the list
     page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name="Filters").click()         # parts built on first use: the filters, the inbox
+    expect(page.locator(".ox-f-status select")).to_be_visible()
+    page.locator(".ox-bell button").click()
+    expect(page.locator(".ox-inbox-card")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)
+    assert not [m for m in console if "Content Security Policy" in m and "stylesheet" in m], console   # on a CDN
     run_id = row.get_attribute("data-run-id")
     page.goto(f"{served.base}/operations/run?id={run_id}")
     expect(page.locator(".ox-detail")).to_contain_text(f"#{run_id}", timeout=30_000)   # the detail
