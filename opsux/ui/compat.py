@@ -20,12 +20,14 @@ from panel.io.server import DocHandler, _set_request_route_context, html_page_fo
 from panel.io.state import set_curdoc, state as panel_state
 from tornado.ioloop import IOLoop
 from tornado.web import authenticated
+from .http import UNSCANNED
+from ..rules.basics import Kept
 
 # %% auto #0
 __all__ = ['CHECKED', 'UNCHECKED', 'SHARED_HTML', 'curdoc', 'hold', 'CLIENT', 'RECONNECT', 'PAGE_BUNDLES', 'FIRST_VIEW_PAGE',
            'LOADING', 'DEFERRED', 'version_tuple', 'unchecked', 'check_versions', 'model_text', 'SharedHTML',
            'background_clock', 'client_script', 'quiet_reconnects', 'install_client', 'lean_resources', 'FirstViewPage',
-           'rel_path', 'dist_url', 'first_view_html_page', 'PageColumn', 'first_view_pages']
+           'rel_path', 'dist_url', 'first_view_html_page', 'page_bundle', 'PageColumn', 'first_view_pages']
 
 # %% ../../nbs/ui/19_compat.ipynb #8acf93e6
 CHECKED = {"panel": ("1.9", "1.10"), "bokeh": ("3.8", "3.10")}   # [lowest, first unchecked) minor versions
@@ -136,7 +138,7 @@ def lean_resources(app, # a Bokeh server's Tornado application (`server._tornado
 # %% ../../nbs/ui/19_compat.ipynb #e1a26c41
 FIRST_VIEW_PAGE = """{% block css_resources %}{{ super() }}<link rel="stylesheet" href="{{ ox_css }}">{% endblock %}
 {% block js_resources %}{{ (bokeh_js or "") | replace(ox_blocking, ox_deferred) | replace(ox_log, ox_log_later) }}{% endblock %}
-{% block contents %}<div id="ox-first" class="ox-first" aria-busy="true">{{ ox_first }}</div>
+{% block contents %}<div id="ox-first" class="ox-first" aria-busy="true">{{ ox_unscanned[0] }}{{ ox_first }}{{ ox_unscanned[1] }}</div>
 {{ super() }}<script>{{ ox_swap }}</script>{% endblock %}"""
 LOADING = '<p class="ox-empty">Loading…</p>'        # a page without a first view (no user yet, database away)
 DEFERRED = dict(ox_blocking='<script type="text/javascript" src=', ox_deferred="<script defer src=",
@@ -176,13 +178,26 @@ def first_view_html_page(app, token: str, markup: str | None, css_url: str, path
     rel = rel_path(path)
     with set_curdoc(Document()):                     # Panel writes resource URLs relative to the page's path
         panel_state.rel_path = rel
-        bundle = bundle_resources([], PanelResources.from_bokeh(app.resources()))
+        bundle = page_bundle(app, rel)
         item = RenderItem(token=token, elementid="ox-live", use_for_title=False)
-        variables = dict(ox_first=markup or LOADING, ox_css=css_url, ox_swap=client_script("first_view"),
+        variables = dict(ox_first=markup or LOADING, ox_unscanned=UNSCANNED,   # the rows: no CSP parse (http)
+                         ox_css=css_url, ox_swap=client_script("first_view"),
                          dist_url=dist_url(rel), app_favicon=(f"{rel}/" if rel else "./") + "favicon.ico",
                          theme_name="default", **DEFERRED)
         return html_page_for_render_items(bundle, {}, [item], "opsux", template=FIRST_VIEW_PAGE,
                                           template_variables=variables)
+
+# %% ../../nbs/ui/19_compat.ipynb #b1e68ba1
+_BUNDLES = Kept(32)
+
+def page_bundle(app, rel: str):
+    """Panel's bundle of the page's scripts and stylesheets (`bundle_resources`), made once per path depth: 3.4 ms
+    of every page GET. Made again should a model class or a Panel extension be added later (both name files)."""
+    from bokeh.model import Model
+    from panel.config import panel_extension
+    key = (id(app), rel, len(Model.model_class_reverse_map),
+           tuple(sorted(panel_extension._loaded_extensions)))      # PRIVATE: Panel's loaded extensions
+    return _BUNDLES.get(key, (app,), lambda: bundle_resources([], PanelResources.from_bokeh(app.resources())))
 
 # %% ../../nbs/ui/19_compat.ipynb #97a62ce1
 class PageColumn(pn.Column):
