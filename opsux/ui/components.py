@@ -313,7 +313,7 @@ class OperationsList(Viewer):
         super().__init__(model=model, **params)
         f = model.filters
         self._catalog, self._layout, self.widgets, self.clear = catalog or model.presenter.catalog, None, None, None
-        self.open_filters = pn.widgets.Button(name="Filters", button_type="light", css_classes=["ox-filters-toggle"])
+        self.open_filters = pn.widgets.Button(name="Filters ▾", css_classes=["ox-filters-toggle"], width=100)
         self.open_filters.on_click(self.show_filters)
         f.param.watch(self._filtered, [*ListFilters.FILTERS, "problems"])
         self.newer = pn.widgets.Button(name="← Newer", css_classes=["ox-newer"],
@@ -326,8 +326,7 @@ class OperationsList(Viewer):
         self.goto = pn.widgets.IntInput(value=None, start=1, placeholder="Go to page", width=110,
                                         css_classes=["ox-goto"])
         self.goto.param.watch(self._goto, "value")
-        self.notice = html_pane(pn.bind(notice_html, model.param.error), css_classes=["ox-filter-notice"],
-                                visible=model.param.error.rx().rx.bool())
+        self.notice = html_pane(pn.bind(self._head_html, model.param.error))   # the heading, and any notice
         self.export = html_pane(pn.bind(self._export_html, *(f.param[k] for k in ListFilters.FILTERS)),
                                 css_classes=["ox-export"], margin=(8, 10))
         if model.acts is not None and model.acts.operable: self._operator_table()
@@ -367,7 +366,6 @@ def _table_html(self: OperationsList, rows): return shared_html(self.model.memo,
 def __panel__(self: OperationsList):
     if self._layout is None:
         if filtering(self.model.filters): self.show_filters()
-        self._heading = heading("Operations")
         self._pager = pn.Row(self.newer, self.page, self.older, self.goto, self.export)
         self._layout = pn.Column(*self._objects(), sizing_mode="stretch_width")
     return self._layout
@@ -378,7 +376,13 @@ def _objects(self: OperationsList) -> list:
     w = self.widgets
     bar = [self.open_filters] if w is None else [pn.Row(w["type"], w["status"], w["initiator"]),
                                                  pn.Row(w["since"], w["until"], w["run_id"], w["code"], self.clear)]
-    return [self._heading, *bar, self.notice, self.table, self._pager]
+    return [self.notice, *bar, self.table, self._pager]
+
+@patch
+def _head_html(self: OperationsList, error: str) -> str:
+    "The page's heading and, under it, a notice about filter values left out (one pane: a model fewer)."
+    notice = f'<div class="ox-filter-notice">{notice_html(error)}</div>' if error else ""
+    return str(render("heading.html", level=2, text="Operations")) + notice       # (Markup + str would escape it)
 
 # %% ../../nbs/ui/21_components.ipynb #1f12ad15
 def filtering(f: ListFilters) -> bool:

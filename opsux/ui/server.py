@@ -126,7 +126,7 @@ def serve(db=None, # database URL, SQLite path, or an open `Ops`
     "Serve the dashboard (blocks while `start`); returns the Panel server."
     _check_proxy_args(use_xheaders, trusted_proxy)
     trusted, limit = parse_networks(trusted_proxy), RateLimit.parse(page_limit)
-    pn.extension()
+    pn.extension(browser_info=False)     # no page reads the browser's details: a model fewer per page
     app = DashboardApp(db, read_only=read_only, as_user=as_user, demo=demo)
     hosts = allowed_hosts(host, port, allow_websocket_origin)
     pages = tuple("/" + r for r in app.routes())
