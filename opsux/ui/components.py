@@ -487,10 +487,11 @@ class RunDetail(Viewer):
         self.cancel.on_click(self._ask_cancel); self.retry.on_click(self._ask_retry)
         self.confirm = Confirm()
         self.actions = pn.Row(self.cancel, self.retry, css_classes=["ox-run-actions"])
-        model.param.watch(self._offer, "changed"); self._offer()
+        self.controls = pn.Column(margin=0)     # the actions and their question, only while the run allows one:
+        model.param.watch(self._offer, "changed"); self._offer()      # hidden, they were 7 models of a page's 35
 
     def _html(self, *_): return detail_html(self.model.facts(utcnow()), self.back_url)
-    def __panel__(self): return pn.Column(self.actions, self.confirm, self.body, sizing_mode="stretch_width")
+    def __panel__(self): return pn.Column(self.controls, self.body, sizing_mode="stretch_width")
 
 # %% ../../nbs/ui/21_components.ipynb #844ff3d2
 @patch
@@ -500,6 +501,8 @@ def _offer(self: RunDetail, *_):
     if (self.cancel.visible, self.retry.visible) != (cancel, retry):
         self.cancel.visible, self.retry.visible, self.actions.visible = cancel, retry, cancel or retry
     if not (cancel or retry) and self.confirm.box.visible: self.confirm._no()
+    shown = [self.actions, self.confirm] if cancel or retry else []
+    if len(self.controls.objects) != len(shown): self.controls.objects = shown
 
 @patch
 def _ask_cancel(self: RunDetail, _=None):
