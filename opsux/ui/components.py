@@ -326,7 +326,7 @@ class OperationsList(Viewer):
         self.goto = pn.widgets.IntInput(value=None, start=1, placeholder="Go to page", width=110,
                                         css_classes=["ox-goto"])
         self.goto.param.watch(self._goto, "value")
-        self.notice = html_pane(pn.bind(self._head_html, model.param.error))   # the heading, and any notice
+        self.head = html_pane(pn.bind(self._head_html, model.param.error))     # the heading, and any notice
         self.export = html_pane(pn.bind(self._export_html, *(f.param[k] for k in ListFilters.FILTERS)),
                                 css_classes=["ox-export"], margin=(8, 10))
         if model.acts is not None and model.acts.operable: self._operator_table()
@@ -376,7 +376,7 @@ def _objects(self: OperationsList) -> list:
     w = self.widgets
     bar = [self.open_filters] if w is None else [pn.Row(w["type"], w["status"], w["initiator"]),
                                                  pn.Row(w["since"], w["until"], w["run_id"], w["code"], self.clear)]
-    return [self.notice, *bar, self.table, self._pager]
+    return [self.head, *bar, self.table, self._pager]
 
 @patch
 def _head_html(self: OperationsList, error: str) -> str:
