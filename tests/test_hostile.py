@@ -162,7 +162,9 @@ def test_filters_a_user_changes_in_the_page_never_raise(world):
     app = DashboardApp(world.ops)
     s = DashboardSession(app, world.ada, OPERATIONS_PATH, {}, {}, None).load()
     try:
-        widgets = OperationsList(s.list).widgets
+        listing = OperationsList(s.list)
+        listing.show_filters()                              # built when first wanted (the Filters button)
+        widgets = listing.widgets
         for value in ("\x00", str(10**30), "x" * 5000, "9999-12-31", MARKUP, " 7 "):
             widgets["run_id"].value = value                  # the binding parses; no exception may escape
         assert s.list.filters.run_id == 7
