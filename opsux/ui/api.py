@@ -396,38 +396,39 @@ def sql_pages(viewer) -> bool:
 
 # %% ../../nbs/ui/27_api.ipynb #684484aa
 PAGES_KEPT = 4096      # unfiltered page statements (per tenant set, page size, first or later) one process keeps
-_PAGES = Kept(PAGES_KEPT)   # (id of the runs part, tenant ids, limit, paged) -> statement
-_AFTER = bindparam("after", 0)   # the value comes with each request (0 only lets `_driver_rows` compile it)
+_PAGES = Kept(PAGES_KEPT)   # (id of the runs part, tenant ids, limit, paged) -> (statement, its SQL for psycopg)
+_AFTER = bindparam("after", 0)   # the value comes with each request (0 only lets `_compiled` compile it)
 
 def _json_page_stmt(viewer, limit: int, kw: dict) -> tuple:
-    """(statement, parameters, kept) of `run_page_json`. Unfiltered pages, the API's usual requests, are built once
-    per tenant set and page size in the process, with `after` a parameter (kept: true): building one cost 0.28 ms a
-    request, a quarter of the request's query."""
+    """(statement, parameters, its SQL for psycopg or None) of `run_page_json`. Unfiltered pages, the API's usual
+    requests, are built and compiled once per tenant set and page size in the process, with `after` a parameter:
+    building one cost 0.28 ms a request, a quarter of the request's query."""
     part = viewer.schema.runs
     def build(kw):
         c = part.c
         return viewer.runs_stmt(limit=limit, **kw).with_only_columns(
             c.id, c.status, c.outcome, *_json_objects(part.table, viewer.ops.reader.dialect))
     paged = kw.keys() == {"after"}
-    if kw and not paged: return build(kw), {}, False
-    stmt = _PAGES.get((id(part), viewer.tenant_ids, limit, paged), (part,),   # a schema mapped anew: built anew
-                      lambda: build({"after": _AFTER} if paged else {}))
-    return stmt, ({"after": kw["after"]} if paged else {}), True
+    if kw and not paged: return build(kw), {}, None
+    def kept():
+        stmt = build({"after": _AFTER} if paged else {})
+        return stmt, _compiled(stmt, viewer.ops.reader.dialect)
+    stmt, sql = _PAGES.get((id(part), viewer.tenant_ids, limit, paged), (part,), kept)   # a schema mapped anew: anew
+    return stmt, ({"after": kw["after"]} if paged else {}), sql
 
 # %% ../../nbs/ui/27_api.ipynb #5430a3dd
-_COMPILED = Kept(PAGES_KEPT)   # id(statement) -> (its SQL for psycopg, its parameters)
-
 def _compiled(stmt, dialect) -> tuple[str, dict]:
+    "(SQL text for psycopg, its fixed parameters) of `stmt`."
     c = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     return c.string, dict(c.params)
 
-def _driver_rows(ops, stmt, params: dict) -> list:
-    """The rows of `stmt` (with `params`), read through psycopg itself, the SQL compiled once per kept statement.
+def _driver_rows(ops, stmt, compiled: tuple, params: dict) -> list:
+    """The rows of `stmt` (with `params`), read through psycopg itself as `compiled` (`_compiled`, kept with it).
     SQLAlchemy's execution and rows cost 0.2 ms of a page's 1.5 ms read (5–8 % of the request, A/B). On any driver
     error the statement runs again through SQLAlchemy, on that connection: it tells a lost server (an
     `OperationalError`, answered 503, and the pool's older connections dropped) from other errors, and raises its
     own exception, without the SQL."""
-    sql, fixed = _COMPILED.get(id(stmt), (stmt,), lambda: _compiled(stmt, ops.reader.dialect))
+    sql, fixed = compiled
     with ops.reader.connect() as con:
         try: return con.connection.driver_connection.execute(sql, {**fixed, **params}).fetchall()
         except ops.reader.dialect.loaded_dbapi.Error:
@@ -438,8 +439,8 @@ def run_page_json(viewer, # a `Viewer` for which `sql_pages` is true
                   limit: int, kw: dict, # `run_query`'s page size and `Viewer.runs` arguments
                  ) -> tuple[str, int | None]:
     "(JSON text of the page's items, `next_after`): `viewer.runs(limit=limit, **kw)` as `run_json`s, written by the database."
-    stmt, params, kept = _json_page_stmt(viewer, limit, kw)
-    if kept: rows = _driver_rows(viewer.ops, stmt, params)           # compiled once for the driver, kept with it
+    stmt, params, sql = _json_page_stmt(viewer, limit, kw)
+    if sql: rows = _driver_rows(viewer.ops, stmt, sql, params)       # compiled once for the driver, kept with it
     else:
         with viewer.ops.reader.connect() as con: rows = con.execute(stmt, params).all()
     more, rows = len(rows) > limit, rows[:limit]

@@ -387,7 +387,7 @@ def _head_html(self: OperationsList, error: str) -> str:
 # %% ../../nbs/ui/21_components.ipynb #1f12ad15
 def filtering(f: ListFilters) -> bool:
     "True when any filter of `f` is set (or a value in the URL was refused)."
-    return bool(f.problems) or any(getattr(f, k) != ListFilters.param[k].default for k in ListFilters.FILTERS)
+    return bool(f.problems) or not f.query().keys().isdisjoint(ListFilters.FILTERS)   # its non-default state
 
 @patch
 def show_filters(self: OperationsList, _=None):
